@@ -1,0 +1,64 @@
+"""Engine tunables, with the defaults the seed scenarios were written against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    full_fill_ratio: float = 0.95
+    """Leg A fill ratio at or above which it counts as filled."""
+    abort_fill_ratio: float = 0.5
+    """Leg A fill ratio below which the trade aborts without sending leg B."""
+    unwind_on_abort: bool = True
+    """Close leg A's fill with an opposite order when the trade aborts."""
+    order_type: str = "market"
+    call_timeout: float = 30.0
+    """Seconds one exchange call may take before its outcome counts as unknown (a hung call is
+    treated exactly like a timeout: looked up, never blindly repeated)."""
+    recover_concurrency: int = 32
+    """Trades ``recover()`` drives at once."""
+
+    lookup_attempts: int = 5
+    """Lookups of an order whose outcome is unknown before the engine stops and leaves it for
+    ``recover()``. Never a resend while the lookups are inconclusive."""
+    lookup_backoff: float = 0.5
+    """Seconds before the second lookup; doubles each time, capped at ``max_backoff``."""
+    max_backoff: float = 10.0
+
+    rate_limit_attempts: int = 5
+    """Sends of one order answered by a rate limit before it counts as rejected."""
+    max_sends_per_order: int = 3
+    """Sends of one client order id confirmed absent each time before it counts as rejected."""
+    leg_attempts: int = 3
+    """Orders per leg (leg B, unwind) to complete a partly filled leg before giving up."""
+
+    settle_timeout: float = 2.0
+    """Seconds an open order may keep filling before its remainder is cancelled."""
+    settle_poll_interval: float = 0.2
+
+    hedge_tolerance: float = 1e-9
+    """Relative remainder of a leg small enough to count as complete (float noise)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.abort_fill_ratio <= self.full_fill_ratio <= 1:
+            raise ValueError("need 0 < abort_fill_ratio <= full_fill_ratio <= 1")
+        for name in (
+            "lookup_attempts",
+            "rate_limit_attempts",
+            "max_sends_per_order",
+            "leg_attempts",
+            "recover_concurrency",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("lookup_backoff", "max_backoff", "settle_timeout", "settle_poll_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.call_timeout <= 0:
+            raise ValueError("call_timeout must be > 0")
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based) of a lookup or rate-limited send."""
+        return float(min(self.lookup_backoff * 2.0 ** (attempt - 1), self.max_backoff))

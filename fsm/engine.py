@@ -1,0 +1,376 @@
+"""The execution engine: drives each trade, one step at a time, from persisted facts.
+
+A step is: ``decide`` (pure) picks an action from the trade as stored; the engine persists the
+intent, does the exchange I/O, and persists what it learned. Nothing is held only in memory
+between steps, so ``recover()`` after a crash is the same loop started from the database.
+
+Exactly one driver runs per trade in a process (``_drivers``); a second request to drive the
+same trade joins the first instead of racing it. Across processes, the store's compare-and-set
+on the trade state makes a second driver fail with StaleTrade before it can send anything.
+A bot cancelling ``execute_pair_trade`` (e.g. ``asyncio.wait_for``) does not interrupt the
+trade: the driver is shielded and finishes; ``close()`` waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fsm.client_ids import Leg, client_order_id
+from fsm.config import EngineConfig
+from fsm.decide import (
+    GiveUp,
+    Lookup,
+    Move,
+    Resend,
+    Settle,
+    Submit,
+    TradeFacts,
+    decide,
+)
+from fsm.exchange_errors import ErrorMeaning
+from fsm.gateway import Answered, ExchangeGateway, Failed
+from fsm.machine import is_terminal, next_state
+from fsm.orders import OrderFacts, OrderStatus
+from fsm.request import PairTradeRequest, TradeOutcome
+from fsm.states import TradeState
+from persistence.store import (
+    Change,
+    Duplicate,
+    NewOrder,
+    OrderUpdate,
+    StaleTrade,
+    TradeRecord,
+    TradeStore,
+)
+
+log = logging.getLogger("pairexec.engine")
+
+
+class _StopDriving(Exception):
+    """The trade cannot safely advance now; it stays non-terminal for ``recover()``."""
+
+
+class ExecutionEngine:
+    def __init__(
+        self,
+        exchange: Any,
+        store: TradeStore | str | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.gateway = ExchangeGateway(exchange, self.config)
+        if store is None:
+            store = TradeStore("sqlite+aiosqlite:///:memory:")
+        self.store = TradeStore(store) if isinstance(store, str) else store
+        self._owns_store = False
+        self._drivers: dict[str, asyncio.Task[TradeOutcome]] = {}
+        self._executions: set[asyncio.Task[TradeOutcome]] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.store.is_open:
+            await self.store.open()
+            self._owns_store = True
+        if not self.store.crash_safe:
+            log.warning("in-memory trade store: trades will not survive a crash or restart")
+
+    async def close(self) -> None:
+        """Let running trades finish their current drive, then release the store if ours."""
+        while self._executions or self._drivers:
+            await asyncio.gather(*self._executions, *self._drivers.values(), return_exceptions=True)
+        if self._owns_store:
+            await self.store.close()
+            self._owns_store = False
+
+    async def __aenter__(self) -> ExecutionEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- public API ----------------------------------------------------------------------
+
+    async def execute_pair_trade(self, request: PairTradeRequest) -> TradeOutcome:
+        """Execute one pair trade; returns when it is terminal or cannot safely go on."""
+        request = request.validated()  # InvalidRequest before anything is stored or sent
+        if not self.store.is_open:
+            await self.start()
+        # Shielded from the caller's cancellation from the first write on: a trade that is
+        # stored is always driven, even if the bot stopped waiting for it.
+        task = asyncio.create_task(self._execute(request))
+        self._executions.add(task)
+        task.add_done_callback(self._executions.discard)
+        return await asyncio.shield(task)
+
+    async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
+        created = await self.store.create_trade(request)
+        if isinstance(created, Duplicate):
+            log.info("duplicate signal rejected: %s", created.why)
+            existing = created.existing
+            return TradeOutcome(
+                trade_id=existing.id if existing else "",
+                state=existing.state if existing else TradeState.FAILED,
+                reason=f"duplicate: {created.why}; nothing sent",
+                duplicate=True,
+            )
+        return await self._drive(created.id, resuming=False)
+
+    async def recover(self) -> list[TradeOutcome]:
+        """Drive every non-terminal trade in the store to a terminal state (if it safely can)."""
+        if not self.store.is_open:
+            await self.start()
+        trade_ids = await self.store.unfinished_trade_ids()
+        limit = asyncio.Semaphore(self.config.recover_concurrency)
+
+        async def one(trade_id: str) -> TradeOutcome:
+            async with limit:
+                return await self._drive(trade_id, resuming=True)
+
+        return list(await asyncio.gather(*(one(t) for t in trade_ids)))
+
+    # --- driving -------------------------------------------------------------------------
+
+    async def _drive(self, trade_id: str, *, resuming: bool) -> TradeOutcome:
+        task = self._drivers.get(trade_id)
+        if task is None:
+            task = asyncio.create_task(self._run(trade_id, resuming), name=f"trade-{trade_id}")
+            self._drivers[trade_id] = task
+            task.add_done_callback(lambda _t: self._drivers.pop(trade_id, None))
+        return await asyncio.shield(task)
+
+    async def _run(self, trade_id: str, resuming: bool) -> TradeOutcome:
+        record = await self.store.load(trade_id)
+        try:
+            while not is_terminal(record.state):
+                action = decide(_facts(record), record.orders, self.config, resuming=resuming)
+                if action is None:  # pragma: no cover - decide returns None only when terminal
+                    break
+                record = await self._step(record, action)
+        except _StopDriving as stop:
+            record = await self.store.load(trade_id)
+            return _outcome(record, str(stop))
+        except StaleTrade as stale:
+            record = await self.store.load(trade_id)
+            log.warning("trade %s moved by another driver: %s", trade_id, stale)
+            return _outcome(record, f"another driver moved this trade ({stale})")
+        return _outcome(record, record.reason)
+
+    async def _step(self, record: TradeRecord, action: object) -> TradeRecord:
+        if isinstance(action, Submit):
+            cid = client_order_id(record.id, action.leg, action.attempt)
+            record = await self._apply(
+                record,
+                action.cause,
+                trigger=action.trigger,
+                new_order=NewOrder(
+                    action.leg, action.attempt, cid, action.symbol, action.side, action.amount
+                ),
+            )
+            return await self._send(record, _order(record, cid))
+        if isinstance(action, Resend):
+            record = await self._apply(
+                record,
+                action.cause,
+                trigger=action.trigger,
+                order_update=OrderUpdate(action.order.client_order_id, OrderStatus.INTENT),
+            )
+            return await self._send(record, _order(record, action.order.client_order_id))
+        if isinstance(action, Lookup):
+            return await self._lookup(record, action.order)
+        if isinstance(action, Settle):
+            return await self._settle(record, action.order)
+        if isinstance(action, Move):
+            return await self._apply(record, action.cause, trigger=action.trigger)
+        if isinstance(action, GiveUp):
+            return await self._apply(
+                record,
+                f"{action.order.leg.value} order {action.order.client_order_id}: {action.cause}",
+                order_update=OrderUpdate(
+                    action.order.client_order_id, OrderStatus.REJECTED, filled=0.0
+                ),
+            )
+        raise TypeError(f"unknown action {action!r}")  # pragma: no cover
+
+    async def _apply(
+        self,
+        record: TradeRecord,
+        cause: str,
+        *,
+        trigger: str | None = None,
+        new_order: NewOrder | None = None,
+        order_update: OrderUpdate | None = None,
+    ) -> TradeRecord:
+        to_state = next_state(record.state, trigger) if trigger else None
+        updated = await self.store.apply(
+            record.id,
+            record.state,
+            Change(cause, to_state=to_state, new_order=new_order, order_update=order_update),
+        )
+        if to_state is not None:
+            log.info("trade %s %s -> %s: %s", record.id, record.state.value, to_state.value, cause)
+        return updated
+
+    async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
+        """create_order for an order whose intent is already committed."""
+        leg = f"leg {order.leg.value}" if order.leg is not Leg.UNWIND else "unwind"
+        for attempt in range(1, self.config.rate_limit_attempts + 1):
+            result = await self.gateway.create(order)
+            if isinstance(result, Answered):
+                report = result.report
+                return await self._apply(
+                    record,
+                    f"{leg} {order.side} {order.amount:g} {order.symbol} accepted: "
+                    f"{report.status.value.lower()}, filled {report.filled:g}",
+                    order_update=OrderUpdate(
+                        order.client_order_id,
+                        report.status,
+                        filled=report.filled,
+                        exchange_order_id=report.exchange_order_id,
+                        average=report.average,
+                        add_sends=attempt,
+                    ),
+                )
+            if (
+                result.meaning is ErrorMeaning.RETRY_LATER
+                and attempt < self.config.rate_limit_attempts
+            ):
+                await asyncio.sleep(self.config.backoff(attempt))
+                continue
+            if result.meaning in (ErrorMeaning.REJECTED, ErrorMeaning.RETRY_LATER):
+                return await self._apply(
+                    record,
+                    f"{leg} rejected: {result.error}",
+                    order_update=OrderUpdate(
+                        order.client_order_id,
+                        OrderStatus.REJECTED,
+                        filled=0.0,
+                        add_sends=attempt,
+                        error=result.error,
+                    ),
+                )
+            # UNKNOWN (or NOT_FOUND from a create, which makes no sense): look it up next.
+            return await self._apply(
+                record,
+                f"{leg} outcome unknown: {result.error}",
+                trigger="outcome_unknown",
+                order_update=OrderUpdate(
+                    order.client_order_id,
+                    OrderStatus.UNKNOWN,
+                    add_sends=attempt,
+                    error=result.error,
+                ),
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _lookup(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
+        """Find out whether an order whose outcome is unknown exists; never resend here."""
+        if record.state is not TradeState.UNKNOWN:
+            # After a crash the order is still INTENT: its create_order may have gone out.
+            record = await self._apply(
+                record,
+                f"resuming: create_order of {order.client_order_id} may have been sent",
+                trigger="outcome_unknown",
+                order_update=OrderUpdate(order.client_order_id, OrderStatus.UNKNOWN),
+            )
+        last_error = ""
+        for attempt in range(1, self.config.lookup_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(self.config.backoff(attempt - 1))
+            result = await self.gateway.fetch(order)
+            if isinstance(result, Answered):
+                report = result.report
+                return await self._apply(
+                    record,
+                    f"lookup found {order.client_order_id}: {report.status.value.lower()}, "
+                    f"filled {report.filled:g}",
+                    trigger="reconciled",
+                    order_update=OrderUpdate(
+                        order.client_order_id,
+                        report.status,
+                        filled=report.filled,
+                        exchange_order_id=report.exchange_order_id,
+                        average=report.average,
+                    ),
+                )
+            if result.meaning is ErrorMeaning.NOT_FOUND:
+                return await self._apply(
+                    record,
+                    f"lookup: {order.client_order_id} confirmed absent on the exchange",
+                    trigger="reconciled",
+                    order_update=OrderUpdate(order.client_order_id, OrderStatus.ABSENT, filled=0.0),
+                )
+            last_error = result.error
+        reason = (
+            f"order {order.client_order_id} outcome still unknown after "
+            f"{self.config.lookup_attempts} lookups ({last_error}); run recover"
+        )
+        await self._apply(record, reason)
+        raise _StopDriving(reason)
+
+    async def _settle(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
+        """Give an open order time to fill, then cancel the rest and record the final fill."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.settle_timeout
+        while loop.time() < deadline:
+            await asyncio.sleep(self.config.settle_poll_interval)
+            result = await self.gateway.fetch(order)
+            if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
+                return await self._record_final(record, order, result.report, "filled while open")
+        cancel_error = await self.gateway.cancel(order)
+        result = await self.gateway.fetch(order)
+        if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
+            return await self._record_final(record, order, result.report, "remainder cancelled")
+        detail = result.error if isinstance(result, Failed) else "still open"
+        if cancel_error is not None:
+            detail += f"; cancel: {cancel_error.error}"
+        reason = f"order {order.client_order_id} could not be settled ({detail}); run recover"
+        await self._apply(record, reason)
+        raise _StopDriving(reason)
+
+    async def _record_final(
+        self, record: TradeRecord, order: OrderFacts, report: Any, how: str
+    ) -> TradeRecord:
+        return await self._apply(
+            record,
+            f"{order.client_order_id} {how}: {report.status.value.lower()}, "
+            f"filled {report.filled:g} of {order.amount:g}",
+            order_update=OrderUpdate(
+                order.client_order_id,
+                report.status,
+                filled=report.filled,
+                exchange_order_id=report.exchange_order_id,
+                average=report.average,
+            ),
+        )
+
+
+def _facts(record: TradeRecord) -> TradeFacts:
+    r = record.request
+    return TradeFacts(
+        state=record.state,
+        pair_x=r.pair_x,
+        side_x=r.side_x,
+        amount_x=r.amount_x,
+        pair_y=r.pair_y,
+        side_y=r.side_y,
+        hedge_ratio=r.hedge_ratio,
+    )
+
+
+def _order(record: TradeRecord, cid: str) -> OrderFacts:
+    return next(o for o in record.orders if o.client_order_id == cid)
+
+
+def _outcome(record: TradeRecord, reason: str) -> TradeOutcome:
+    return TradeOutcome(
+        trade_id=record.id,
+        state=record.state,
+        filled_x=record.filled(Leg.A),
+        filled_y=record.filled(Leg.B),
+        unwound_x=record.filled(Leg.UNWIND),
+        reason=reason,
+    )

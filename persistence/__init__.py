@@ -1,0 +1,25 @@
+"""Durable storage of pair trades (SQLAlchemy models, the async trade store)."""
+
+from persistence.store import (
+    Change,
+    Duplicate,
+    EventRecord,
+    NewOrder,
+    OrderUpdate,
+    StaleTrade,
+    StoreError,
+    TradeRecord,
+    TradeStore,
+)
+
+__all__ = [
+    "Change",
+    "Duplicate",
+    "EventRecord",
+    "NewOrder",
+    "OrderUpdate",
+    "StaleTrade",
+    "StoreError",
+    "TradeRecord",
+    "TradeStore",
+]

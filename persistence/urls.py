@@ -1,0 +1,30 @@
+"""Database URLs: users write plain ``sqlite:///x.db`` or ``postgresql://``; we run async."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def async_url(url: str) -> str:
+    """The async-driver form of ``url`` (already-async URLs pass through)."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    if driver is not None:
+        parsed = parsed.set(drivername=driver)
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def is_memory_sqlite(url: str) -> bool:
+    parsed = make_url(url)
+    return is_sqlite(url) and parsed.database in (None, "", ":memory:")
+
+
+def redacted(url: str) -> str:
+    """For messages and logs: never print a password."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,173 @@
+"""Crashes between "intent persisted" and "create_order returned", and what recover() makes of them.
+
+The crash is ``SimulatedCrash``, a BaseException that nothing in the engine catches, raised by
+the fake exchange before or after it accepts an order: the process "dies" with the intent in
+the database and the exchange in either state. A second engine on the same database file then
+runs ``recover()``. (Real SIGKILLed processes come with the CLI's crash matrix.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from fsm import ExecutionEngine, TradeState
+from fsm.client_ids import Leg
+from fsm.orders import OrderStatus
+from persistence import TradeStore
+from tests.conftest import FAST, btc_eth
+from tests.fake_exchange import Call, FakeExchange, SimulatedCrash
+
+CRASH_POINTS = {
+    # leg: (how to reach it, symbol whose create crashes, faults queued before the crash)
+    "leg A": ("BTC/USDT", ()),
+    "leg B": ("ETH/USDT", ()),
+    "unwind": ("BTC/USDT", ("ok",)),  # leg A passes, leg B is rejected, the unwind crashes
+}
+
+
+def orders_per_leg(exchange: FakeExchange, trade_cids: dict[str, Leg]) -> Counter[Leg]:
+    return Counter(trade_cids[o["clientOrderId"]] for o in exchange.accepted())
+
+
+@pytest.mark.parametrize("when", ["crash_before", "crash_after"])
+@pytest.mark.parametrize("leg", list(CRASH_POINTS))
+async def test_crash_around_create_then_recover_gives_one_order_per_leg(
+    exchange: FakeExchange, db_url: str, leg: str, when: str
+):
+    symbol, before = CRASH_POINTS[leg]
+    exchange.fail("create_order", symbol, *before, when)
+    if leg == "unwind":
+        exchange.fail("create_order", "ETH/USDT", "rejected_invalid")
+
+    with pytest.raises(SimulatedCrash):
+        async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+            await engine.execute_pair_trade(btc_eth())
+
+    async with TradeStore(db_url) as store:
+        [crashed] = await store.list_trades()
+    assert crashed.orders[-1].status is OrderStatus.INTENT  # persisted before the send
+
+    async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+        [outcome] = await engine.recover()
+        again = await engine.recover()  # idempotent: nothing left to do
+        trade = await engine.store.load(outcome.trade_id)
+
+    assert again == []
+    expected = TradeState.ABORTED if leg == "unwind" else TradeState.DONE
+    assert outcome.state is expected
+    legs = orders_per_leg(exchange, {o.client_order_id: o.leg for o in trade.orders})
+    if leg == "unwind":
+        assert legs == Counter({Leg.A: 1, Leg.UNWIND: 1})
+        assert outcome.unwound_x == outcome.filled_x == 1.0
+    else:
+        assert legs == Counter({Leg.A: 1, Leg.B: 1})
+        assert outcome.filled_y == outcome.filled_x == 1.0
+    crashed_cid = crashed.orders[-1].client_order_id
+    sends = [c for c in exchange.create_calls() if c.client_order_id == crashed_cid]
+    assert len(sends) == (2 if when == "crash_before" else 1)  # resent only if confirmed absent
+
+
+async def test_crash_during_lookup_then_recover(exchange: FakeExchange, db_url: str):
+    exchange.fail("create_order", "ETH/USDT", "timeout_after")
+    exchange.fail("fetch_order", "ETH/USDT", "crash")
+    with pytest.raises(SimulatedCrash):
+        async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+            await engine.execute_pair_trade(btc_eth())
+
+    async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+        [outcome] = await engine.recover()
+
+    assert outcome.state is TradeState.DONE
+    assert len(exchange.create_calls("ETH/USDT")) == 1
+
+
+async def test_recover_fails_a_trade_that_was_never_sent(db_url: str, exchange: FakeExchange):
+    async with TradeStore(db_url) as store:
+        created = await store.create_trade(btc_eth().validated())
+
+    async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+        [outcome] = await engine.recover()
+
+    assert outcome.trade_id == created.id  # type: ignore[union-attr]
+    assert outcome.state is TradeState.FAILED and "never sent" in outcome.reason
+    assert exchange.calls == []
+
+
+async def test_recover_resumes_a_filled_leg_a_by_sending_leg_b(db_url: str, exchange):
+    exchange.fail("create_order", "ETH/USDT", "crash_before")
+    with pytest.raises(SimulatedCrash):
+        async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+            await engine.execute_pair_trade(btc_eth(hedge_ratio=2.5))
+
+    async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+        [outcome] = await engine.recover()
+
+    assert outcome.state is TradeState.DONE and outcome.filled_y == 2.5
+
+
+async def test_recover_joins_a_trade_this_engine_is_already_driving(engine, exchange):
+    """One driver per trade: recover() during execute_pair_trade waits for the running driver."""
+    exchange.latency = 0.03
+    running = asyncio.create_task(engine.execute_pair_trade(btc_eth()))
+    await asyncio.sleep(0.01)
+
+    recovered = await engine.recover()
+    outcome = await running
+
+    assert [r.trade_id for r in recovered] == [outcome.trade_id]
+    assert recovered[0].state is TradeState.DONE
+    assert exchange.count("create_order") == 2
+    assert exchange.count("fetch_order") == 0  # no second driver looked anything up
+
+
+async def test_two_engines_on_one_database_never_send_twice(exchange: FakeExchange, db_url: str):
+    """A second process recovering a trade that another is driving: the compare-and-set on the
+    trade state stops one of them; the client id stops a second copy on the exchange."""
+    exchange.latency = 0.05
+    leg_a_in_flight = asyncio.Event()
+    exchange.on_create = lambda call: leg_a_in_flight.set()
+    async with (
+        ExecutionEngine(exchange, store=db_url, config=FAST) as first,
+        ExecutionEngine(exchange, store=TradeStore(db_url), config=FAST) as second,
+    ):
+        running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
+        await leg_a_in_flight.wait()
+        recovered = await second.recover()
+        outcome = await running
+        trade = await second.store.load(outcome.trade_id)
+
+    assert trade.state is TradeState.DONE
+    assert "another driver" in outcome.reason or "another driver" in recovered[0].reason
+    legs = orders_per_leg(exchange, {o.client_order_id: o.leg for o in trade.orders})
+    assert legs == Counter({Leg.A: 1, Leg.B: 1})
+
+
+async def test_order_row_is_committed_before_create_order(exchange: FakeExchange, tmp_path):
+    path = tmp_path / "trades.db"
+    seen: list[tuple[str, str]] = []
+
+    def check_db(call: Call) -> None:
+        with sqlite3.connect(path) as db:  # a separate connection sees only committed rows
+            row = db.execute(
+                "SELECT status, leg FROM orders WHERE client_order_id = ?",
+                (call.client_order_id,),
+            ).fetchone()
+        assert row is not None, f"create_order for {call.client_order_id} before it was persisted"
+        seen.append(row)
+
+    exchange.on_create = check_db
+    exchange.fail("create_order", "ETH/USDT", "timeout_before")
+    async with ExecutionEngine(exchange, store=f"sqlite:///{path}", config=FAST) as engine:
+        outcome = await engine.execute_pair_trade(btc_eth())
+
+    assert outcome.ok
+    assert seen == [("INTENT", "A"), ("INTENT", "B"), ("INTENT", "B")]
+    for call in exchange.create_calls():
+        assert (
+            len(call.client_order_id) == 32 and call.client_order_id == call.client_order_id.lower()
+        )
+        int(call.client_order_id, 16)
