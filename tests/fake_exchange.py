@@ -72,7 +72,8 @@ class FakeExchange:
         "ok" passes one call through unharmed (to fault a later call).
         create_order: timeout_before, timeout_after, connection_error, no_id, rejected_funds,
         rejected_invalid, rate_limit, crash_before, crash_after, hang_after.
-        fetch_order / cancel_order: timeout, not_found, crash.
+        fetch_order: timeout, not_found, rate_limit, auth_error, crash.
+        cancel_order: timeout.
         """
         self._faults[(method, symbol)].extend(faults)
 
@@ -145,6 +146,10 @@ class FakeExchange:
             raise ccxt.RequestTimeout("fake: lookup timed out")
         if fault == "crash":
             raise SimulatedCrash("during lookup")
+        if fault == "rate_limit":
+            raise ccxt.RateLimitExceeded("fake: too many requests")
+        if fault == "auth_error":
+            raise ccxt.AuthenticationError("fake: invalid signature")
         order = self._find(id, cid)
         if order is None or fault == "not_found":
             raise ccxt.OrderNotFound(f"fake: order {cid or id} not found")

@@ -94,6 +94,21 @@ async def test_inconclusive_lookups_leave_trade_unknown_then_recover_finishes(
     assert len(exchange.create_calls("ETH/USDT")) == 1
 
 
+@pytest.mark.parametrize("lookup_error", ["rate_limit", "auth_error", "timeout"])
+async def test_a_lookup_error_is_never_taken_for_absence(
+    engine, exchange: FakeExchange, lookup_error: str
+):
+    """Only OrderNotFound confirms absence; a throttled or refused lookup proves nothing."""
+    exchange.fail("create_order", "ETH/USDT", "timeout_after")
+    exchange.fail("fetch_order", "ETH/USDT", lookup_error)
+
+    outcome = await engine.execute_pair_trade(btc_eth())
+
+    assert len(exchange.create_calls("ETH/USDT")) == 1
+    assert exchange.count("fetch_order") == 2
+    assert outcome.state is TradeState.DONE
+
+
 @pytest.mark.parametrize("fault", ["connection_error", "no_id"])
 async def test_other_unknown_outcomes_are_looked_up(engine, exchange: FakeExchange, fault: str):
     exchange.fail("create_order", "ETH/USDT", fault)
@@ -125,6 +140,20 @@ async def test_reused_client_id_is_never_a_second_order(engine, exchange: FakeEx
 
     assert len(exchange.accepted("ETH/USDT")) == 1
     assert outcome.state is TradeState.DONE and outcome.filled_y == 1.0
+
+
+async def test_caller_cancelling_at_once_still_gets_the_trade_driven(
+    exchange: FakeExchange, db_url: str
+):
+    async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
+        task = asyncio.create_task(engine.execute_pair_trade(btc_eth()))
+        await asyncio.sleep(0)  # validated, storing has begun
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    async with TradeStore(db_url) as store:
+        trades = await store.list_trades()
+    assert [t.state for t in trades] == [TradeState.DONE]
 
 
 async def test_caller_timeout_does_not_interrupt_the_trade(exchange: FakeExchange, db_url: str):
