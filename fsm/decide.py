@@ -12,11 +12,12 @@ confirmed ABSENT, and it reuses the order's client id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fsm.client_ids import Leg
 from fsm.config import EngineConfig
+from fsm.markets import ANY_AMOUNT, MarketRules
 from fsm.orders import OrderFacts, OrderStatus
 from fsm.states import TERMINAL_STATES, TradeState
 
@@ -119,23 +120,25 @@ def decide(
     orders: Sequence[OrderFacts],
     config: EngineConfig,
     *,
+    markets: Mapping[str, MarketRules] | None = None,
     resuming: bool = False,
 ) -> Action | None:
     """The next action for a trade, or None if it is terminal.
 
-    ``resuming`` is set by ``recover()``: a trade still PENDING then was never sent before the
-    restart, and a stale signal must not open a position hours later, so it fails instead.
+    ``markets`` gives each symbol's amount step and minimum (absent: any amount). ``resuming``
+    is set by ``recover()``: a trade still PENDING then was never sent before the restart, and
+    a stale signal must not open a position hours later, so it fails instead.
     """
     if trade.state in TERMINAL_STATES:
         return None
+    plan = _Plan(trade, orders, config, markets or {})
     if trade.state is TradeState.PENDING:
         if resuming:
             return Move("never_sent", "not resumed: leg A was never sent before the restart")
-        return Submit(
-            "send_leg_a", Leg.A, 1, trade.pair_x, trade.side_x, trade.amount_x, "leg A intent"
-        )
+        amount = plan.markets.get(trade.pair_x, ANY_AMOUNT).floor(trade.amount_x)
+        return Submit("send_leg_a", Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent")
     if trade.state in (TradeState.LEG_A_FILLED, TradeState.LEG_A_PARTIAL):
-        return _next_leg_b(trade, orders, config, attempt=1)
+        return plan.first_leg_b()
 
     current = orders[-1]  # every other state has sent at least one order; the last is current
     if current.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
@@ -148,102 +151,122 @@ def decide(
         return Settle(current)
 
     if current.leg is Leg.A:
-        return _after_leg_a(trade, current, config)
+        return plan.after_leg_a(current)
     if current.leg is Leg.B:
-        return _after_leg_b(trade, orders, current, config)
-    return _after_unwind(trade, orders, current, config)
+        return plan.after_leg_b(current)
+    return plan.after_unwind(current)
 
 
-def _after_leg_a(trade: TradeFacts, leg_a: OrderFacts, config: EngineConfig) -> Action:
-    ratio = leg_a.filled / trade.amount_x
-    text = f"leg A filled {leg_a.filled:g} of {trade.amount_x:g} ({ratio:.0%})"
-    if leg_a.filled <= 0:
-        why = "rejected" if leg_a.status is OrderStatus.REJECTED else "nothing filled"
-        return Move("leg_a_failed", f"leg A {why}; nothing executed")
-    if ratio >= config.full_fill_ratio:
-        return Move("leg_a_filled", text)
-    if ratio >= config.abort_fill_ratio:
-        return Move("leg_a_partial", text)
-    abort = f"{text} < abort ratio {config.abort_fill_ratio:g}"
-    if config.unwind_on_abort:
+@dataclass(frozen=True)
+class _Plan:
+    """The rules for one trade, with its facts at hand."""
+
+    trade: TradeFacts
+    orders: Sequence[OrderFacts]
+    config: EngineConfig
+    markets: Mapping[str, MarketRules]
+
+    def _sendable(self, symbol: str, amount: float, whole: float) -> float | None:
+        """What may be sent of ``amount`` (a part of ``whole``), None if it is only dust."""
+        if amount <= self.config.hedge_tolerance * max(whole, 1e-12):
+            return None
+        return self.markets.get(symbol, ANY_AMOUNT).sendable(amount)
+
+    @property
+    def filled_a(self) -> float:
+        return filled(self.orders, Leg.A)
+
+    def after_leg_a(self, leg_a: OrderFacts) -> Action:
+        trade, config = self.trade, self.config
+        ratio = leg_a.filled / trade.amount_x
+        text = f"leg A filled {leg_a.filled:g} of {trade.amount_x:g} ({ratio:.0%})"
+        if leg_a.filled <= 0:
+            why = "rejected" if leg_a.status is OrderStatus.REJECTED else "nothing filled"
+            return Move("leg_a_failed", f"leg A {why}; nothing executed")
+        if ratio >= config.full_fill_ratio:
+            return Move("leg_a_filled", text)
+        if ratio >= config.abort_fill_ratio:
+            return Move("leg_a_partial", text)
+        abort = f"{text} < abort ratio {config.abort_fill_ratio:g}"
+        if not config.unwind_on_abort:
+            return Move("leg_a_too_small", f"{abort}: leg A left open (unwind_on_abort=False)")
+        amount = self._sendable(trade.pair_x, leg_a.filled, leg_a.filled)
+        if amount is None:
+            return Move("leg_a_too_small", f"{abort}: below {trade.pair_x}'s minimum, left open")
+        return self._unwind(1, amount, f"{abort}: unwind leg A")
+
+    def first_leg_b(self) -> Action:
+        trade = self.trade
+        target = hedge_target(trade, self.orders)
+        amount = self._sendable(trade.pair_y, target, target)
+        if amount is None:
+            return self._unwind_all_or_park(
+                f"hedge {target:g} {trade.pair_y} is below the market minimum"
+            )
         return Submit(
-            "unwind",
-            Leg.UNWIND,
+            "send_leg_b",
+            Leg.B,
             1,
-            trade.pair_x,
-            opposite(trade.side_x),
-            leg_a.filled,
-            f"{abort}: unwind leg A",
+            trade.pair_y,
+            trade.side_y,
+            amount,
+            f"leg B {amount:g} = {trade.hedge_ratio:g} x leg A filled {self.filled_a:g}",
         )
-    return Move("leg_a_too_small", f"{abort}: leg A left open (unwind_on_abort=False)")
 
+    def after_leg_b(self, leg_b: OrderFacts) -> Action:
+        trade, config = self.trade, self.config
+        target = hedge_target(trade, self.orders)
+        done = filled(self.orders, Leg.B)
+        remainder = self._sendable(trade.pair_y, target - done, target)
+        if remainder is None:
+            dust = target - done
+            note = f" (remainder {dust:g} below market minimum)" if dust > 0 else ""
+            return Move(
+                "leg_b_filled", f"leg B filled {done:g}, hedging leg A {self.filled_a:g}{note}"
+            )
+        if leg_b.status is not OrderStatus.REJECTED and leg_b.attempt < config.leg_attempts:
+            return Submit(
+                "send_leg_b",
+                Leg.B,
+                leg_b.attempt + 1,
+                trade.pair_y,
+                trade.side_y,
+                remainder,
+                f"leg B remainder {remainder:g} of {target:g}",
+            )
+        why = "rejected" if leg_b.status is OrderStatus.REJECTED else f"{leg_b.attempt} orders"
+        return self._unwind_all_or_park(f"leg B filled {done:g} of {target:g} ({why})")
 
-def _next_leg_b(
-    trade: TradeFacts, orders: Sequence[OrderFacts], config: EngineConfig, attempt: int
-) -> Action:
-    remaining = hedge_target(trade, orders) - filled(orders, Leg.B)
-    return Submit(
-        "send_leg_b",
-        Leg.B,
-        attempt,
-        trade.pair_y,
-        trade.side_y,
-        remaining,
-        f"leg B {remaining:g} = {trade.hedge_ratio:g} x leg A filled "
-        f"{filled(orders, Leg.A):g}" + ("" if attempt == 1 else " (remainder)"),
-    )
+    def _unwind_all_or_park(self, problem: str) -> Action:
+        """Leg B cannot (fully) hedge: close leg A's unhedged part, or ask a human."""
+        trade = self.trade
+        unhedged = unwind_target(trade, self.orders)
+        if not self.config.unwind_on_abort:
+            return Move("park", f"{problem}; leg A's {unhedged:g} unhedged (unwind_on_abort=False)")
+        amount = self._sendable(trade.pair_x, unhedged, unhedged)
+        if amount is None:
+            return Move("park", f"{problem}; leg A's unhedged {unhedged:g} is below the minimum")
+        return self._unwind(1, amount, f"{problem}: unwind leg A's unhedged {amount:g}")
 
-
-def _complete(done: float, target: float, config: EngineConfig) -> bool:
-    return target - done <= config.hedge_tolerance * max(target, 1e-12)
-
-
-def _after_leg_b(
-    trade: TradeFacts, orders: Sequence[OrderFacts], leg_b: OrderFacts, config: EngineConfig
-) -> Action:
-    target = hedge_target(trade, orders)
-    done = filled(orders, Leg.B)
-    if _complete(done, target, config):
-        return Move(
-            "leg_b_filled", f"leg B filled {done:g}, hedging leg A {filled(orders, Leg.A):g}"
+    def _unwind(self, attempt: int, amount: float, cause: str) -> Submit:
+        trade = self.trade
+        return Submit(
+            "unwind", Leg.UNWIND, attempt, trade.pair_x, opposite(trade.side_x), amount, cause
         )
-    if leg_b.status is not OrderStatus.REJECTED and leg_b.attempt < config.leg_attempts:
-        return _next_leg_b(trade, orders, config, attempt=leg_b.attempt + 1)
-    why = "rejected" if leg_b.status is OrderStatus.REJECTED else f"{leg_b.attempt} orders"
-    amount = unwind_target(trade, orders)
-    if not config.unwind_on_abort:
-        return Move("park", f"leg B filled {done:g} of {target:g} ({why}); leg A unhedged")
-    return Submit(
-        "unwind",
-        Leg.UNWIND,
-        1,
-        trade.pair_x,
-        opposite(trade.side_x),
-        amount,
-        f"leg B filled {done:g} of {target:g} ({why}): unwind leg A's unhedged {amount:g}",
-    )
 
-
-def _after_unwind(
-    trade: TradeFacts, orders: Sequence[OrderFacts], unwind: OrderFacts, config: EngineConfig
-) -> Action:
-    target = unwind_target(trade, orders)
-    done = filled(orders, Leg.UNWIND)
-    if _complete(done, target, config):
-        return Move("unwound", f"unwound {done:g} of leg A")
-    remaining = target - done
-    if unwind.status is OrderStatus.REJECTED or unwind.attempt >= config.leg_attempts:
-        return Move(
-            "park",
-            f"unwind incomplete: {remaining:g} {trade.pair_x} of leg A still open "
-            f"({'rejected' if unwind.status is OrderStatus.REJECTED else 'out of attempts'})",
-        )
-    return Submit(
-        "unwind",
-        Leg.UNWIND,
-        unwind.attempt + 1,
-        trade.pair_x,
-        opposite(trade.side_x),
-        remaining,
-        f"unwind remainder {remaining:g}",
-    )
+    def after_unwind(self, unwind: OrderFacts) -> Action:
+        trade, config = self.trade, self.config
+        target = unwind_target(trade, self.orders)
+        done = filled(self.orders, Leg.UNWIND)
+        remainder = self._sendable(trade.pair_x, target - done, target)
+        if remainder is None:
+            dust = target - done
+            note = f" ({dust:g} below market minimum left)" if dust > 0 else ""
+            return Move("unwound", f"unwound {done:g} of leg A{note}")
+        if unwind.status is OrderStatus.REJECTED or unwind.attempt >= config.leg_attempts:
+            why = "rejected" if unwind.status is OrderStatus.REJECTED else "out of attempts"
+            return Move(
+                "park",
+                f"unwind incomplete ({why}): {target - done:g} {trade.pair_x} of leg A still open",
+            )
+        return self._unwind(unwind.attempt + 1, remainder, f"unwind remainder {remainder:g}")

@@ -29,11 +29,12 @@ from fsm.decide import (
     TradeFacts,
     decide,
 )
-from fsm.exchange_errors import ErrorMeaning
+from fsm.exchange_errors import ErrorMeaning, describe
 from fsm.gateway import Answered, ExchangeGateway, Failed
 from fsm.machine import is_terminal, next_state
+from fsm.markets import MarketRules
 from fsm.orders import OrderFacts, OrderStatus
-from fsm.request import PairTradeRequest, TradeOutcome
+from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
 from persistence.store import (
     Change,
@@ -46,6 +47,10 @@ from persistence.store import (
 )
 
 log = logging.getLogger("pairexec.engine")
+
+
+class EngineError(RuntimeError):
+    """The engine cannot start or go on (exchange unreachable at start-up...)."""
 
 
 class _StopDriving(Exception):
@@ -67,13 +72,20 @@ class ExecutionEngine:
         self._owns_store = False
         self._drivers: dict[str, asyncio.Task[TradeOutcome]] = {}
         self._executions: set[asyncio.Task[TradeOutcome]] = set()
+        self._markets: dict[str, MarketRules] = {}
+        self._started = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            self._markets = await self.gateway.market_rules()
+        except Exception as exc:
+            raise EngineError(f"cannot load the exchange's markets: {describe(exc)}") from exc
         if not self.store.is_open:
             await self.store.open()
             self._owns_store = True
+        self._started = True
         if not self.store.crash_safe:
             log.warning("in-memory trade store: trades will not survive a crash or restart")
 
@@ -84,6 +96,7 @@ class ExecutionEngine:
         if self._owns_store:
             await self.store.close()
             self._owns_store = False
+        self._started = False
 
     async def __aenter__(self) -> ExecutionEngine:
         await self.start()
@@ -96,15 +109,37 @@ class ExecutionEngine:
 
     async def execute_pair_trade(self, request: PairTradeRequest) -> TradeOutcome:
         """Execute one pair trade; returns when it is terminal or cannot safely go on."""
-        request = request.validated()  # InvalidRequest before anything is stored or sent
-        if not self.store.is_open:
+        if not self._started:
             await self.start()
+        request = self._validated(request)  # InvalidRequest before anything is stored or sent
         # Shielded from the caller's cancellation from the first write on: a trade that is
         # stored is always driven, even if the bot stopped waiting for it.
         task = asyncio.create_task(self._execute(request))
         self._executions.add(task)
         task.add_done_callback(self._executions.discard)
         return await asyncio.shield(task)
+
+    def _validated(self, request: PairTradeRequest) -> PairTradeRequest:
+        """The request's own checks, then the venue's: known symbols, tradable amounts."""
+        request = request.validated()
+        if not self._markets:
+            return request
+        for field, symbol in (("pair_x", request.pair_x), ("pair_y", request.pair_y)):
+            if symbol not in self._markets:
+                raise InvalidRequest(f"{field} {symbol!r} is not a market on this exchange")
+        rules_x, rules_y = self._markets[request.pair_x], self._markets[request.pair_y]
+        if rules_x.sendable(request.amount_x) is None:
+            raise InvalidRequest(
+                f"amount_x {request.amount_x:g} is below {request.pair_x}'s minimum order "
+                f"({rules_x.min_amount:g}, step {rules_x.amount_step or 0:g})"
+            )
+        hedge = request.amount_x * request.hedge_ratio
+        if rules_y.sendable(hedge) is None:
+            raise InvalidRequest(
+                f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} {request.pair_y}, "
+                f"below its minimum order ({rules_y.min_amount:g})"
+            )
+        return request
 
     async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
         created = await self.store.create_trade(request)
@@ -121,7 +156,7 @@ class ExecutionEngine:
 
     async def recover(self) -> list[TradeOutcome]:
         """Drive every non-terminal trade in the store to a terminal state (if it safely can)."""
-        if not self.store.is_open:
+        if not self._started:
             await self.start()
         trade_ids = await self.store.unfinished_trade_ids()
         limit = asyncio.Semaphore(self.config.recover_concurrency)
@@ -146,7 +181,13 @@ class ExecutionEngine:
         record = await self.store.load(trade_id)
         try:
             while not is_terminal(record.state):
-                action = decide(_facts(record), record.orders, self.config, resuming=resuming)
+                action = decide(
+                    _facts(record),
+                    record.orders,
+                    self.config,
+                    markets=self._markets,
+                    resuming=resuming,
+                )
                 if action is None:  # pragma: no cover - decide returns None only when terminal
                     break
                 record = await self._step(record, action)

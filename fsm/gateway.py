@@ -14,6 +14,7 @@ from typing import Any
 
 from fsm.config import EngineConfig
 from fsm.exchange_errors import ErrorMeaning, classify, describe
+from fsm.markets import MarketRules, rules_from_ccxt
 from fsm.orders import ExchangeReport, MalformedOrder, OrderFacts, parse_order
 
 
@@ -39,6 +40,15 @@ class ExchangeGateway:
     def __init__(self, exchange: Any, config: EngineConfig) -> None:
         self.exchange = exchange
         self.config = config
+
+    async def market_rules(self) -> dict[str, MarketRules]:
+        """Each market's amount step and minimum; empty for a venue without ``load_markets``."""
+        load = getattr(self.exchange, "load_markets", None)
+        if load is None:
+            return {}
+        markets = await asyncio.wait_for(load(), self.config.call_timeout)
+        mode = getattr(self.exchange, "precisionMode", None)
+        return {symbol: rules_from_ccxt(m, mode) for symbol, m in (markets or {}).items()}
 
     async def _call(self, order: OrderFacts, call: Callable[[], Awaitable[Any]]) -> CallResult:
         try:

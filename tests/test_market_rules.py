@@ -1,0 +1,85 @@
+"""Amount steps and minimums: nothing is ever sent that the exchange must reject."""
+
+from __future__ import annotations
+
+import pytest
+
+from fsm import EngineConfig, TradeState
+from fsm.client_ids import Leg
+from fsm.decide import Move, Submit, TradeFacts, decide
+from fsm.markets import DECIMAL_PLACES, TICK_SIZE, MarketRules, rules_from_ccxt
+from fsm.orders import OrderFacts, OrderStatus
+
+CFG = EngineConfig()
+MARKETS = {
+    "BTC/USDT": MarketRules(amount_step=0.001, min_amount=0.01),
+    "ETH/USDT": MarketRules(amount_step=0.01, min_amount=0.1),
+}
+
+
+def trade(state: TradeState, amount: float = 1.0, ratio: float = 1.0) -> TradeFacts:
+    return TradeFacts(state, "BTC/USDT", "buy", amount, "ETH/USDT", "sell", ratio)
+
+
+def order(leg: Leg, filled: float, amount: float, status=OrderStatus.CLOSED, attempt=1):
+    return OrderFacts(leg, attempt, f"{leg.value}{attempt}", "S", "buy", amount, status, filled, 1)
+
+
+def test_floor_forgives_float_noise_and_respects_step():
+    rules = MarketRules(amount_step=0.0001, min_amount=0.0001)
+    assert rules.floor(0.6 * 1.5) == 0.9
+    assert rules.floor(0.12345678) == 0.1234
+    assert rules.sendable(0.00005) is None
+    assert MarketRules().sendable(0.3) == 0.3
+
+
+def test_rules_from_ccxt_markets_in_both_precision_modes():
+    market = {"precision": {"amount": 0.001}, "limits": {"amount": {"min": 0.01}}}
+    assert rules_from_ccxt(market, TICK_SIZE) == MarketRules(0.001, 0.01)
+    assert rules_from_ccxt({"precision": {"amount": 3}}, DECIMAL_PLACES).amount_step == 0.001
+    assert rules_from_ccxt({}, TICK_SIZE) == MarketRules()
+
+
+def test_leg_b_is_rounded_down_to_the_step():
+    action = decide(trade(TradeState.LEG_A_PARTIAL, ratio=1.2345), [order(Leg.A, 0.8, 1.0)], CFG,
+                    markets=MARKETS)
+    assert isinstance(action, Submit) and action.amount == 0.98  # 0.9876 floored to 0.01
+
+
+def test_hedge_below_leg_b_minimum_unwinds_leg_a():
+    action = decide(trade(TradeState.LEG_A_FILLED, ratio=0.05), [order(Leg.A, 1.0, 1.0)], CFG,
+                    markets=MARKETS)  # hedge 0.05 ETH < 0.1 minimum
+    assert isinstance(action, Submit) and action.leg is Leg.UNWIND and action.amount == 1.0
+    assert "below the market minimum" in action.cause
+
+
+def test_leg_b_remainder_below_minimum_is_done_with_a_note():
+    orders = [order(Leg.A, 1.0, 1.0), order(Leg.B, 0.95, 1.0, OrderStatus.CANCELED)]
+    action = decide(trade(TradeState.LEG_B_SENT), orders, CFG, markets=MARKETS)
+    assert isinstance(action, Move) and action.trigger == "leg_b_filled"
+    assert "below market minimum" in action.cause
+
+
+def test_unhedged_part_below_minimum_parks_instead_of_sending_a_doomed_order():
+    orders = [order(Leg.A, 0.005, 1.0)]  # 0.5% filled, below BTC minimum 0.01
+    action = decide(trade(TradeState.LEG_A_SENT), orders, CFG, markets=MARKETS)
+    assert isinstance(action, Move) and action.trigger == "leg_a_too_small"
+    rejected_b = [order(Leg.A, 1.0, 1.0), order(Leg.B, 0.0, 1.0, OrderStatus.REJECTED)]
+    tiny = {**MARKETS, "BTC/USDT": MarketRules(amount_step=1.0, min_amount=2.0)}
+    action = decide(trade(TradeState.LEG_B_SENT), rejected_b, CFG, markets=tiny)
+    assert isinstance(action, Move) and action.trigger == "park"
+
+
+def test_unwind_remainder_below_minimum_finishes_the_unwind():
+    orders = [
+        order(Leg.A, 0.3, 1.0),
+        order(Leg.UNWIND, 0.295, 0.3, OrderStatus.CANCELED),
+    ]
+    action = decide(trade(TradeState.UNWINDING), orders, CFG, markets=MARKETS)
+    assert isinstance(action, Move) and action.trigger == "unwound"
+
+
+@pytest.mark.parametrize("amount", [0.0123456, 1.0])
+def test_leg_a_amount_is_floored_before_it_is_persisted(amount):
+    action = decide(trade(TradeState.PENDING, amount=amount), [], CFG, markets=MARKETS)
+    assert isinstance(action, Submit) and action.amount == MARKETS["BTC/USDT"].floor(amount)
