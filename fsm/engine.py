@@ -17,6 +17,7 @@ import asyncio
 import logging
 from typing import Any
 
+from fsm import crashpoints
 from fsm.client_ids import Leg, client_order_id
 from fsm.config import EngineConfig
 from fsm.decide import (
@@ -253,13 +254,16 @@ class ExecutionEngine:
         )
         if to_state is not None:
             log.info("trade %s %s -> %s: %s", record.id, record.state.value, to_state.value, cause)
+            crashpoints.reached(f"state:{to_state.value}")
         return updated
 
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """create_order for an order whose intent is already committed."""
         leg = f"leg {order.leg.value}" if order.leg is not Leg.UNWIND else "unwind"
+        crashpoints.reached(f"intent:{order.leg.value}")
         for attempt in range(1, self.config.rate_limit_attempts + 1):
             result = await self.gateway.create(order)
+            crashpoints.reached(f"sent:{order.leg.value}")
             if isinstance(result, Answered):
                 report = result.report
                 return await self._apply(

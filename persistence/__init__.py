@@ -10,6 +10,8 @@ from persistence.store import (
     StoreError,
     TradeRecord,
     TradeStore,
+    head_revision,
+    schema_revision,
 )
 
 __all__ = [
@@ -22,4 +24,6 @@ __all__ = [
     "StoreError",
     "TradeRecord",
     "TradeStore",
+    "head_revision",
+    "schema_revision",
 ]

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from fsm.client_ids import Leg
 from fsm.orders import OrderFacts, OrderStatus
@@ -378,6 +378,14 @@ class TradeStore:
             rows = (await session.scalars(query)).all()
             return [await self._record(session, row) for row in rows]
 
+    async def trade_ids_starting_with(self, prefix: str, limit: int = 5) -> list[str]:
+        """Trade ids beginning with ``prefix`` (for humans typing a short id)."""
+        async with self._session() as session:
+            rows = await session.scalars(
+                select(TradeRow.id).where(TradeRow.id.startswith(prefix)).limit(limit)
+            )
+            return list(rows)
+
     async def count_trades(self) -> int:
         async with self._session() as session:
             return int(await session.scalar(select(func.count()).select_from(TradeRow)) or 0)
@@ -438,6 +446,27 @@ class TradeStore:
                 for o in orders
             ),
         )
+
+
+def head_revision() -> str:
+    """The newest schema revision this pairexec knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def schema_revision(url: str) -> str | None:
+    """The database's schema revision (None: empty database), without migrating it."""
+    engine = create_async_engine(async_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    except Exception as exc:
+        raise StoreError(f"cannot read database {redacted(url)}: {exc}") from exc
+    finally:
+        await engine.dispose()
 
 
 def _migrate_to_head(connection: Connection) -> None:

@@ -41,14 +41,19 @@ def test_rules_from_ccxt_markets_in_both_precision_modes():
 
 
 def test_leg_b_is_rounded_down_to_the_step():
-    action = decide(trade(TradeState.LEG_A_PARTIAL, ratio=1.2345), [order(Leg.A, 0.8, 1.0)], CFG,
-                    markets=MARKETS)
+    action = decide(
+        trade(TradeState.LEG_A_PARTIAL, ratio=1.2345),
+        [order(Leg.A, 0.8, 1.0)],
+        CFG,
+        markets=MARKETS,
+    )
     assert isinstance(action, Submit) and action.amount == 0.98  # 0.9876 floored to 0.01
 
 
 def test_hedge_below_leg_b_minimum_unwinds_leg_a():
-    action = decide(trade(TradeState.LEG_A_FILLED, ratio=0.05), [order(Leg.A, 1.0, 1.0)], CFG,
-                    markets=MARKETS)  # hedge 0.05 ETH < 0.1 minimum
+    action = decide(
+        trade(TradeState.LEG_A_FILLED, ratio=0.05), [order(Leg.A, 1.0, 1.0)], CFG, markets=MARKETS
+    )  # hedge 0.05 ETH < 0.1 minimum
     assert isinstance(action, Submit) and action.leg is Leg.UNWIND and action.amount == 1.0
     assert "below the market minimum" in action.cause
 

@@ -30,3 +30,16 @@ def test_library_example_compiles_and_uses_the_public_api():
     compile(example, "README example", "exec")
     for name in ("ExecutionEngine", "PairTradeRequest", "TradeStore", "EngineConfig"):
         assert name in example
+
+
+def test_every_command_the_readme_shows_exists():
+    from fsm.cli.main import COMMANDS
+
+    shown = {
+        line.split()[1]
+        for block in _blocks("text") + _blocks("bash")
+        for line in block.splitlines()
+        if line.strip().startswith("pairexec ")
+    } | set(re.findall(r"&& pairexec (\w+)", README))
+    assert {"trade", "recover", "status", "show", "db", "demo"} <= shown
+    assert shown <= set(COMMANDS)

@@ -1,0 +1,1 @@
+"""The ``pairexec`` command line (see ``fsm.cli.main``)."""

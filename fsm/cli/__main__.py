@@ -1,0 +1,5 @@
+import sys
+
+from fsm.cli.main import main
+
+sys.exit(main())

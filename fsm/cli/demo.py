@@ -1,0 +1,330 @@
+"""``pairexec demo``: the seed's seven chaos scenarios and ours, on the paper exchange.
+
+Every check reads what really happened — the orders on the paper exchange (by client order id),
+the exchange calls made, the trade's persisted state — never what the scenario intended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fsm.cli.recorder import CallRecorder
+from fsm.client_ids import Leg
+from fsm.config import EngineConfig
+from fsm.crashpoints import ENV_VAR as KILL_ENV
+from fsm.engine import ExecutionEngine
+from fsm.request import PairTradeRequest, TradeOutcome
+from fsm.states import TradeState
+from fsm.venues.chaos import ChaosConfig
+from fsm.venues.paper import PaperExchange
+from persistence import TradeRecord, TradeStore
+
+DEMO_CONFIG = EngineConfig(
+    lookup_backoff=0.01, max_backoff=0.05, settle_timeout=0.1, settle_poll_interval=0.02
+)
+SPAM_LATENCY = "*:latency=0.02"
+
+
+def btc_eth(amount: float = 1.0, ratio: float = 1.0, signal: str | None = None) -> PairTradeRequest:
+    return PairTradeRequest("BTC/USDT", "buy", amount, "ETH/USDT", "sell", ratio, signal)
+
+
+@dataclass
+class Run:
+    """One scenario's execution: outcomes, exchange calls, and the trades as persisted."""
+
+    outcomes: list[TradeOutcome]
+    calls: CallRecorder
+    trades: list[TradeRecord]
+    paper: PaperExchange
+
+    @property
+    def executed(self) -> list[TradeOutcome]:
+        return [o for o in self.outcomes if not o.duplicate]
+
+    @property
+    def creates(self) -> int:
+        return sum(n for (method, _), n in self.calls.calls.items() if method == "create_order")
+
+    def leg_calls(self, leg: Leg, method: str) -> int:
+        cids = {o.client_order_id for t in self.trades for o in t.orders if o.leg is leg}
+        return self.calls.count(method, cids)
+
+    def exchange_orders(self, leg: Leg) -> int:
+        """Orders that exist on the paper exchange for this leg, found by client order id."""
+        cids = {o.client_order_id for t in self.trades for o in t.orders if o.leg is leg}
+        return sum(len(self.paper.orders_with_client_id(cid)) for cid in cids)
+
+
+@dataclass
+class Demo:
+    workdir: Path
+    opened: list[PaperExchange] = field(default_factory=list)
+    """Venues stay open until the end, so checks can read the exchange after the run."""
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.workdir / 'demo.db'}"
+
+    @property
+    def paper_path(self) -> Path:
+        return self.workdir / "demo.paper.db"
+
+    def paper(self, chaos: str = "") -> PaperExchange:
+        paper = PaperExchange(self.paper_path, chaos=ChaosConfig.parse(chaos) if chaos else None)
+        self.opened.append(paper)
+        return paper
+
+    async def close(self) -> None:
+        for paper in self.opened:
+            await paper.close()
+
+    async def run(
+        self,
+        chaos: str,
+        *requests: PairTradeRequest,
+        concurrent: bool = False,
+        config: EngineConfig = DEMO_CONFIG,
+    ) -> Run:
+        paper = self.paper(chaos)
+        calls = CallRecorder(paper)
+        async with ExecutionEngine(calls, store=TradeStore(self.db_url), config=config) as engine:
+            if concurrent:
+                outcomes = list(
+                    await asyncio.gather(*(engine.execute_pair_trade(r) for r in requests))
+                )
+            else:
+                outcomes = [await engine.execute_pair_trade(r) for r in requests]
+            trades = [await engine.store.load(o.trade_id) for o in outcomes if not o.duplicate]
+        return Run(outcomes, calls, trades, paper)
+
+
+Check = tuple[str, bool]
+
+
+# --- the scenarios ---------------------------------------------------------------------------
+
+
+async def seed_1(d: Demo) -> Check:
+    r = await d.run("BTC/USDT@buy:fill=0.6", btc_eth())
+    [o] = r.executed
+    b = r.trades[0].orders[-1].amount
+    return f"{o.state.value}, leg A 0.6 → leg B {b:g}", o.state is TradeState.DONE and b == 0.6
+
+
+async def seed_2(d: Demo) -> Check:
+    r = await d.run("BTC/USDT@buy:fill=0.1", btc_eth())
+    [o] = r.executed
+    sent_b = r.leg_calls(Leg.B, "create_order")
+    return (
+        f"{o.state.value}, leg B sent {sent_b}×, unwound {o.unwound_x:g}",
+        o.state is TradeState.ABORTED and sent_b == 0 and o.unwound_x == 0.1,
+    )
+
+
+async def seed_3(d: Demo) -> Check:
+    r = await d.run("ETH/USDT:timeout_after_accept=1", btc_eth())
+    lookups = r.leg_calls(Leg.B, "fetch_order")
+    return (
+        f"create_order {r.creates}×, leg B looked up {lookups}×",
+        r.creates == 2 and lookups >= 1 and r.executed[0].ok,
+    )
+
+
+async def seed_4(d: Demo) -> Check:
+    r = await d.run("ETH/USDT:timeout_after_accept=1", btc_eth())
+    on_exchange = r.exchange_orders(Leg.B)
+    return (
+        f"create_order {r.creates}×, leg B orders on exchange {on_exchange}",
+        r.creates <= 2 and on_exchange == 1,
+    )
+
+
+async def seed_5(d: Demo) -> Check:
+    r = await d.run(SPAM_LATENCY, *[btc_eth()] * 5, concurrent=True)
+    dup = sum(o.duplicate for o in r.outcomes)
+    return (
+        f"{len(r.executed)} executed, {dup} rejected, create_order {r.creates}×",
+        len(r.executed) == 1 and dup == 4 and r.creates == 2,
+    )
+
+
+async def seed_6(d: Demo) -> Check:
+    r = await d.run("", *[btc_eth()] * 5)
+    done = sum(o.ok for o in r.outcomes)
+    return f"{done}/5 done, create_order {r.creates}×", done == 5 and r.creates == 10
+
+
+async def seed_7(d: Demo) -> Check:
+    r = await d.run(
+        f"{SPAM_LATENCY};BTC/USDT@buy:fill=0.6,latency=0.02", *[btc_eth()] * 3, concurrent=True
+    )
+    [o] = r.executed
+    return (
+        f"1 executed hedged {o.filled_y:g}, create_order {r.creates}×",
+        len(r.executed) == 1 and o.filled_y == 0.6 and r.creates == 2,
+    )
+
+
+async def lost_leg_b(d: Demo) -> Check:
+    r = await d.run("ETH/USDT:timeout_before_accept=1", btc_eth())
+    [trade] = r.trades
+    leg_b = trade.orders[-1]
+    sends = r.calls.count("create_order", {leg_b.client_order_id})
+    return (
+        f"leg B sent {sends}× under one client id, on exchange {r.exchange_orders(Leg.B)}",
+        sends == 2 and r.exchange_orders(Leg.B) == 1 and r.executed[0].ok,
+    )
+
+
+async def ghost_leg_a_60(d: Demo) -> Check:
+    r = await d.run("BTC/USDT@buy:fill=0.6,timeout_after_accept=1", btc_eth())
+    [o] = r.executed
+    sends = r.leg_calls(Leg.A, "create_order")
+    return (
+        f"leg A sent {sends}×, found 0.6, hedged {o.filled_y:g}",
+        sends == 1 and o.filled_y == 0.6 and o.ok,
+    )
+
+
+async def slow_lookups(d: Demo) -> Check:
+    r = await d.run("ETH/USDT:timeout_after_accept=1,lookup_timeouts=2", btc_eth())
+    lookups, sends = r.leg_calls(Leg.B, "fetch_order"), r.leg_calls(Leg.B, "create_order")
+    return (
+        f"leg B looked up {lookups}×, sent {sends}×",
+        lookups == 3 and sends == 1 and r.executed[0].ok,
+    )
+
+
+async def leg_a_rejected(d: Demo) -> Check:
+    r = await d.run("BTC/USDT:reject_funds=1", btc_eth())
+    [o] = r.executed
+    return f"{o.state.value}, create_order {r.creates}×", (
+        o.state is TradeState.FAILED and r.creates == 1
+    )
+
+
+async def leg_b_rejected(d: Demo) -> Check:
+    r = await d.run("ETH/USDT:reject_invalid=1", btc_eth())
+    [o] = r.executed
+    return (
+        f"{o.state.value}, leg A unwound {o.unwound_x:g}",
+        o.state is TradeState.ABORTED and o.unwound_x == 1.0,
+    )
+
+
+async def replayed_signal(d: Demo) -> Check:
+    first = await d.run("", btc_eth(signal="demo-signal-1"))
+    again = await d.run("", btc_eth(signal="demo-signal-1"))  # a new engine: "after a restart"
+    return (
+        f"first {first.outcomes[0].state.value}, replay duplicate={again.outcomes[0].duplicate}",
+        first.outcomes[0].ok and again.outcomes[0].duplicate and again.creates == 0,
+    )
+
+
+async def killed_mid_trade(d: Demo) -> Check:
+    """A real process, SIGKILLed after leg B's intent is stored, then recover() finishes it."""
+    env = {**os.environ, KILL_ENV: "intent:B"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsm.cli",
+            "trade",
+            "BTC/USDT",
+            "buy",
+            "1",
+            "ETH/USDT",
+            "sell",
+            "--db",
+            d.db_url,
+            "--paper-state",
+            str(d.paper_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    paper = d.paper()
+    calls = CallRecorder(paper)
+    async with ExecutionEngine(calls, store=TradeStore(d.db_url), config=DEMO_CONFIG) as engine:
+        outcomes = await engine.recover()
+        trades = [await engine.store.load(o.trade_id) for o in outcomes]
+    r = Run(outcomes, calls, trades, paper)
+    per_leg = (r.exchange_orders(Leg.A), r.exchange_orders(Leg.B))
+    after = outcomes[0].state.value if outcomes else "nothing"
+    return (
+        f"killed (exit {proc.returncode}), recovered {after}, orders per leg {per_leg}",
+        proc.returncode == -9 and len(outcomes) == 1 and outcomes[0].ok and per_leg == (1, 1),
+    )
+
+
+SCENARIOS: list[tuple[str, str, Callable[[Demo], Awaitable[Check]]]] = [
+    ("seed 1", "partial fill 60%: hedge the actual fill", seed_1),
+    ("seed 2", "severe partial 10%: abort, no leg B", seed_2),
+    ("seed 3", "ghost leg B (timeout): looked up", seed_3),
+    ("seed 4", "ghost leg B that filled: no duplicate", seed_4),
+    ("seed 5", "5 concurrent identical signals", seed_5),
+    ("seed 6", "5 sequential signals all execute", seed_6),
+    ("seed 7", "partial fill + 3 concurrent signals", seed_7),
+    ("ours", "leg B lost before the exchange: one resend", lost_leg_b),
+    ("ours", "leg A timed out but filled 60%", ghost_leg_a_60),
+    ("ours", "lookups time out twice", slow_lookups),
+    ("ours", "leg A rejected: nothing else sent", leg_a_rejected),
+    ("ours", "leg B rejected: leg A unwound", leg_b_rejected),
+    ("ours", "signal replayed after a restart", replayed_signal),
+    ("ours", "process SIGKILLed mid-trade, then recover", killed_mid_trade),
+]
+
+
+async def run_demo(console: Console, workdir: Path | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="pairexec-demo-") as tmp:
+        demo = Demo(workdir or Path(tmp))
+        demo.workdir.mkdir(parents=True, exist_ok=True)
+        for stale in (demo.workdir / "demo.db", demo.paper_path):
+            for path in (stale, Path(f"{stale}-wal"), Path(f"{stale}-shm")):
+                path.unlink(missing_ok=True)
+        console.print(
+            f"pairexec demo: {len(SCENARIOS)} chaos scenarios on the paper exchange "
+            f"({demo.workdir})"
+        )
+        table = Table(title="results", title_justify="left")
+        for column in ("#", "from", "scenario", "observed", "result"):
+            table.add_column(column, overflow="fold")
+        passed = {"seed": 0, "ours": 0}
+        for number, (origin, title, scenario) in enumerate(SCENARIOS, 1):
+            with console.status(f"{number}/{len(SCENARIOS)} {title}…"):
+                try:
+                    observed, ok = await scenario(demo)
+                except Exception as exc:  # a broken scenario is a failed row, not a crash
+                    observed, ok = f"error: {type(exc).__name__}: {exc}", False
+            passed[origin.split()[0]] += ok
+            table.add_row(
+                str(number),
+                origin,
+                title,
+                observed,
+                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
+            )
+        await demo.close()
+        console.print(table)
+        seeds = sum(1 for o, _, _ in SCENARIOS if o.startswith("seed"))
+        total = sum(passed.values())
+        console.print(
+            f"{total}/{len(SCENARIOS)} passed (seed scenarios {passed['seed']}/{seeds}); "
+            f"trades kept in {demo.db_url}"
+            if workdir
+            else f"{total}/{len(SCENARIOS)} passed (seed scenarios {passed['seed']}/{seeds})"
+        )
+        return 0 if total == len(SCENARIOS) else 1

@@ -1,0 +1,328 @@
+"""``pairexec``: run pair trades, recover after a restart, inspect the trade database.
+
+Exit codes: 0 success; 1 the trade did not execute (ABORTED, FAILED, duplicate); 2 bad input or
+an unusable database/exchange (one line on stderr, nothing sent); 3 a trade needs attention
+(PARKED for a human, or left unresolved: run ``pairexec recover``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fsm.cli import render
+from fsm.cli.errors import CliError
+from fsm.cli.recorder import CallRecorder
+from fsm.cli.venue import PAPER, open_exchange
+from fsm.engine import EngineError, ExecutionEngine
+from fsm.machine import is_terminal
+from fsm.request import InvalidRequest, PairTradeRequest
+from fsm.states import TradeState
+from persistence import StoreError, TradeStore, head_revision, schema_revision
+from persistence.urls import is_memory_sqlite, is_sqlite, redacted
+
+EXIT_OK, EXIT_NOT_EXECUTED, EXIT_BAD_INPUT, EXIT_ATTENTION = 0, 1, 2, 3
+DEFAULT_DB = "sqlite:///pairexec.db"
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _common(parser: argparse.ArgumentParser, exchange: bool = True) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("PAIREXEC_DB", DEFAULT_DB),
+        help="trades database URL (env PAIREXEC_DB; default %(default)s)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every transition")
+    if not exchange:
+        return
+    parser.add_argument(
+        "--exchange",
+        default=os.environ.get("PAIREXEC_EXCHANGE", PAPER),
+        help="'paper' (built-in simulator) or a ccxt exchange id; env PAIREXEC_EXCHANGE "
+        "(default %(default)s). Keys: env PAIREXEC_API_KEY / PAIREXEC_API_SECRET",
+    )
+    parser.add_argument("--sandbox", action="store_true", help="use the exchange's testnet")
+    parser.add_argument(
+        "--paper-state", help="paper exchange state file (default: beside the DB, x.paper.db)"
+    )
+    parser.add_argument(
+        "--chaos",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="paper faults, e.g. 'ETH/USDT:timeout_after_accept=1;BTC/USDT:fill=0.6'",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic chaos")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pairexec",
+        description="Crash-safe execution of two-leg (pair) trades.",
+        epilog="exit codes: 0 ok, 1 trade not executed, 2 bad input, 3 needs attention",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    trade = commands.add_parser("trade", help="execute one pair trade")
+    trade.add_argument("pair_x", help="leg A symbol, e.g. BTC/USDT")
+    trade.add_argument("side_x", help="buy or sell")
+    trade.add_argument("amount_x", type=_number, help="leg A amount")
+    trade.add_argument("pair_y", help="leg B symbol, e.g. ETH/USDT")
+    trade.add_argument("side_y", help="buy or sell")
+    trade.add_argument(
+        "--hedge-ratio",
+        type=_number,
+        default=1.0,
+        help="leg B amount = ratio x leg A filled (default 1.0)",
+    )
+    trade.add_argument("--signal-id", help="idempotency key: one trade per signal id, ever")
+    _common(trade)
+
+    recover = commands.add_parser("recover", help="resume every in-flight trade")
+    _common(recover)
+
+    status = commands.add_parser("status", help="list trades")
+    status.add_argument("--state", type=_state, help="only trades in this state")
+    status.add_argument("--limit", type=int, default=50, help="newest N (default 50)")
+    _common(status, exchange=False)
+
+    show = commands.add_parser("show", help="a trade's events and orders")
+    show.add_argument("trade_id", help="trade id or its unique beginning")
+    _common(show, exchange=False)
+
+    db = commands.add_parser("db", help="database schema (alembic migrations)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    _common(db_commands.add_parser("upgrade", help="migrate to the newest schema"), False)
+    _common(db_commands.add_parser("current", help="show the schema revision"), False)
+
+    demo = commands.add_parser(
+        "demo", help="run the chaos scenarios on the paper exchange and print the results"
+    )
+    demo.add_argument("--workdir", help="keep the demo's databases here (default: temporary)")
+    demo.add_argument("-v", "--verbose", action="store_true", help="log every transition")
+    return parser
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _state(text: str) -> TradeState:
+    try:
+        return TradeState(text.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in TradeState)
+        raise argparse.ArgumentTypeError(f"unknown state {text!r} (one of {names})") from None
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _engine(args: argparse.Namespace, exchange: Any) -> Any:
+    engine = ExecutionEngine(exchange, store=_store(args.db))
+    try:
+        await engine.start()
+        yield engine
+    finally:
+        await engine.close()
+        close = getattr(exchange, "close", None)
+        if close is not None:
+            await close()
+
+
+def _store(url: str) -> TradeStore:
+    if is_memory_sqlite(url):
+        raise CliError("an in-memory database would forget every trade: give --db a file URL")
+    return TradeStore(url)
+
+
+def _exchange(args: argparse.Namespace) -> Any:
+    return open_exchange(
+        args.exchange,
+        db_url=args.db,
+        paper_state=args.paper_state,
+        chaos=args.chaos,
+        seed=args.seed,
+        sandbox=args.sandbox,
+    )
+
+
+async def cmd_trade(args: argparse.Namespace) -> int:
+    request = PairTradeRequest(
+        pair_x=args.pair_x,
+        side_x=args.side_x,
+        amount_x=args.amount_x,
+        pair_y=args.pair_y,
+        side_y=args.side_y,
+        hedge_ratio=args.hedge_ratio,
+        signal_id=args.signal_id,
+    )
+    request.validated()  # fail on malformed input before touching the database or exchange
+    async with _engine(args, _exchange(args)) as engine:
+        outcome = await engine.execute_pair_trade(request)
+        events = await engine.store.events(outcome.trade_id) if outcome.trade_id else []
+    if outcome.duplicate:
+        console.print(f"duplicate: {outcome.reason}")
+        return EXIT_NOT_EXECUTED
+    console.print(f"trade {outcome.trade_id}: {render.state_text(outcome.state)}")
+    console.print(f"  path: {render.path_text(events)}")
+    console.print(
+        f"  leg A {args.pair_x} filled {outcome.filled_x:g}, "
+        f"leg B {args.pair_y} filled {outcome.filled_y:g}"
+        + (f", unwound {outcome.unwound_x:g}" if outcome.unwound_x else "")
+    )
+    if outcome.reason:
+        console.print(f"  {outcome.reason}")
+    if outcome.ok:
+        return EXIT_OK
+    if outcome.state is TradeState.PARKED or not is_terminal(outcome.state):
+        return EXIT_ATTENTION
+    return EXIT_NOT_EXECUTED
+
+
+async def cmd_recover(args: argparse.Namespace) -> int:
+    exchange = CallRecorder(_exchange(args))
+    async with _engine(args, exchange) as engine:
+        before = {
+            t: (await engine.store.load(t)) for t in await engine.store.unfinished_trade_ids()
+        }
+        if not before:
+            console.print("nothing to recover: no trade is in flight")
+            return EXIT_OK
+        console.print(f"recovering {len(before)} in-flight trade(s)…")
+        outcomes = await engine.recover()
+        table = Table(title="recover", title_justify="left")
+        for column in ("trade", "before", "after", "lookups", "sends", "cancels", "reason"):
+            table.add_column(column, overflow="fold")
+        attention = 0
+        for outcome in outcomes:
+            trade = await engine.store.load(outcome.trade_id)
+            cids = {o.client_order_id for o in trade.orders}
+            table.add_row(
+                trade.id[:12],
+                before[trade.id].state.value,
+                render.state_text(trade.state),
+                str(exchange.count("fetch_order", cids)),
+                str(exchange.count("create_order", cids)),
+                str(exchange.count("cancel_order", cids)),
+                outcome.reason,
+            )
+            attention += trade.state is TradeState.PARKED or not is_terminal(trade.state)
+    console.print(table)
+    if attention:
+        errors.print(f"{attention} trade(s) need attention (PARKED or unresolved)")
+        return EXIT_ATTENTION
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with _opened(args.db) as store:
+        trades = await store.list_trades(args.state, limit=args.limit)
+    title = f"trades in {redacted(args.db)}" + (f" ({args.state.value})" if args.state else "")
+    if not trades:
+        console.print("no trades" + (f" in state {args.state.value}" if args.state else ""))
+        return EXIT_OK
+    console.print(render.trades_table(trades, title))
+    return EXIT_OK
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with _opened(args.db) as store:
+        ids = await store.trade_ids_starting_with(args.trade_id)
+        if not ids:
+            raise CliError(f"no trade with id {args.trade_id!r}")
+        if len(ids) > 1:
+            raise CliError(f"{args.trade_id!r} is ambiguous: {', '.join(ids)}…")
+        trade = await store.load(ids[0])
+        events = await store.events(trade.id)
+    render.show_trade(console, trade, events)
+    return EXIT_OK
+
+
+async def cmd_db(args: argparse.Namespace) -> int:
+    if args.db_command == "upgrade":
+        async with _opened(args.db, must_exist=False):
+            pass
+        console.print(f"{redacted(args.db)}: schema at {head_revision()} (newest)")
+        return EXIT_OK
+    _require_existing(args.db)
+    current = await schema_revision(args.db)
+    head = head_revision()
+    note = "newest" if current == head else f"newest is {head}: run 'pairexec db upgrade'"
+    console.print(f"{redacted(args.db)}: schema at {current or 'nothing (empty)'} ({note})")
+    return EXIT_OK
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from fsm.cli.demo import run_demo
+
+    return await run_demo(console, Path(args.workdir) if args.workdir else None)
+
+
+@asynccontextmanager
+async def _opened(url: str, must_exist: bool = True) -> Any:
+    if must_exist:
+        _require_existing(url)
+    store = _store(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _require_existing(url: str) -> None:
+    """Reading commands must not create an empty database at a mistyped path."""
+    if is_sqlite(url) and not is_memory_sqlite(url):
+        from sqlalchemy.engine import make_url
+
+        path = Path(str(make_url(url).database))
+        if not path.exists():
+            raise CliError(f"no database at {path} (give --db, or run a trade first)")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "trade": cmd_trade,
+    "recover": cmd_recover,
+    "status": cmd_status,
+    "show": cmd_show,
+    "db": cmd_db,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except (CliError, InvalidRequest, StoreError, EngineError) as exc:
+        errors.print(f"pairexec: error: {exc}", markup=False)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        errors.print("pairexec: interrupted; in-flight trades resume with 'pairexec recover'")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Which exchange the CLI trades on: the built-in paper exchange or a ccxt exchange.
+
+Credentials come only from PAIREXEC_API_KEY / PAIREXEC_API_SECRET; they are handed to ccxt and
+nowhere else (never printed, logged or stored).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import ccxt
+from sqlalchemy.engine import make_url
+
+from fsm.cli.errors import CliError
+from persistence.urls import is_memory_sqlite, is_sqlite
+
+PAPER = "paper"
+
+
+def paper_state_path(db_url: str) -> Path:
+    """The paper exchange's own SQLite file: beside the trades database (x.db -> x.paper.db)."""
+    if is_sqlite(db_url) and not is_memory_sqlite(db_url):
+        db = Path(str(make_url(db_url).database))
+        return db.with_name(f"{db.stem}.paper.db")
+    return Path("pairexec.paper.db")
+
+
+def open_exchange(
+    name: str,
+    *,
+    db_url: str,
+    paper_state: str | None = None,
+    chaos: list[str] | None = None,
+    seed: int = 0,
+    sandbox: bool = False,
+) -> Any:
+    if name == PAPER:
+        from fsm.venues.chaos import ChaosConfig
+        from fsm.venues.paper import PaperExchange
+
+        try:
+            config = ChaosConfig.parse(";".join(chaos), seed=seed) if chaos else None
+        except ValueError as exc:
+            raise CliError(f"bad --chaos: {exc}") from exc
+        path = Path(paper_state) if paper_state else paper_state_path(db_url)
+        if not path.parent.exists():
+            raise CliError(f"paper exchange state directory {path.parent} does not exist")
+        return PaperExchange(path, chaos=config, seed=seed)
+    if chaos:
+        raise CliError("--chaos applies only to the paper exchange")
+    if name not in ccxt.exchanges:
+        raise CliError(f"unknown exchange {name!r}: use 'paper' or a ccxt exchange id (binance...)")
+    import ccxt.async_support as ccxt_async
+
+    key = os.environ.get("PAIREXEC_API_KEY")
+    secret = os.environ.get("PAIREXEC_API_SECRET")
+    exchange = getattr(ccxt_async, name)({"apiKey": key, "secret": secret, "enableRateLimit": True})
+    if sandbox:
+        exchange.set_sandbox_mode(True)
+    return exchange

@@ -1,0 +1,1 @@
+"""Exchange venues: adapters and simulators the engine trades on."""

@@ -1,0 +1,172 @@
+"""The `pairexec` command line, run as a real process: output, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fsm.venues.paper import PaperExchange
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fsm.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def paper_orders(path: Path) -> list[dict]:
+    paper = PaperExchange(path)
+    try:
+        return paper.all_orders()
+    finally:
+        import asyncio
+
+        asyncio.run(paper.close())
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pairexec: error:"), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_trade_status_show_on_the_default_database(tmp_path: Path):
+    trade = run(
+        "trade", "BTC/USDT", "buy", "0.5", "ETH/USDT", "sell", "--hedge-ratio", "10", cwd=tmp_path
+    )
+    assert trade.returncode == 0, trade.stderr
+    assert "DONE" in trade.stdout
+    assert "PENDING → LEG_A_SENT → LEG_A_FILLED → LEG_B_SENT → DONE" in trade.stdout
+    assert "leg B ETH/USDT filled 5" in trade.stdout
+    assert (tmp_path / "pairexec.db").exists() and (tmp_path / "pairexec.paper.db").exists()
+
+    trade_id = trade.stdout.split()[1].rstrip(":")
+    status = run("status", cwd=tmp_path)
+    assert status.returncode == 0 and trade_id[:12] in status.stdout and "DONE" in status.stdout
+    show = run("show", trade_id[:6], cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    assert "events" in show.stdout and "orders" in show.stdout and "LEG_B_SENT" in show.stdout
+    orders = paper_orders(tmp_path / "pairexec.paper.db")
+    assert len(orders) == 2
+    for order in orders:
+        assert order["clientOrderId"] in show.stdout
+
+
+def test_trade_outcomes_map_to_exit_codes(tmp_path: Path):
+    failed = run(
+        "trade",
+        "BTC/USDT",
+        "buy",
+        "1",
+        "ETH/USDT",
+        "sell",
+        "--chaos",
+        "BTC/USDT:reject_funds=1",
+        cwd=tmp_path,
+    )
+    assert failed.returncode == 1 and "FAILED" in failed.stdout
+    first = run(
+        "trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--signal-id", "s1", cwd=tmp_path
+    )
+    dup = run(
+        "trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--signal-id", "s1", cwd=tmp_path
+    )
+    assert first.returncode == 0 and dup.returncode == 1 and "duplicate" in dup.stdout
+    unknown = run(
+        "trade",
+        "BTC/USDT",
+        "buy",
+        "1",
+        "ETH/USDT",
+        "sell",
+        "--chaos",
+        "ETH/USDT:timeout_after_accept=1,lookup_timeouts=99",
+        cwd=tmp_path,
+    )
+    assert unknown.returncode == 3 and "UNKNOWN" in unknown.stdout and "recover" in unknown.stdout
+    recover = run("recover", cwd=tmp_path)
+    assert recover.returncode == 0, recover.stdout + recover.stderr
+    assert "UNKNOWN" in recover.stdout and "DONE" in recover.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["trade", "FOO/USDT", "buy", "1", "ETH/USDT", "sell"], ["pair_x", "FOO/USDT"]),
+        (["trade", "BTC/USDT", "buy", "-1", "ETH/USDT", "sell"], ["amount_x"]),
+        (["trade", "BTC/USDT", "hold", "1", "ETH/USDT", "sell"], ["side_x"]),
+        (["trade", "BTC/USDT", "buy", "0.000000001", "ETH/USDT", "sell"], ["minimum"]),
+        (
+            ["trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--chaos", "ETH/USDT:nope=1"],
+            ["--chaos"],
+        ),
+        (
+            ["trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--exchange", "nosuchex"],
+            ["nosuchex"],
+        ),
+        (
+            [
+                "trade",
+                "BTC/USDT",
+                "buy",
+                "1",
+                "ETH/USDT",
+                "sell",
+                "--db",
+                "postgresql://nobody@127.0.0.1:1/none",
+            ],
+            ["cannot open database"],
+        ),
+        (["status", "--db", "sqlite:///does/not/exist.db"], ["no database"]),
+        (["show", "abc"], ["no database"]),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_nothing_is_sent(tmp_path: Path, args, words):
+    result = run(*args, cwd=tmp_path)
+    assert_one_line_error(result, *words)
+    paper = tmp_path / "pairexec.paper.db"
+    assert not paper.exists() or paper_orders(paper) == []
+
+
+def test_argument_errors_exit_2(tmp_path: Path):
+    result = run("trade", "BTC/USDT", "buy", "lots", "ETH/USDT", "sell", cwd=tmp_path)
+    assert result.returncode == 2 and "not a number" in result.stderr
+
+
+def test_newer_schema_is_refused(tmp_path: Path):
+    assert run("db", "upgrade", cwd=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "pairexec.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffff_future'")
+    result = run("trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", cwd=tmp_path)
+    assert_one_line_error(result, "newer pairexec")
+    assert paper_orders(tmp_path / "pairexec.paper.db") == []
+
+
+def test_db_upgrade_and_current(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    missing = run("db", "current", "--db", url, cwd=tmp_path)
+    assert_one_line_error(missing, "no database")
+    assert run("db", "upgrade", "--db", url, cwd=tmp_path).returncode == 0
+    current = run("db", "current", "--db", url, cwd=tmp_path)
+    assert current.returncode == 0 and "0001_initial (newest)" in current.stdout
+
+
+def test_recover_with_nothing_in_flight(tmp_path: Path):
+    result = run("recover", cwd=tmp_path)
+    assert result.returncode == 0 and "nothing to recover" in result.stdout
