@@ -19,6 +19,9 @@ class EngineConfig:
     treated exactly like a timeout: looked up, never blindly repeated)."""
     recover_concurrency: int = 32
     """Trades ``recover()`` drives at once."""
+    lease_seconds: float = 30.0
+    """How long a trade stays reserved to the process driving it without renewal (renewed
+    every third of it). After that, another process's ``recover()`` may take it over."""
 
     lookup_attempts: int = 5
     """Lookups of an order whose outcome is unknown before the engine stops and leaves it for
@@ -58,6 +61,8 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.call_timeout <= 0:
             raise ValueError("call_timeout must be > 0")
+        if self.lease_seconds <= 0:
+            raise ValueError("lease_seconds must be > 0")
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based) of a lookup or rate-limited send."""

@@ -14,7 +14,9 @@ trade: the driver is shielded and finishes; ``close()`` waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fsm import crashpoints
@@ -35,11 +37,13 @@ from fsm.gateway import Answered, ExchangeGateway, Failed
 from fsm.machine import is_terminal, next_state
 from fsm.markets import MarketRules
 from fsm.orders import OrderFacts, OrderStatus
+from fsm.owners import is_dead_locally, new_owner_id
 from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
 from persistence.store import (
     Change,
     Duplicate,
+    Lease,
     NewOrder,
     OrderUpdate,
     StaleTrade,
@@ -75,6 +79,12 @@ class ExecutionEngine:
         self._executions: set[asyncio.Task[TradeOutcome]] = set()
         self._markets: dict[str, MarketRules] = {}
         self._started = False
+        self.owner = new_owner_id()
+        """This engine's name in trade leases (host:pid:nonce)."""
+        self._held: set[str] = set()
+        """Trades this engine has created or claimed and not yet let go: their leases are
+        renewed by the heartbeat, even while they wait for a driver."""
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -87,6 +97,7 @@ class ExecutionEngine:
             await self.store.open()
             self._owns_store = True
         self._started = True
+        self._heartbeat = asyncio.create_task(self._renew_leases(), name="pairexec-leases")
         if not self.store.crash_safe:
             log.warning("in-memory trade store: trades will not survive a crash or restart")
 
@@ -94,6 +105,13 @@ class ExecutionEngine:
         """Let running trades finish their current drive, then release the store if ours."""
         while self._executions or self._drivers:
             await asyncio.gather(*self._executions, *self._drivers.values(), return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self.store.is_open:
+            await self.store.release(self.owner)  # what we leave unfinished, others may take
         if self._owns_store:
             await self.store.close()
             self._owns_store = False
@@ -143,7 +161,7 @@ class ExecutionEngine:
         return request
 
     async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
-        created = await self.store.create_trade(request)
+        created = await self.store.create_trade(request, self._lease())
         if isinstance(created, Duplicate):
             log.info("duplicate signal rejected: %s", created.why)
             existing = created.existing
@@ -153,13 +171,19 @@ class ExecutionEngine:
                 reason=f"duplicate: {created.why}; nothing sent",
                 duplicate=True,
             )
+        self._held.add(created.id)
         return await self._drive(created.id, resuming=False)
 
     async def recover(self) -> list[TradeOutcome]:
-        """Drive every non-terminal trade in the store to a terminal state (if it safely can)."""
+        """Claim every non-terminal trade no live process holds, and drive each to a terminal
+        state (if it safely can). Trades leased by live processes are left to them; a trade
+        whose owner died on this host is taken over at once, elsewhere when its lease expires.
+        """
         if not self._started:
             await self.start()
-        trade_ids = await self.store.unfinished_trade_ids()
+        dead = {h.owner for h in await self.store.lease_holders() if is_dead_locally(h.owner)}
+        trade_ids = await self.store.claim(self._lease(), dead_owners=sorted(dead))
+        self._held.update(trade_ids)
         limit = asyncio.Semaphore(self.config.recover_concurrency)
 
         async def one(trade_id: str) -> TradeOutcome:
@@ -167,6 +191,21 @@ class ExecutionEngine:
                 return await self._drive(trade_id, resuming=True)
 
         return list(await asyncio.gather(*(one(t) for t in trade_ids)))
+
+    # --- leases --------------------------------------------------------------------------
+
+    def _lease(self) -> Lease:
+        until = datetime.now(timezone.utc) + timedelta(seconds=self.config.lease_seconds)
+        return Lease(self.owner, until)
+
+    async def _renew_leases(self) -> None:
+        """Keep our trades' leases alive between steps (long lookups, backoffs, queues)."""
+        while True:
+            await asyncio.sleep(self.config.lease_seconds / 3)
+            try:
+                await self.store.renew(self._lease(), sorted(self._held))
+            except Exception:  # a missed renewal is retried; losing a lease is safe
+                log.warning("lease renewal failed", exc_info=True)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -179,6 +218,12 @@ class ExecutionEngine:
         return await asyncio.shield(task)
 
     async def _run(self, trade_id: str, resuming: bool) -> TradeOutcome:
+        try:
+            return await self._run_held(trade_id, resuming)
+        finally:
+            self._held.discard(trade_id)
+
+    async def _run_held(self, trade_id: str, resuming: bool) -> TradeOutcome:
         record = await self.store.load(trade_id)
         try:
             while not is_terminal(record.state):
@@ -193,6 +238,7 @@ class ExecutionEngine:
                     break
                 record = await self._step(record, action)
         except _StopDriving as stop:
+            await self.store.release(self.owner, trade_id)  # recover() may take it at once
             record = await self.store.load(trade_id)
             return _outcome(record, str(stop))
         except StaleTrade as stale:
@@ -251,6 +297,7 @@ class ExecutionEngine:
             record.id,
             record.state,
             Change(cause, to_state=to_state, new_order=new_order, order_update=order_update),
+            self._lease(),
         )
         if to_state is not None:
             log.info("trade %s %s -> %s: %s", record.id, record.state.value, to_state.value, cause)

@@ -50,6 +50,10 @@ class TradeRow(Base):
     hedge_ratio: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str | None] = mapped_column(String(100))
+    """The engine process driving the trade (host:pid:nonce), while its lease lasts."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Until when ``owner`` may drive the trade without renewing; after it, anyone may claim."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

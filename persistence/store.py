@@ -24,7 +24,7 @@ from typing import Any
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import Connection, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -104,6 +104,23 @@ class Change:
     to_state: TradeState | None = None
     new_order: NewOrder | None = None
     order_update: OrderUpdate | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who drives a trade, and until when that claim holds without renewal."""
+
+    owner: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """A non-terminal trade whose lease another process holds."""
+
+    trade_id: str
+    owner: str
+    until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -207,8 +224,10 @@ class TradeStore:
 
     # --- writes --------------------------------------------------------------------------
 
-    async def create_trade(self, request: PairTradeRequest) -> TradeRecord | Duplicate:
-        """Persist a PENDING trade, or report the trade that makes it a duplicate."""
+    async def create_trade(
+        self, request: PairTradeRequest, lease: Lease | None = None
+    ) -> TradeRecord | Duplicate:
+        """Persist a PENDING trade (leased to its creator), or report the trade it duplicates."""
         now = _now()
         trade_id = uuid.uuid4().hex
         try:
@@ -226,6 +245,8 @@ class TradeStore:
                         hedge_ratio=request.hedge_ratio,
                         state=TradeState.PENDING.value,
                         reason="",
+                        owner=lease.owner if lease else None,
+                        lease_expires_at=lease.until if lease else None,
                         created_at=now,
                         updated_at=now,
                     )
@@ -270,8 +291,11 @@ class TradeStore:
         # because at the time of the insert it was in flight.
         return Duplicate(None, "a trade on the same signal or pairs was in flight")
 
-    async def apply(self, trade_id: str, expected: TradeState, change: Change) -> TradeRecord:
-        """Apply one step atomically, if the trade is still in ``expected``; else StaleTrade."""
+    async def apply(
+        self, trade_id: str, expected: TradeState, change: Change, lease: Lease | None = None
+    ) -> TradeRecord:
+        """Apply one step atomically, if the trade is still in ``expected`` (and, with a lease,
+        still owned by its owner, whose lease is renewed); else StaleTrade."""
         now = _now()
         to_state = change.to_state or expected
         async with self._session() as session:
@@ -280,13 +304,16 @@ class TradeStore:
                 values["inflight_key"] = None
             if to_state is not expected or to_state in (TradeState.PARKED, TradeState.UNKNOWN):
                 values["reason"] = change.cause
-            result = await session.execute(
-                update(TradeRow)
-                .where(TradeRow.id == trade_id, TradeRow.state == expected.value)
-                .values(**values)
-            )
+            condition = [TradeRow.id == trade_id, TradeRow.state == expected.value]
+            if lease is not None:
+                condition.append(TradeRow.owner == lease.owner)
+                values["lease_expires_at"] = lease.until
+            result = await session.execute(update(TradeRow).where(*condition).values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
-                raise StaleTrade(f"trade {trade_id} is no longer {expected.value}")
+                raise StaleTrade(
+                    f"trade {trade_id} is no longer {expected.value}"
+                    + (f" under {lease.owner}" if lease else "")
+                )
             cid = None
             if change.new_order is not None:
                 order = change.new_order
@@ -347,6 +374,96 @@ class TradeStore:
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+
+    # --- leases --------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        lease: Lease,
+        *,
+        dead_owners: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> list[str]:
+        """Take over every non-terminal trade nobody holds: no owner, an expired lease, an owner
+        known to be dead, or ``lease.owner`` itself. Oldest first.
+
+        Rows being claimed by someone else right now are skipped (FOR UPDATE SKIP LOCKED on
+        PostgreSQL; on SQLite the write lock taken by BEGIN IMMEDIATE serialises claimers), so
+        two recoverers never get the same trade. Each claim is journaled.
+        """
+        now = _now()
+        terminal = [s.value for s in TERMINAL_STATES]
+        free = or_(
+            TradeRow.owner.is_(None),
+            TradeRow.lease_expires_at.is_(None),
+            TradeRow.lease_expires_at < now,
+            TradeRow.owner == lease.owner,
+            TradeRow.owner.in_(list(dead_owners)),
+        )
+        query = (
+            select(TradeRow)
+            .where(TradeRow.state.not_in(terminal), free)
+            .order_by(TradeRow.created_at, TradeRow.id)
+            .with_for_update(skip_locked=True)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._session() as session:
+            rows = (await session.scalars(query)).all()
+            for row in rows:
+                if row.owner != lease.owner:
+                    why = (
+                        "no owner"
+                        if row.owner is None
+                        else f"{row.owner} is gone"
+                        if row.owner in dead_owners
+                        else f"lease of {row.owner} expired"
+                    )
+                    session.add(
+                        TradeEventRow(
+                            trade_id=row.id,
+                            from_state=row.state,
+                            to_state=row.state,
+                            cause=f"claimed by {lease.owner} ({why})",
+                            at=now,
+                        )
+                    )
+                row.owner = lease.owner
+                row.lease_expires_at = lease.until
+            return [row.id for row in rows]
+
+    async def renew(self, lease: Lease, trade_ids: Sequence[str]) -> int:
+        """Extend ``lease`` on the trades it still owns; returns how many."""
+        if not trade_ids:
+            return 0
+        async with self._session() as session:
+            result = await session.execute(
+                update(TradeRow)
+                .where(TradeRow.id.in_(list(trade_ids)), TradeRow.owner == lease.owner)
+                .values(lease_expires_at=lease.until)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, owner: str, trade_id: str | None = None) -> None:
+        """Let anyone claim the trade (or every trade of ``owner``) now: the owner stopped."""
+        condition = [TradeRow.owner == owner, TradeRow.lease_expires_at.is_not(None)]
+        if trade_id is not None:
+            condition.append(TradeRow.id == trade_id)
+        async with self._session() as session:
+            await session.execute(update(TradeRow).where(*condition).values(lease_expires_at=None))
+
+    async def lease_holders(self) -> list[LeaseHolder]:
+        """Non-terminal trades with a live-looking lease, and who holds them."""
+        terminal = [s.value for s in TERMINAL_STATES]
+        async with self._session() as session:
+            rows = await session.execute(
+                select(TradeRow.id, TradeRow.owner, TradeRow.lease_expires_at).where(
+                    TradeRow.state.not_in(terminal),
+                    TradeRow.owner.is_not(None),
+                    TradeRow.lease_expires_at.is_not(None),
+                )
+            )
+            return [LeaseHolder(tid, str(owner), until) for tid, owner, until in rows]
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from fsm import EngineConfig, ExecutionEngine, PairTradeRequest
 from persistence import TradeStore
@@ -32,9 +37,68 @@ def btc_eth(amount: float = 1.0, hedge_ratio: float = 1.0, signal_id: str | None
     )
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'trades.db'}"
+PG_ADMIN = os.environ.get("PAIREXEC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+"""A PostgreSQL role that may create databases. PAIREXEC_TEST_PG=off runs SQLite only."""
+BACKENDS = ["sqlite"] if PG_ADMIN == "off" else ["sqlite", "postgresql"]
+
+
+async def _pg_admin(*statements: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def pg_url(database: str) -> str:
+    return str(
+        make_url(PG_ADMIN)
+        .set(drivername="postgresql+asyncpg", database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """One migrated database per test run; each test gets a fresh copy of it."""
+    name = f"pairexec_tmpl_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN} is not usable ({exc}); start it, or set "
+            "PAIREXEC_TEST_PG=off to run the SQLite half only"
+        )
+
+    async def migrate() -> None:
+        async with TradeStore(pg_url(name)):
+            pass
+
+    asyncio.run(migrate())
+    yield name
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def new_pg_database(template: str) -> str:
+    name = f"pairexec_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty trades database: a SQLite file, and (second run) a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'trades.db'}"
+        return
+    name = new_pg_database(request.getfixturevalue("pg_template"))
+    yield pg_url(name)
+    drop_pg_database(name)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fsm.venues.paper import PaperExchange
+from persistence import head_revision
 
 
 def run(
@@ -164,7 +165,7 @@ def test_db_upgrade_and_current(tmp_path: Path):
     assert_one_line_error(missing, "no database")
     assert run("db", "upgrade", "--db", url, cwd=tmp_path).returncode == 0
     current = run("db", "current", "--db", url, cwd=tmp_path)
-    assert current.returncode == 0 and "0001_initial (newest)" in current.stdout
+    assert current.returncode == 0 and f"{head_revision()} (newest)" in current.stdout
 
 
 def test_recover_with_nothing_in_flight(tmp_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from migrations import alembic_config
-from persistence import StoreError, TradeStore
+from persistence import StoreError, TradeStore, head_revision
 from persistence.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def test_alembic_command_line_from_a_checkout(tmp_path: Path):
     )
     with sqlite3.connect(db) as conn:
         [(revision,)] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert revision == "0001_initial"
+    assert revision == head_revision()
 
 
 async def test_store_migrates_on_open_and_is_idempotent(tmp_path: Path):
@@ -68,3 +69,20 @@ async def test_database_from_a_newer_pairexec_is_refused(tmp_path: Path):
 async def test_unusable_database_gives_a_clear_error(tmp_path: Path):
     with pytest.raises(StoreError, match="cannot open database"):
         await TradeStore(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}").open()
+
+
+async def test_upgrade_from_the_first_schema_keeps_trades(tmp_path: Path):
+    """A database written by the first release, with a trade in flight, upgrades in place."""
+    path = tmp_path / "old.db"
+    await asyncio.to_thread(command.upgrade, alembic_config(f"sqlite:///{path}"), "0001_initial")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x, pair_y,"
+            " side_y, hedge_ratio, state, reason, created_at, updated_at) VALUES ('t1', 's1',"
+            " 'k', 'BTC/USDT', 'buy', 1.0, 'ETH/USDT', 'sell', 1.0, 'LEG_A_SENT', '',"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    async with TradeStore(f"sqlite:///{path}") as store:
+        [trade] = await store.list_trades()
+        assert await store.unfinished_trade_ids() == ["t1"]
+    assert trade.request.signal_id == "s1" and trade.state.value == "LEG_A_SENT"

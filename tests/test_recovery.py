@@ -124,9 +124,7 @@ async def test_recover_joins_a_trade_this_engine_is_already_driving(engine, exch
     assert exchange.count("fetch_order") == 0  # no second driver looked anything up
 
 
-async def test_two_engines_on_one_database_never_send_twice(exchange: FakeExchange, db_url: str):
-    """A second process recovering a trade that another is driving: the compare-and-set on the
-    trade state stops one of them; the client id stops a second copy on the exchange."""
+async def test_another_engine_leaves_a_live_engines_trade_alone(exchange, db_url: str):
     exchange.latency = 0.05
     leg_a_in_flight = asyncio.Event()
     exchange.on_create = lambda call: leg_a_in_flight.set()
@@ -136,12 +134,34 @@ async def test_two_engines_on_one_database_never_send_twice(exchange: FakeExchan
     ):
         running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
         await leg_a_in_flight.wait()
-        recovered = await second.recover()
+        assert await second.recover() == []  # leased by a live engine: not claimed
+        outcome = await running
+
+    assert outcome.state is TradeState.DONE
+    assert exchange.count("fetch_order") == 0 and exchange.count("create_order") == 2
+
+
+async def test_expired_lease_is_taken_over_and_the_old_driver_stops(exchange, db_url: str):
+    """A stalled owner (alive, but its lease ran out) loses the trade: the compare-and-set on
+    owner stops its next step, and the client id stops a second copy on the exchange."""
+    exchange.latency = 0.05
+    leg_a_in_flight = asyncio.Event()
+    exchange.on_create = lambda call: leg_a_in_flight.set()
+    async with (
+        ExecutionEngine(exchange, store=db_url, config=FAST) as first,
+        ExecutionEngine(exchange, store=TradeStore(db_url), config=FAST) as second,
+    ):
+        running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
+        await leg_a_in_flight.wait()
+        await first.store.release(first.owner)  # as if the lease had run out
+        [recovered] = await second.recover()
         outcome = await running
         trade = await second.store.load(outcome.trade_id)
+        events = await second.store.events(outcome.trade_id)
 
-    assert trade.state is TradeState.DONE
-    assert "another driver" in outcome.reason or "another driver" in recovered[0].reason
+    assert recovered.state is TradeState.DONE and trade.state is TradeState.DONE
+    assert "another driver" in outcome.reason
+    assert any(e.cause.startswith(f"claimed by {second.owner}") for e in events)
     legs = orders_per_leg(exchange, {o.client_order_id: o.leg for o in trade.orders})
     assert legs == Counter({Leg.A: 1, Leg.B: 1})
 
