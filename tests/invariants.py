@@ -37,10 +37,16 @@ async def check_invariants(db_url: str, paper: PaperExchange) -> list[str]:
                     )
             a, b, u = trade.filled(Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
             ratio = trade.request.hedge_ratio
-            if trade.state is TradeState.DONE and abs(b - ratio * a) > 1e-6 * max(a, 1):
+            # Legs are rounded down to the market's step and never below its minimum, so a
+            # hedge may fall short of the exact ratio by less than one tradable unit.
+            dust_y = _tradable_unit(paper, trade.request.pair_y)
+            dust_x = _tradable_unit(paper, trade.request.pair_x)
+            target = ratio * a
+            if trade.state is TradeState.DONE and not -1e-9 <= target - b < dust_y + 1e-9:
                 problems.append(f"{tid}: DONE but leg B {b:g} != {ratio:g} x leg A {a:g}")
-            if trade.state is TradeState.ABORTED and u and abs(u - (a - b / ratio)) > 1e-6:
-                problems.append(f"{tid}: ABORTED but unwound {u:g} != unhedged {a - b / ratio:g}")
+            unhedged = a - b / ratio
+            if trade.state is TradeState.ABORTED and u and not -1e-9 <= unhedged - u < dust_x:
+                problems.append(f"{tid}: ABORTED but unwound {u:g} != unhedged {unhedged:g}")
             events = await store.events(trade.id)
             if (
                 not events
@@ -56,3 +62,11 @@ async def check_invariants(db_url: str, paper: PaperExchange) -> list[str]:
                     f"{tid}: journal ends in {events[-1].to_state}, trade {trade.state}"
                 )
     return problems
+
+
+def _tradable_unit(paper: PaperExchange, symbol: str) -> float:
+    """The smallest amount the market lets an order carry (its step or its minimum)."""
+    market = paper.markets.get(symbol, {})
+    step = float((market.get("precision") or {}).get("amount") or 0)
+    minimum = float(((market.get("limits") or {}).get("amount") or {}).get("min") or 0)
+    return max(step, minimum, 1e-9)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from fsm.cli import render
 from fsm.cli.errors import CliError
 from fsm.cli.recorder import CallRecorder
 from fsm.cli.venue import PAPER, open_exchange
+from fsm.config import EngineConfig
 from fsm.engine import EngineError, ExecutionEngine
 from fsm.machine import is_terminal
 from fsm.request import InvalidRequest, PairTradeRequest
@@ -65,6 +68,13 @@ def _common(parser: argparse.ArgumentParser, exchange: bool = True) -> None:
         help="paper faults, e.g. 'ETH/USDT:timeout_after_accept=1;BTC/USDT:fill=0.6'",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic chaos")
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=EngineConfig.lease_seconds,
+        help="how long a trade stays reserved to this process without renewal "
+        "(default %(default)s); another process may take it over after",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     recover = commands.add_parser("recover", help="resume every in-flight trade")
     _common(recover)
+
+    worker = commands.add_parser(
+        "worker", help="keep taking over and finishing in-flight trades until stopped"
+    )
+    worker.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        help="seconds between looks for trades to take over (default 1)",
+    )
+    _common(worker)
 
     status = commands.add_parser("status", help="list trades")
     status.add_argument("--state", type=_state, help="only trades in this state")
@@ -135,7 +156,10 @@ def _state(text: str) -> TradeState:
 
 @asynccontextmanager
 async def _engine(args: argparse.Namespace, exchange: Any) -> Any:
-    engine = ExecutionEngine(exchange, store=_store(args.db))
+    if args.lease_seconds <= 0:
+        raise CliError("--lease-seconds must be > 0")
+    config = EngineConfig(lease_seconds=args.lease_seconds)
+    engine = ExecutionEngine(exchange, store=_store(args.db), config=config)
     try:
         await engine.start()
         yield engine
@@ -231,6 +255,28 @@ async def cmd_recover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_worker(args: argparse.Namespace) -> int:
+    """Take over trades whose owner died or whose lease expired, until SIGTERM/SIGINT."""
+    if args.poll <= 0:
+        raise CliError("--poll must be > 0")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with _engine(args, _exchange(args)) as engine:
+        console.print(f"worker {engine.owner}: watching {redacted(args.db)} (Ctrl-C to stop)")
+        while not stop.is_set():
+            for outcome in await engine.recover():
+                console.print(
+                    f"trade {outcome.trade_id[:12]}: {render.state_text(outcome.state)}"
+                    + (f" — {outcome.reason}" if outcome.reason else "")
+                )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.poll)
+        console.print(f"worker {engine.owner}: stopping; unfinished trades are released")
+    return EXIT_OK
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
     async with _opened(args.db) as store:
         trades = await store.list_trades(args.state, limit=args.limit)
@@ -300,6 +346,7 @@ def _require_existing(url: str) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "trade": cmd_trade,
     "recover": cmd_recover,
+    "worker": cmd_worker,
     "status": cmd_status,
     "show": cmd_show,
     "db": cmd_db,
