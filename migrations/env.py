@@ -10,11 +10,11 @@ import asyncio
 import os
 
 from alembic import context
-from sqlalchemy import Connection, pool
+from sqlalchemy import Connection, create_engine, make_url, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.models import Base
-from persistence.urls import async_url
+from persistence.urls import async_url, is_sqlite
 
 config = context.config
 target_metadata = Base.metadata
@@ -52,6 +52,16 @@ def _url() -> str:
     return url
 
 
+def _run_on_sqlite(url: str) -> None:
+    """SQLite by hand needs no event loop: the stdlib driver does it synchronously."""
+    engine = create_engine(make_url(url).set(drivername="sqlite"), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            _configure_and_run(connection)
+    finally:
+        engine.dispose()
+
+
 connection = config.attributes.get("connection")
 if context.is_offline_mode():
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
@@ -59,5 +69,7 @@ if context.is_offline_mode():
         context.run_migrations()
 elif connection is not None:
     _configure_and_run(connection)
+elif is_sqlite(_url()):
+    _run_on_sqlite(_url())
 else:
     asyncio.run(_run_on_url(_url()))
