@@ -586,8 +586,15 @@ async def schema_revision(url: str) -> str | None:
         await engine.dispose()
 
 
+MIGRATION_LOCK = 0x70A1_2E8E
+"""PostgreSQL advisory lock key held while migrating: processes starting together on an empty
+database must not each create the schema (SQLite's BEGIN IMMEDIATE serialises them already)."""
+
+
 def _migrate_to_head(connection: Connection) -> None:
     """Upgrade to the newest schema; refuse a database written by a newer pairexec."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)
     current = MigrationContext.configure(connection).get_current_revision()

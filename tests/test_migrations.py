@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect
 from migrations import alembic_config
 from persistence import StoreError, TradeStore, head_revision
 from persistence.models import Base
+from tests.conftest import BACKENDS, drop_pg_database, new_pg_database, pg_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +87,32 @@ async def test_upgrade_from_the_first_schema_keeps_trades(tmp_path: Path):
         [trade] = await store.list_trades()
         assert await store.unfinished_trade_ids() == ["t1"]
     assert trade.request.signal_id == "s1" and trade.state.value == "LEG_A_SENT"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_processes_starting_together_on_an_empty_database_migrate_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+):
+    name = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        request.getfixturevalue("pg_template")  # PostgreSQL is up
+        name = new_pg_database("template0")
+        url = pg_url(name)
+
+    async def open_together() -> list[int]:
+        stores = [TradeStore(url) for _ in range(4)]
+        try:
+            # without the migration lock this deadlocks on PostgreSQL: fail, don't hang
+            await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), 60)
+            return [await store.count_trades() for store in stores]
+        finally:
+            for store in stores:
+                await store.close()
+
+    try:
+        assert asyncio.run(open_together()) == [0, 0, 0, 0]
+    finally:
+        if name:
+            drop_pg_database(name)
