@@ -59,7 +59,10 @@ def run(db_url: str, processes: int, trades: int) -> tuple[float, int]:
         procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "--child", db_url, str(trades), str(w), str(start)],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for w in range(processes)
         ]
@@ -105,8 +108,10 @@ def drop(admin: str, name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades-per-process", type=int, default=200)
-    parser.add_argument("--pg", default=os.environ.get(
-        "PAIREXEC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("PAIREXEC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     args = parser.parse_args()
     n = args.trades_per_process
     rows = []
@@ -128,9 +133,21 @@ def main() -> None:
     print(f"({os.cpu_count()} CPU cores; every process also runs its own paper exchange)")
     results = Path(ROOT / "bench" / "results")
     results.mkdir(exist_ok=True)
-    (results / "scale_out.json").write_text(json.dumps(
-        [{"setup": r[0], "trades": r[2], "wall_s": r[3], "trades_per_s": r[2] / r[3],
-          "ratio_vs_sqlite": (r[2] / r[3]) / base} for r in rows], indent=2))
+    (results / "scale_out.json").write_text(
+        json.dumps(
+            [
+                {
+                    "setup": r[0],
+                    "trades": r[2],
+                    "wall_s": r[3],
+                    "trades_per_s": r[2] / r[3],
+                    "ratio_vs_sqlite": (r[2] / r[3]) / base,
+                }
+                for r in rows
+            ],
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,19 +3,31 @@
 Every call is bounded by ``EngineConfig.call_timeout`` and every failure is sorted by what it
 means for the order (``fsm.exchange_errors``), so the engine never inspects exceptions itself.
 Exceptions that are not ``Exception`` (cancellation, interpreter exit) pass through untouched.
+
+What differs between venues (how a client order id is passed and how an order is found by it)
+is data in ``fsm.venues.ccxt_ids``; the lookups themselves are ``fsm.venues.ccxt_lookup``. The
+paper exchange and test doubles (no ccxt ``has``) use ccxt's unified ``clientOrderId`` for all
+three calls, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fsm.client_ids import Leg, client_order_id
 from fsm.config import EngineConfig
 from fsm.exchange_errors import ErrorMeaning, classify, describe
 from fsm.markets import MarketRules, rules_from_ccxt
 from fsm.orders import ExchangeReport, MalformedOrder, OrderFacts, parse_order
+from fsm.venues.ccxt_ids import check_support, rules_for
+from fsm.venues.ccxt_lookup import find_order
+from fsm.venues.ccxt_secrets import CredentialGuard
+
+log = logging.getLogger("pairexec.gateway")
 
 
 @dataclass(frozen=True)
@@ -40,9 +52,22 @@ class ExchangeGateway:
     def __init__(self, exchange: Any, config: EngineConfig) -> None:
         self.exchange = exchange
         self.config = config
+        self.rules = rules_for(exchange)
+        self._credentials = CredentialGuard(exchange)
 
     async def market_rules(self) -> dict[str, MarketRules]:
-        """Each market's amount step and minimum; empty for a venue without ``load_markets``."""
+        """Each market's amount step and minimum; empty for a venue without ``load_markets``.
+
+        First checks that the venue can place and find orders by client id at all
+        (``UnsupportedExchange`` otherwise), so nothing is ever sent to one that cannot.
+        """
+        check_support(self.exchange, self.rules, client_order_id("start-up", Leg.A, 1))
+        if not self.rules.verified:
+            log.warning(
+                "%s: no verified client-order-id rules; orders of unknown outcome are found by "
+                "scanning its open and closed orders",
+                getattr(self.exchange, "id", "exchange"),
+            )
         load = getattr(self.exchange, "load_markets", None)
         if load is None:
             return {}
@@ -50,17 +75,25 @@ class ExchangeGateway:
         mode = getattr(self.exchange, "precisionMode", None)
         return {symbol: rules_from_ccxt(m, mode) for symbol, m in (markets or {}).items()}
 
+    def _failed(self, exc: Exception) -> Failed:
+        return Failed(classify(exc), self._credentials.redact(describe(exc)))
+
     async def _call(self, order: OrderFacts, call: Callable[[], Awaitable[Any]]) -> CallResult:
         try:
             reply = await asyncio.wait_for(call(), self.config.call_timeout)
         except Exception as exc:
-            return Failed(classify(exc), describe(exc))
+            return self._failed(exc)
         try:
             return Answered(parse_order(reply, order.amount))
         except MalformedOrder as exc:
-            return Failed(ErrorMeaning.UNKNOWN, str(exc))
+            return Failed(ErrorMeaning.UNKNOWN, self._credentials.redact(str(exc)))
 
     async def create(self, order: OrderFacts) -> CallResult:
+        if not self.rules.accepts(order.client_order_id):  # nothing sent: a plain reject
+            return Failed(
+                ErrorMeaning.REJECTED,
+                f"client order id {order.client_order_id!r} does not fit {self.rules.name}",
+            )
         return await self._call(
             order,
             lambda: self.exchange.create_order(
@@ -69,32 +102,24 @@ class ExchangeGateway:
                 order.side,
                 order.amount,
                 None,
-                {"clientOrderId": order.client_order_id},
+                {"clientOrderId": order.client_order_id},  # ccxt renames it per venue
             ),
         )
 
     async def fetch(self, order: OrderFacts) -> CallResult:
-        """Look the order up by its client order id (and exchange id, when known)."""
-        return await self._call(
-            order,
-            lambda: self.exchange.fetch_order(
-                order.exchange_order_id or order.client_order_id,
-                order.symbol,
-                {"clientOrderId": order.client_order_id},
-            ),
-        )
+        """Look the order up by its client order id (or its exchange id, once known), the way
+        the venue supports; NOT_FOUND only when the venue really answered "no such order"."""
+        return await self._call(order, lambda: find_order(self.exchange, self.rules, order))
 
     async def cancel(self, order: OrderFacts) -> Failed | None:
         """Ask for the rest of the order to be cancelled; the fill is read by a fetch after."""
+        order_id, params = self.rules.cancel_args(order.client_order_id, order.exchange_order_id)
         try:
             await asyncio.wait_for(
-                self.exchange.cancel_order(  # inside try: a sync raise is classified too
-                    order.exchange_order_id or order.client_order_id,
-                    order.symbol,
-                    {"clientOrderId": order.client_order_id},
-                ),
+                # inside try: a sync raise is classified too
+                self.exchange.cancel_order(order_id, order.symbol, params),
                 self.config.call_timeout,
             )
         except Exception as exc:
-            return Failed(classify(exc), describe(exc))
+            return self._failed(exc)
         return None

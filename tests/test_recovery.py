@@ -112,8 +112,10 @@ async def test_recover_resumes_a_filled_leg_a_by_sending_leg_b(db_url: str, exch
 async def test_recover_joins_a_trade_this_engine_is_already_driving(engine, exchange):
     """One driver per trade: recover() during execute_pair_trade waits for the running driver."""
     exchange.latency = 0.03
+    leg_a_in_flight = asyncio.Event()
+    exchange.on_create = lambda call: leg_a_in_flight.set()
     running = asyncio.create_task(engine.execute_pair_trade(btc_eth()))
-    await asyncio.sleep(0.01)
+    await leg_a_in_flight.wait()  # the trade is stored and being driven
 
     recovered = await engine.recover()
     outcome = await running
