@@ -40,6 +40,7 @@ from fsm.orders import OrderFacts, OrderStatus
 from fsm.owners import is_dead_locally, new_owner_id
 from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
+from fsm.venues.ccxt_ids import UnsupportedExchange
 from persistence.store import (
     Change,
     Duplicate,
@@ -91,6 +92,8 @@ class ExecutionEngine:
     async def start(self) -> None:
         try:
             self._markets = await self.gateway.market_rules()
+        except UnsupportedExchange as exc:
+            raise EngineError(str(exc)) from exc
         except Exception as exc:
             raise EngineError(f"cannot load the exchange's markets: {describe(exc)}") from exc
         if not self.store.is_open:
