@@ -49,7 +49,8 @@ async def test_concurrent_claimers_never_share_a_trade(db_url: str):
 
     claimed = [tid for batch in results for tid in batch]
     assert sorted(claimed) == sorted(ids)  # every trade once, none twice
-    assert len([r for r in results if r]) >= 2  # the claimers really did share the work
+    if db_url.startswith("postgresql"):  # SQLite serialises claimers: one may take them all
+        assert len([r for r in results if r]) >= 2  # the claimers really did overlap
 
 
 async def test_claim_respects_live_leases_and_takes_expired_or_dead_ones(db_url: str):
