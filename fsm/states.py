@@ -62,7 +62,11 @@ TRANSITIONS: list[tuple[str, list[TradeState], TradeState]] = [
     ("leg_a_too_small", [S.LEG_A_SENT, S.RECONCILED], S.ABORTED),
     ("send_leg_b", [S.LEG_A_FILLED, S.LEG_A_PARTIAL, S.LEG_B_SENT, S.RECONCILED], S.LEG_B_SENT),
     ("leg_b_filled", [S.LEG_B_SENT, S.RECONCILED], S.DONE),
-    ("unwind", [S.LEG_A_SENT, S.LEG_B_SENT, S.UNWINDING, S.RECONCILED], S.UNWINDING),
+    (
+        "unwind",
+        [S.LEG_A_SENT, S.LEG_A_FILLED, S.LEG_A_PARTIAL, S.LEG_B_SENT, S.UNWINDING, S.RECONCILED],
+        S.UNWINDING,
+    ),
     ("unwound", [S.UNWINDING, S.RECONCILED], S.ABORTED),
     ("park", _ANY_ACTIVE, S.PARKED),
 ]

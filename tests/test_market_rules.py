@@ -88,3 +88,22 @@ def test_unwind_remainder_below_minimum_finishes_the_unwind():
 def test_leg_a_amount_is_floored_before_it_is_persisted(amount):
     action = decide(trade(TradeState.PENDING, amount=amount), [], CFG, markets=MARKETS)
     assert isinstance(action, Submit) and action.amount == MARKETS["BTC/USDT"].floor(amount)
+
+
+async def test_hedge_below_minimum_after_a_partial_fill_unwinds_leg_a(tmp_path):
+    """Found by the chaos simulation: from LEG_A_PARTIAL (or FILLED) the only safe move when
+    leg B cannot be sent is to unwind leg A; the table once lacked that edge and the engine
+    stopped with an IllegalTransition, leaving leg A naked."""
+    from fsm import ExecutionEngine, PairTradeRequest
+    from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+
+    markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}
+    paper = PaperExchange(None, markets=markets, chaos="BTC/USDT@buy:fill=0.6")
+    async with ExecutionEngine(paper, store=f"sqlite:///{tmp_path / 't.db'}") as engine:
+        # 0.0002 BTC x 0.5 = 0.0001 ETH is tradable; 60% filled -> 0.00006 ETH is not
+        outcome = await engine.execute_pair_trade(
+            PairTradeRequest("BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 0.5)
+        )
+    await paper.close()
+    assert outcome.state is TradeState.ABORTED
+    assert outcome.filled_y == 0 and outcome.unwound_x == outcome.filled_x == 0.00012
