@@ -25,6 +25,8 @@ from rich.table import Table
 from fsm.cli import render
 from fsm.cli.errors import CliError
 from fsm.cli.recorder import CallRecorder
+from fsm.cli.simulate import add_parser as add_simulate_parser
+from fsm.cli.simulate import cmd_simulate
 from fsm.cli.venue import PAPER, open_exchange
 from fsm.config import EngineConfig
 from fsm.engine import EngineError, ExecutionEngine
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--workdir", help="keep the demo's databases here (default: temporary)")
     demo.add_argument("-v", "--verbose", action="store_true", help="log every transition")
+    add_simulate_parser(commands)
     return parser
 
 
@@ -351,6 +354,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "show": cmd_show,
     "db": cmd_db,
     "demo": cmd_demo,
+    "simulate": cmd_simulate,
 }
 
 

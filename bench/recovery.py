@@ -1,0 +1,273 @@
+"""Recovery: N in-flight trades left in every FSM state by "crashes" -> ``engine.recover()``.
+
+The trades are built by driving the store API directly (``create_trade`` + ``apply`` with the
+same ``Change``/``NewOrder``/``OrderUpdate`` steps the engine takes), one shape per state an
+engine can die in, and where the state implies that the order reached the exchange, the order
+is placed on the paper book under the same client order id (with the fill the DB recorded).
+Half of the "intent" orders are on the exchange (died after the send), half not (died before).
+
+Then one engine recovers them all on a SQLite file (WAL, synchronous=FULL), against the
+in-memory paper exchange at zero latency: the wall time and peak memory measured are the
+engine's and the store's. ``tests.invariants.check_invariants`` then checks every trade is
+terminal and consistent with the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthetic_markets
+from fsm.client_ids import Leg, client_order_id
+from fsm.engine import ExecutionEngine
+from fsm.orders import OrderStatus
+from fsm.request import PairTradeRequest
+from fsm.states import TradeState
+from fsm.venues.paper import PaperBook, PaperExchange
+from persistence import Change, NewOrder, OrderUpdate, TradeRecord, TradeStore
+
+S = TradeState
+
+
+@dataclass(frozen=True)
+class _Order:
+    cid: str
+    symbol: str
+    side: str
+    amount: float
+
+
+@dataclass
+class _Builder:
+    """Leaves one trade in a given state, as a crashed engine would have."""
+
+    store: TradeStore
+    book: PaperBook
+
+    async def new(self, request: PairTradeRequest) -> TradeRecord:
+        created = await self.store.create_trade(request)
+        assert isinstance(created, TradeRecord), created
+        return created
+
+    async def order(self, t: TradeRecord, leg: Leg, frm: TradeState, to: TradeState) -> _Order:
+        """Persist the intent of the trade's first ``leg`` order, moving ``frm`` -> ``to``."""
+        r = t.request
+        symbol, side = {
+            Leg.A: (r.pair_x, r.side_x),
+            Leg.B: (r.pair_y, r.side_y),
+            Leg.UNWIND: (r.pair_x, "sell" if r.side_x == "buy" else "buy"),
+        }[leg]
+        amount = r.amount_x * (r.hedge_ratio if leg is Leg.B else 1.0)
+        order = _Order(client_order_id(t.id, leg, 1), symbol, side, amount)
+        new = NewOrder(leg, 1, order.cid, symbol, side, amount)
+        await self.store.apply(t.id, frm, Change(f"{leg.value} intent", to, new_order=new))
+        return order
+
+    def place(self, order: _Order, fill: float = 1.0, leave_open: bool = False) -> str:
+        """The order as the exchange accepted it (same client id); its exchange id."""
+        placed = self.book.place(
+            order.symbol,
+            "market",
+            order.side,
+            order.amount,
+            None,
+            order.cid,
+            fill=fill,
+            leave_open=leave_open,
+        )
+        return str(placed.id)
+
+    async def fact(self, t: TradeRecord, state: TradeState, upd: OrderUpdate) -> None:
+        await self.store.apply(t.id, state, Change("order fact", order_update=upd))
+
+    async def move(
+        self, t: TradeRecord, frm: TradeState, to: TradeState, upd: OrderUpdate | None = None
+    ) -> None:
+        await self.store.apply(t.id, frm, Change("moved", to, order_update=upd))
+
+
+async def _pending(b: _Builder, t: TradeRecord) -> None:
+    return None
+
+
+async def _a_intent(b: _Builder, t: TradeRecord, placed: bool) -> None:
+    order = await b.order(t, Leg.A, S.PENDING, S.LEG_A_SENT)
+    if placed:
+        b.place(order)
+
+
+async def _a_unknown(b: _Builder, t: TradeRecord) -> None:
+    order = await b.order(t, Leg.A, S.PENDING, S.LEG_A_SENT)
+    b.place(order)
+    await b.move(
+        t, S.LEG_A_SENT, S.UNKNOWN, OrderUpdate(order.cid, OrderStatus.UNKNOWN, add_sends=1)
+    )
+
+
+async def _a_open(b: _Builder, t: TradeRecord) -> None:
+    order = await b.order(t, Leg.A, S.PENDING, S.LEG_A_SENT)
+    oid = b.place(order, fill=0.6, leave_open=True)
+    await b.fact(t, S.LEG_A_SENT, OrderUpdate(order.cid, OrderStatus.OPEN, 0.6, oid, add_sends=1))
+
+
+async def _a_final(b: _Builder, t: TradeRecord, fill: float) -> None:
+    order = await b.order(t, Leg.A, S.PENDING, S.LEG_A_SENT)
+    oid = b.place(order, fill=fill)
+    await b.fact(
+        t, S.LEG_A_SENT, OrderUpdate(order.cid, OrderStatus.CLOSED, fill, oid, add_sends=1)
+    )
+    full = fill >= BENCH_CONFIG.full_fill_ratio
+    await b.move(t, S.LEG_A_SENT, S.LEG_A_FILLED if full else S.LEG_A_PARTIAL)
+
+
+async def _b_intent(b: _Builder, t: TradeRecord, placed: bool) -> _Order:
+    await _a_final(b, t, 1.0)
+    order = await b.order(t, Leg.B, S.LEG_A_FILLED, S.LEG_B_SENT)
+    if placed:
+        b.place(order)
+    return order
+
+
+async def _b_unknown(b: _Builder, t: TradeRecord, placed: bool) -> None:
+    order = await _b_intent(b, t, placed)
+    unknown = OrderUpdate(order.cid, OrderStatus.UNKNOWN, add_sends=1)
+    await b.move(t, S.LEG_B_SENT, S.UNKNOWN, unknown)
+    if not placed:  # the lookup answered "absent" just before the crash
+        absent = OrderUpdate(order.cid, OrderStatus.ABSENT, filled=0.0)
+        await b.move(t, S.UNKNOWN, S.RECONCILED, absent)
+
+
+async def _unwinding(b: _Builder, t: TradeRecord) -> None:
+    leg_b = await _b_intent(b, t, placed=False)
+    rejected = OrderUpdate(leg_b.cid, OrderStatus.REJECTED, filled=0.0, add_sends=1)
+    await b.fact(t, S.LEG_B_SENT, rejected)
+    b.place(await b.order(t, Leg.UNWIND, S.LEG_B_SENT, S.UNWINDING))
+
+
+SHAPES: dict[str, Callable[[_Builder, TradeRecord], Awaitable[object]]] = {
+    "PENDING (never sent)": _pending,
+    "LEG_A_SENT, died before the send": lambda b, t: _a_intent(b, t, placed=False),
+    "LEG_A_SENT, died after the send": lambda b, t: _a_intent(b, t, placed=True),
+    "LEG_A_SENT, leg A open 60%": _a_open,
+    "UNKNOWN (leg A timed out, exists)": _a_unknown,
+    "LEG_A_FILLED": lambda b, t: _a_final(b, t, 1.0),
+    "LEG_A_PARTIAL (60%)": lambda b, t: _a_final(b, t, 0.6),
+    "LEG_B_SENT, died before the send": lambda b, t: _b_intent(b, t, placed=False),
+    "LEG_B_SENT, died after the send": lambda b, t: _b_intent(b, t, placed=True),
+    "UNKNOWN (leg B timed out, exists)": lambda b, t: _b_unknown(b, t, placed=True),
+    "RECONCILED (leg B confirmed absent)": lambda b, t: _b_unknown(b, t, placed=False),
+    "UNWINDING (leg B rejected)": _unwinding,
+}
+
+
+async def build(
+    store: TradeStore, book: PaperBook, requests: list[PairTradeRequest]
+) -> Counter[str]:
+    """Leave ``requests`` in flight, spread round-robin over ``SHAPES``; returns the spread."""
+    builder = _Builder(store, book)
+    shapes = list(SHAPES.items())
+    spread: Counter[str] = Counter()
+    for i, request in enumerate(requests):
+        name, shape = shapes[i % len(shapes)]
+        await shape(builder, await builder.new(request))
+        spread[name] += 1
+    return spread
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+
+def _build_file_db(path: Path, book_markets: int, n: int) -> tuple[PaperExchange, Counter[str]]:
+    """Build the trades in an in-memory store (the deterministic runtime skips aiosqlite's
+    thread hops: building is not what is measured), then copy them into ``path``."""
+    from tests.sim.fast_store import scenario_database
+    from tests.sim.runtime import run_deterministic
+
+    markets = synthetic_markets(book_markets)
+    paper = PaperExchange(None, markets=markets)
+    uri = f"file:bench-recovery-{os.getpid()}?mode=memory&cache=shared"
+    with scenario_database(uri) as db:
+
+        async def fill() -> Counter[str]:
+            async with TradeStore(f"sqlite+aiosqlite:///{uri}&uri=true") as store:
+                return await build(store, paper.book, distinct_pairs(markets, n))
+
+        spread = run_deterministic(fill)
+        target = sqlite3.connect(path)
+        db.backup(target)
+        target.close()
+    return paper, spread
+
+
+class _PeakRss:
+    """Samples the resident set size while a coroutine runs (no tracemalloc slow-down)."""
+
+    def __init__(self) -> None:
+        self.before = self.peak = _rss()
+
+    async def watch(self, every: float = 0.05) -> None:
+        while True:
+            self.peak = max(self.peak, _rss())
+            await asyncio.sleep(every)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _recover(url: str, paper: PaperExchange) -> tuple[float, Counter[str], _PeakRss]:
+    rss = _PeakRss()
+    watcher = asyncio.create_task(rss.watch())
+    with stopwatch() as watch:
+        async with ExecutionEngine(paper, store=url, config=BENCH_CONFIG) as engine:
+            outcomes = await engine.recover()
+    watcher.cancel()
+    rss.peak = max(rss.peak, _rss())
+    return watch.seconds, Counter(o.state.value for o in outcomes), rss
+
+
+def run(quick: bool, trades: int | None = None) -> Result:
+    from tests.invariants import check_invariants
+
+    n = trades or (240 if quick else 1000)
+    result = Result("recovery")
+    with tempfile.TemporaryDirectory(prefix="pairexec-bench-") as tmp:
+        path = Path(tmp) / "trades.db"
+        with stopwatch() as built:
+            paper, spread = _build_file_db(path, 400, n)
+        url = f"sqlite:///{path}"
+        seconds, states, rss = asyncio.run(_recover(url, paper))
+        problems = asyncio.run(check_invariants(url, paper))
+    growth = (rss.peak - rss.before) / 2**20
+    result.add(
+        f"recover() of {n:,} in-flight trades",
+        f"{seconds:.2f} s",
+        f"target <= 10 s for 10,000 ({seconds / n * 1e3:.2f} ms per trade)",
+        trades=n,
+        recover_seconds=seconds,
+        ms_per_trade=seconds / n * 1e3,
+        spread=dict(spread),
+        build_seconds=built.seconds,
+    )
+    result.add(
+        "peak memory during recover()",
+        f"+{growth:.0f} MiB",
+        f"RSS {rss.before / 2**20:.0f} -> {rss.peak / 2**20:.0f} MiB",
+        rss_before_mib=rss.before / 2**20,
+        rss_peak_mib=rss.peak / 2**20,
+    )
+    result.add(
+        "after: states / invariants",
+        ", ".join(f"{s} {k}" for s, k in sorted(states.items())),
+        "all terminal and consistent" if not problems else f"{len(problems)} VIOLATIONS",
+        final_states=dict(states),
+        violations=problems[:50],
+    )
+    return result

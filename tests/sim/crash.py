@@ -1,0 +1,120 @@
+"""An engine process dying mid-trade, in-process: a switch, and proxies of the exchange and store.
+
+The crash is ``SimulatedCrash`` (``tests.fake_exchange``), a BaseException: the engine catches
+only ``Exception`` around exchange calls, so it unwinds the driver like the end of the process
+would. Once the switch has tripped, the process is dead for good: every later exchange call
+and store write of that engine raises too, so its other trades stop at their next step
+instead of carrying on as if nothing happened. (Reads still pass: they change nothing.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persistence import TradeStore
+from tests.fake_exchange import SimulatedCrash
+from tests.sim.scenario import Crash
+
+
+class CrashSwitch:
+    """Counts one engine's exchange calls and store writes; trips at the planned one."""
+
+    def __init__(self, plan: Crash | None) -> None:
+        self.plan = plan
+        self.calls = {"exchange": 0, "store": 0}
+        self.dead = False
+        self.where = ""
+        """What the engine was doing when it died (for the report)."""
+
+    def before(self, target: str, what: str) -> bool:
+        """Called before a call goes out; returns whether to die right after it."""
+        if self.dead:
+            raise SimulatedCrash(f"the engine is dead ({self.where}); {what} never happens")
+        self.calls[target] += 1
+        plan = self.plan
+        if plan is None or plan.target != target or plan.at != self.calls[target]:
+            return False
+        if plan.after:
+            return True
+        self._die(f"before {what}")
+        return False  # pragma: no cover - _die raises
+
+    def after(self, what: str) -> None:
+        self._die(f"after {what}")
+
+    def _die(self, where: str) -> None:
+        self.dead, self.where = True, where
+        raise SimulatedCrash(where)
+
+
+class CrashingExchange:
+    """Forwards create/fetch/cancel to ``exchange`` unless the switch says the process died."""
+
+    def __init__(self, exchange: Any, switch: CrashSwitch) -> None:
+        self._exchange = exchange
+        self._switch = switch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._exchange, name)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        die_after = self._switch.before("exchange", f"{method} {_cid(args[-1])}")
+        result = await getattr(self._exchange, method)(*args)
+        if die_after:
+            self._switch.after(f"{method} {_cid(args[-1])}")
+        return result
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        return await self._call("create_order", symbol, type, side, amount, price, params)
+
+    async def fetch_order(
+        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        return await self._call("fetch_order", id, symbol, params)
+
+    async def cancel_order(
+        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        return await self._call("cancel_order", id, symbol, params)
+
+
+class CrashingStore:
+    """The trade store as seen by a process that may die around a write (create_trade, apply).
+
+    Everything else (reads, lease bookkeeping) passes through to the shared ``store``, so the
+    next engine sees exactly what was committed.
+    """
+
+    def __init__(self, store: TradeStore, switch: CrashSwitch) -> None:
+        self._store = store
+        self._switch = switch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def create_trade(self, *args: Any, **kwargs: Any) -> Any:
+        die_after = self._switch.before("store", "create_trade")
+        result = await self._store.create_trade(*args, **kwargs)
+        if die_after:
+            self._switch.after("create_trade")
+        return result
+
+    async def apply(self, *args: Any, **kwargs: Any) -> Any:
+        die_after = self._switch.before("store", "apply")
+        result = await self._store.apply(*args, **kwargs)
+        if die_after:
+            self._switch.after("apply")
+        return result
+
+
+def _cid(params: Any) -> str:
+    cid = (params or {}).get("clientOrderId") if isinstance(params, dict) else None
+    return str(cid)[:8] if cid else "?"

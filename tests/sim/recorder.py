@@ -1,0 +1,158 @@
+"""Every exchange call that reaches the venue, recorded and audited as it happens.
+
+Two guarantees can only be checked at the moment of the call, not from the final state:
+
+- persist before send: when ``create_order`` goes out, the order's row must already be committed
+  with status INTENT (a first send, a rate-limited retry, or a resend after a lookup confirmed
+  the order absent — each of which the engine commits first);
+- never a blind resend: the venue must never answer ``DuplicateOrderId``, i.e. the engine never
+  sends a client order id the exchange already has.
+
+The log is also the run's fingerprint: same seed, same calls, in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+
+
+@dataclass(frozen=True)
+class Call:
+    phase: str
+    method: str
+    symbol: str | None
+    side: str | None
+    amount: float | None
+    client_order_id: str | None
+    result: str
+    at: float
+    """Virtual time of the call."""
+
+
+@dataclass
+class CallLog:
+    """Shared by the recorders of every engine of one scenario (trading, then recoveries)."""
+
+    calls: list[Call] = field(default_factory=list)
+    faults: Counter[str] = field(default_factory=Counter)
+    """Chaos faults the venue injected, by exception type."""
+    partial_fills: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def fingerprint(self, extra: str = "") -> str:
+        """A digest of the calls with client ids numbered by first use (trade ids are random)."""
+        names: dict[str, str] = {}
+        digest = hashlib.sha256(extra.encode())
+        for c in self.calls:
+            cid = names.setdefault(c.client_order_id or "", f"c{len(names)}")
+            row = (c.phase, c.method, c.symbol, c.side, c.amount, cid, c.result, round(c.at, 6))
+            digest.update(repr(row).encode())
+        return digest.hexdigest()[:16]
+
+
+class OrderRowProbe:
+    """Reads an order row's status straight from the scenario's in-memory database.
+
+    A second connection to the same shared-cache database, with ``read_uncommitted``: another
+    trade's driver may be inside a transaction at that moment, and waiting for it would change
+    the run. The row read here belongs to the calling driver, so nothing uncommitted touches it.
+    """
+
+    def __init__(self, sqlite_uri: str) -> None:
+        self._db = sqlite3.connect(sqlite_uri, uri=True, check_same_thread=False)
+        self._db.execute("PRAGMA read_uncommitted = 1")
+
+    def status(self, client_order_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT status FROM orders WHERE client_order_id = ?", (client_order_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RecordingExchange:
+    """Wraps the paper exchange for one engine; other attributes pass through untouched."""
+
+    def __init__(self, exchange: Any, log: CallLog, probe: OrderRowProbe, phase: str) -> None:
+        self._exchange = exchange
+        self._log = log
+        self._probe = probe
+        self._phase = phase
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._exchange, name)
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        cid = _cid(params)
+        status = self._probe.status(cid) if cid else None
+        if status != "INTENT":
+            self._log.violations.append(
+                f"create_order {cid} sent while its order row is {status or 'not committed'}: "
+                "persist-before-send broken"
+            )
+        call = self._exchange.create_order(symbol, type, side, amount, price, params)
+        return await self._record("create_order", symbol, side, amount, cid, call)
+
+    async def fetch_order(
+        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        call = self._exchange.fetch_order(id, symbol, params)
+        return await self._record("fetch_order", symbol, None, None, _cid(params), call)
+
+    async def cancel_order(
+        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        call = self._exchange.cancel_order(id, symbol, params)
+        return await self._record("cancel_order", symbol, None, None, _cid(params), call)
+
+    async def _record(
+        self,
+        method: str,
+        symbol: str | None,
+        side: str | None,
+        amount: float | None,
+        cid: str | None,
+        call: Any,
+    ) -> Any:
+        at = asyncio.get_running_loop().time()
+        try:
+            order = await call
+        except BaseException as exc:
+            chaos = "paper chaos" in str(exc)
+            if chaos:
+                self._log.faults[type(exc).__name__] += 1
+            if isinstance(exc, ccxt.DuplicateOrderId):
+                self._log.violations.append(
+                    f"create_order {cid}: the exchange already had this client id (blind resend)"
+                )
+            result = type(exc).__name__ + ("[chaos]" if chaos else "")
+            self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
+            raise
+        filled, total = order.get("filled") or 0.0, order.get("amount") or 0.0
+        if method == "create_order" and filled < total:
+            self._log.partial_fills += 1
+        result = f"{order.get('status')} {filled:g}/{total:g}"
+        self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
+        return order
+
+
+def _cid(params: dict[str, Any] | None) -> str | None:
+    cid = (params or {}).get("clientOrderId")
+    return None if cid is None else str(cid)

@@ -1,0 +1,254 @@
+"""One scenario, end to end: trade under chaos, die, recover until nothing is in flight, check.
+
+Each scenario gets its own in-memory trade database (a shared-cache SQLite memory database, so
+the send audit and the journal-order check can read it on a second connection) and its own
+in-memory paper exchange, and runs on the deterministic runtime: ``run_seed(seed)`` twice gives
+the same calls, in the same order, with the same result. Whatever goes wrong, the result names
+the seed: a hang or an exception of the harness itself is reported as a violation too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from fsm.engine import ExecutionEngine
+from fsm.request import InvalidRequest
+from fsm.venues.paper import PaperExchange
+from persistence import TradeStore
+from tests.fake_exchange import SimulatedCrash
+from tests.sim.checks import Submitted, check_scenario
+from tests.sim.crash import CrashingExchange, CrashingStore, CrashSwitch
+from tests.sim.fast_store import Snapshot, scenario_database
+from tests.sim.recorder import CallLog, OrderRowProbe, RecordingExchange
+from tests.sim.runtime import Hang, run_deterministic
+from tests.sim.scenario import Scenario, Signal, generate
+from tests.sim.venue import calm_facade
+
+FLAKY_ROUNDS = 3
+"""Recovery rounds against the scenario's recovery exchange before a calm one takes over."""
+CALM_ROUNDS = 2
+"""Further rounds against a fault-free exchange; a trade still in flight after them is a bug."""
+
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    seed: int
+    signals: int
+    trades: int
+    orders: int
+    exchange_calls: int
+    faults: int
+    """Chaos faults the exchange raised (timeouts, rejects, rate limits)."""
+    partial_fills: int
+    crashes: int
+    recover_rounds: int
+    duplicates: int
+    final_states: dict[str, int]
+    violations: tuple[str, ...]
+    fingerprint: str
+    virtual_seconds: float
+    wall_seconds: float
+    trace: tuple[str, ...] = ()
+    """With ``trace=True``: the scenario, every exchange call and every trade's journal."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def run_seed(seed: int, trace: bool = False) -> ScenarioResult:
+    """Generate and run the scenario of ``seed`` (the unit a failing CI run reports)."""
+    return run_scenario(generate(seed), trace)
+
+
+def run_scenario(scenario: Scenario, trace: bool = False) -> ScenarioResult:
+    started = time.perf_counter()
+    uri = f"file:sim-{os.getpid()}-{next(_names)}?mode=memory&cache=shared"
+    try:
+        with scenario_database(uri):
+            result = run_deterministic(lambda: _run(scenario, uri, trace))
+    except Hang as hang:
+        result = _failed(scenario, f"the run hangs: {hang}")
+    except Exception as exc:  # e.g. engine.close() raising: still a seed to report
+        result = _failed(scenario, f"the scenario raised {_describe(exc)}")
+    return _timed(result, time.perf_counter() - started)
+
+
+async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
+    store = TradeStore(f"sqlite+aiosqlite:///{uri}&uri=true")
+    await store.open()
+    probe = OrderRowProbe(uri)
+    paper = PaperExchange(None, chaos=scenario.chaos, seed=scenario.seed, markets=scenario.markets)
+    log = CallLog()
+    try:
+        submitted, crashes = await _trade(scenario, store, paper, probe, log)
+        rounds, more = await _recover(scenario, store, paper, probe, log)
+        violations = [f"execute_pair_trade raised {s.error}" for s in submitted if s.error]
+        violations += log.violations
+        snapshot = await Snapshot.load(store)
+        violations += await check_scenario(
+            snapshot, uri, paper, scenario.markets, scenario.config, submitted
+        )
+        trades = snapshot.trades
+        lines = _trace(scenario, snapshot, log) if trace else []
+    finally:
+        probe.close()
+        await store.close()
+        paper.book.close()
+    states = Counter(t.state.value for t in trades)
+    return ScenarioResult(
+        seed=scenario.seed,
+        signals=len(scenario.signals),
+        trades=len(trades),
+        orders=sum(len(t.orders) for t in trades),
+        exchange_calls=len(log.calls),
+        faults=sum(log.faults.values()),
+        partial_fills=log.partial_fills,
+        crashes=crashes + more,
+        recover_rounds=rounds,
+        duplicates=sum(1 for s in submitted if s.kind == "duplicate"),
+        final_states=dict(sorted(states.items())),
+        violations=tuple(violations),
+        fingerprint=log.fingerprint(repr(sorted(states.items()))),
+        virtual_seconds=asyncio.get_running_loop().time(),
+        wall_seconds=0.0,
+        trace=tuple(lines),
+    )
+
+
+def _trace(scenario: Scenario, snapshot: Snapshot, log: CallLog) -> list[str]:
+    lines = [*scenario.describe(), "exchange calls (virtual time, phase, call, result):"]
+    for c in log.calls:
+        what = f"{c.side or ''} {c.amount if c.amount is not None else ''} {c.symbol}".strip()
+        lines.append(
+            f"  {c.at:8.3f}s {c.phase:9} {c.method:12} {(c.client_order_id or '?')[:8]} "
+            f"{what}: {c.result}"
+        )
+    for t in snapshot.trades:
+        lines.append(f"trade {t.id[:8]} {t.state.value}: {t.reason}")
+        for o in t.orders:
+            lines.append(
+                f"  order {o.client_order_id[:8]} {o.leg.value}#{o.attempt} {o.side} "
+                f"{o.amount:g} {o.symbol}: {o.status.value}, filled {o.filled:g}, sends {o.sends}"
+            )
+        for e in snapshot.events[t.id]:
+            before = e.from_state.value if e.from_state else "-"
+            lines.append(f"  {before} -> {e.to_state.value}: {e.cause}")
+    return lines
+
+
+async def _trade(
+    scenario: Scenario, store: TradeStore, paper: PaperExchange, probe: OrderRowProbe, log: CallLog
+) -> tuple[list[Submitted], int]:
+    """All signals at their times on one engine, which may die on the way."""
+    switch = CrashSwitch(scenario.crash)
+    engine = _engine(scenario, store, paper, probe, log, switch, "trade")
+    await engine.start()
+    submitted = await asyncio.gather(*(_submit(engine, s, switch) for s in scenario.signals))
+    await _bury(engine)
+    return list(submitted), int(switch.dead)
+
+
+async def _submit(engine: ExecutionEngine, signal: Signal, switch: CrashSwitch) -> Submitted:
+    r = signal.request
+    if signal.delay:
+        await asyncio.sleep(signal.delay)
+    if switch.dead:
+        return Submitted(r.signal_id, r.inflight_key, "not sent")
+    try:
+        outcome = await engine.execute_pair_trade(r)
+    except InvalidRequest:
+        return Submitted(r.signal_id, r.inflight_key, "invalid")
+    except SimulatedCrash:
+        return Submitted(r.signal_id, r.inflight_key, "crashed")
+    except Exception as exc:  # a bug: the engine must answer with an outcome, not raise
+        return Submitted(r.signal_id, r.inflight_key, "raised", error=_describe(exc))
+    kind = "duplicate" if outcome.duplicate else "outcome"
+    return Submitted(r.signal_id, r.inflight_key, kind, outcome)
+
+
+async def _recover(
+    scenario: Scenario, store: TradeStore, paper: PaperExchange, probe: OrderRowProbe, log: CallLog
+) -> tuple[int, int]:
+    """Fresh engines run ``recover()`` until nothing is in flight: first against the scenario's
+    recovery exchange (the first one may die too), then against a calm one."""
+    calm = calm_facade(paper)
+    venue = paper if scenario.recovery == "same" else calm
+    rounds = crashes = 0
+    while await store.unfinished_trade_ids() and rounds < FLAKY_ROUNDS + CALM_ROUNDS:
+        rounds += 1
+        if rounds > FLAKY_ROUNDS:
+            venue = calm
+        switch = CrashSwitch(scenario.recovery_crash if rounds == 1 else None)
+        engine = _engine(scenario, store, venue, probe, log, switch, f"recover{rounds}")
+        try:
+            await engine.recover()
+        except SimulatedCrash:
+            pass
+        except Exception as exc:  # a bug: recover() must finish what it can, not raise
+            log.violations.append(f"recover() raised {_describe(exc)}")
+        await _bury(engine)
+        crashes += switch.dead
+    return rounds, crashes
+
+
+def _engine(
+    scenario: Scenario,
+    store: TradeStore,
+    venue: PaperExchange,
+    probe: OrderRowProbe,
+    log: CallLog,
+    switch: CrashSwitch,
+    phase: str,
+) -> ExecutionEngine:
+    exchange = CrashingExchange(RecordingExchange(venue, log, probe, phase), switch)
+    return ExecutionEngine(exchange, store=CrashingStore(store, switch), config=scenario.config)  # type: ignore[arg-type]
+
+
+async def _bury(engine: ExecutionEngine) -> None:
+    """Close the engine, then wait until every task it left behind has ended.
+
+    A dead engine's close stands in for the process being gone: its trades' leases are let go
+    (in production ``recover()`` sees the dead pid; in-process the pid lives on). Tasks still
+    queued inside ``recover()`` end at their first exchange call or write: the switch is off.
+    """
+    await engine.close()
+    current = asyncio.current_task()
+    others = {t for t in asyncio.all_tasks() if t is not current}
+    if others:
+        await asyncio.wait(others)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _failed(scenario: Scenario, why: str) -> ScenarioResult:
+    return ScenarioResult(
+        seed=scenario.seed,
+        signals=len(scenario.signals),
+        trades=0,
+        orders=0,
+        exchange_calls=0,
+        faults=0,
+        partial_fills=0,
+        crashes=0,
+        recover_rounds=0,
+        duplicates=0,
+        final_states={},
+        violations=(why,),
+        fingerprint="",
+        virtual_seconds=0.0,
+        wall_seconds=0.0,
+    )
+
+
+def _timed(result: ScenarioResult, seconds: float) -> ScenarioResult:
+    return replace(result, wall_seconds=seconds)

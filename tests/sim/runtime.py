@@ -1,0 +1,151 @@
+"""A deterministic asyncio runtime: virtual time, and every "blocking" call run inline.
+
+Why: the engine's concurrency is real (several trades interleave on one event loop), but on a
+normal loop the interleaving depends on when worker threads finish (aiosqlite runs each
+connection in a thread, the paper exchange uses ``asyncio.to_thread``) and on the wall clock
+(latencies, back-offs, settle polls). Then one seed does not give one run, and a failing seed
+printed by CI would not reproduce. Here:
+
+- ``asyncio.to_thread`` / ``run_in_executor`` run the function at once in the loop's thread;
+- aiosqlite's per-connection job queue runs each job at once too (see ``_InlineJobs``);
+- the clock is virtual: when nothing is ready, the loop jumps to the next timer instead of
+  sleeping, so a 2 s settle timeout costs nothing and always polls the same number of times;
+- a loop with nothing ready and no timer is a hang in real life: here it raises ``Hang``, as
+  does a run that goes past its virtual time limit (a livelock, e.g. polling forever).
+
+Only the order of callbacks decides the run, and that order is a function of the seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import selectors
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from unittest import mock
+
+import aiosqlite.core
+
+T = TypeVar("T")
+
+
+class Hang(RuntimeError):
+    """The run cannot finish: every task waits on nothing, or the virtual time limit passed."""
+
+
+class _Clock:
+    def __init__(self, limit: float) -> None:
+        self.now = 0.0
+        self.limit = limit
+
+
+class _InstantSelector(selectors.DefaultSelector):
+    """Polls without blocking; a wait for a timer advances the virtual clock instead."""
+
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        ready: list[tuple[Any, int]] = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise Hang("deadlock: every task waits and no timer is pending")
+        self._clock.now += timeout
+        if self._clock.now > self._clock.limit:
+            raise Hang(f"still running after {self._clock.limit:g} virtual seconds")
+        return ready
+
+
+class _VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self, limit: float) -> None:
+        self._virtual = _Clock(limit)
+        super().__init__(_InstantSelector(self._virtual))
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """``asyncio.to_thread`` without the thread: the function runs now, in the caller's thread.
+
+    (asyncio insists on a ThreadPoolExecutor instance; no thread is ever started.)"""
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # delivered to the awaiting task, as a thread would
+            future.set_exception(exc)
+        return future
+
+
+_STOP = (None, lambda: aiosqlite.core._STOP_RUNNING_SENTINEL)
+
+
+class _InlineJobs:
+    """Stands in for the job queue of one aiosqlite connection (its ``SimpleQueue``).
+
+    ``put_nowait`` runs the job at once and resolves its future on the next loop iteration,
+    as the worker thread would (so a database call is still a point where other tasks run).
+    The worker thread aiosqlite still starts gets the stop job at once and exits.
+    """
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, job = item
+        try:
+            result = job()
+        except BaseException as exc:
+            if future is not None:
+                future.get_loop().call_soon(aiosqlite.core.set_exception, future, exc)
+            return
+        if future is not None:
+            future.get_loop().call_soon(aiosqlite.core.set_result, future, result)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        return _STOP
+
+
+@contextmanager
+def _inline_aiosqlite() -> Iterator[None]:
+    for name in ("SimpleQueue", "set_result", "set_exception", "_STOP_RUNNING_SENTINEL"):
+        if not hasattr(aiosqlite.core, name):  # pragma: no cover - a newer aiosqlite
+            raise RuntimeError(
+                f"aiosqlite.core.{name} is gone: the deterministic runtime must be adapted "
+                f"to aiosqlite {getattr(aiosqlite, '__version__', '?')}"
+            )
+    with mock.patch.object(aiosqlite.core, "SimpleQueue", _InlineJobs):
+        yield
+
+
+def run_deterministic(main: Callable[[], Coroutine[Any, Any, T]], time_limit: float = 3600.0) -> T:
+    """Run ``main()`` to completion on a fresh virtual-time loop with inline I/O; ``Hang`` if
+    it has not finished after ``time_limit`` virtual seconds."""
+    loop = _VirtualTimeLoop(time_limit)
+    loop.set_default_executor(_InlineExecutor())
+    with _inline_aiosqlite():
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop._virtual.limit = math.inf  # let the clean-up run whatever stopped the run
+            try:
+                _cancel_leftovers(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            except Hang:  # a task that ignores cancellation: nothing more to do for it
+                pass
+            finally:
+                loop.close()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -1,0 +1,243 @@
+"""Seeded scenarios: what is traded, when, how the exchange misbehaves, and where the engine dies.
+
+``generate(seed)`` is a pure function of the seed (its own ``random.Random``), so a seed printed
+by a failing CI run rebuilds the very same scenario anywhere. Everything the run needs is in
+the returned ``Scenario``; the runner adds no randomness of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from fsm.config import EngineConfig
+from fsm.markets import MarketRules
+from fsm.request import PairTradeRequest
+from fsm.venues.paper import DEFAULT_MARKETS, MarketSpec
+
+CALL_TIMEOUT = 2.0
+"""Seconds (virtual) one exchange call may take; a larger chaos latency makes it time out."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One call of ``execute_pair_trade``, ``delay`` virtual seconds after the start."""
+
+    request: PairTradeRequest
+    delay: float
+    copy_of: int | None = None
+    """Index of the signal this one duplicates (same signal id or same pair key), if any."""
+
+
+@dataclass(frozen=True)
+class Crash:
+    """The engine process dies at its ``at``-th exchange call or store write of one phase.
+
+    ``after``: the call reaches the exchange (or the write commits) first, then the process
+    dies before the engine hears back; otherwise it dies just before.
+    """
+
+    target: str
+    """"exchange" (create/fetch/cancel calls) or "store" (create_trade/apply writes)."""
+    at: int
+    after: bool
+
+    def __str__(self) -> str:
+        when = "after" if self.after else "before"
+        return f"{self.target} call #{self.at} ({when} it takes effect)"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    markets: dict[str, MarketSpec]
+    signals: tuple[Signal, ...]
+    chaos: str
+    """Paper exchange faults while trading (``fsm.venues.chaos`` syntax), seeded by ``seed``."""
+    recovery: str
+    """Faults while recovering: "same" (the exchange stays as flaky), "calm" (chaos off)."""
+    crash: Crash | None
+    """Where the trading engine dies (None: it does not)."""
+    recovery_crash: Crash | None
+    """Where the first recovering engine dies too (None: it does not)."""
+    config: EngineConfig = field(default_factory=EngineConfig)
+
+    def describe(self) -> list[str]:
+        """The scenario for a human reading a failure, one fact per line."""
+        lines = [f"seed {self.seed}: {len(self.markets)} markets, recovery chaos {self.recovery}"]
+        for i, s in enumerate(self.signals):
+            r = s.request
+            dup = f" (copy of #{s.copy_of})" if s.copy_of is not None else ""
+            lines.append(
+                f"  signal #{i} at t={s.delay:g}s: {r.side_x} {r.amount_x:g} {r.pair_x} / "
+                f"{r.side_y} {r.pair_y} x{r.hedge_ratio:g} signal_id={r.signal_id}{dup}"
+            )
+        lines.append(f"  chaos: {self.chaos or '(none)'}")
+        lines.append(
+            f"  crash: {self.crash or 'none'}; recovery crash: {self.recovery_crash or 'none'}"
+        )
+        c = self.config
+        lines.append(
+            f"  config: lookups {c.lookup_attempts} backoff {c.lookup_backoff:g}s, "
+            f"rate-limit sends {c.rate_limit_attempts}, sends/order {c.max_sends_per_order}, "
+            f"leg attempts {c.leg_attempts}, settle {c.settle_timeout:g}s/"
+            f"{c.settle_poll_interval:g}s, unwind {c.unwind_on_abort}, "
+            f"fill ratios {c.abort_fill_ratio:g}/{c.full_fill_ratio:g}, "
+            f"recover concurrency {c.recover_concurrency}"
+        )
+        return lines
+
+
+# --- generation ------------------------------------------------------------------------------
+
+_COUNTERS = {
+    # fault counter: weight. Rejections end most trades at leg A, so they are drawn less.
+    "timeout_before_accept": 3,
+    "timeout_after_accept": 3,
+    "lookup_timeouts": 3,
+    "cancel_timeouts": 2,
+    "reject_funds": 1,
+    "reject_invalid": 1,
+    "rate_limit": 2,
+}
+
+
+def generate(seed: int) -> Scenario:
+    rng = random.Random(seed)
+    markets = _default_markets(rng) if rng.random() < 0.5 else _synthetic_markets(rng)
+    signals = _signals(rng, seed, markets)
+    used = sorted({s for sig in signals for s in (sig.request.pair_x, sig.request.pair_y)})
+    chaos = _chaos(rng, used)
+    crash = _crash(rng, calls=3 * len(signals)) if rng.random() < 0.8 else None
+    recovery_crash = _crash(rng, calls=4) if crash and rng.random() < 0.2 else None
+    return Scenario(
+        seed=seed,
+        markets=markets,
+        signals=signals,
+        chaos=chaos,
+        recovery=rng.choice(("same", "calm")),
+        crash=crash,
+        recovery_crash=recovery_crash,
+        config=_config(rng),
+    )
+
+
+def _default_markets(rng: random.Random) -> dict[str, MarketSpec]:
+    symbols = rng.sample(sorted(DEFAULT_MARKETS), rng.randint(2, len(DEFAULT_MARKETS)))
+    return {s: DEFAULT_MARKETS[s] for s in sorted(symbols)}
+
+
+def _synthetic_markets(rng: random.Random) -> dict[str, MarketSpec]:
+    """Markets with odd prices and steps, so rounding and minimums bite in new places."""
+    markets = {}
+    for i in range(rng.randint(2, 6)):
+        price = float(f"{10 ** rng.uniform(-2, 4.7):.4g}")
+        step = float(f"1e{min(max(round(-math.log10(price) - rng.uniform(1, 4)), -8), 0)}")
+        min_amount = step * rng.choice((1, 1, 2, 10))
+        min_cost = rng.choice((0.0, 1.0, 5.0))
+        markets[f"S{i}/USDT"] = MarketSpec(f"S{i}/USDT", price, step, min_amount, min_cost)
+    return markets
+
+
+def _signals(rng: random.Random, seed: int, markets: dict[str, MarketSpec]) -> tuple[Signal, ...]:
+    symbols = sorted(markets)
+    signals: list[Signal] = []
+    for i in range(rng.randint(1, 3)):
+        x, y = rng.sample(symbols, 2)
+        spec_x, spec_y = markets[x], markets[y]
+        request = PairTradeRequest(
+            pair_x=x,
+            side_x=rng.choice(("buy", "sell")),
+            amount_x=_amount(rng, spec_x),
+            pair_y=y,
+            side_y=rng.choice(("buy", "sell")),
+            hedge_ratio=_ratio(rng, spec_x, spec_y),
+            signal_id=f"sim{seed}-{i}" if rng.random() < 0.6 else None,
+        )
+        signals.append(Signal(request, _delay(rng)))
+    for _ in range(rng.choices((0, 1, 2), weights=(5, 4, 1))[0]):
+        original = rng.randrange(len(signals))
+        r = signals[original].request
+        if r.signal_id is not None and rng.random() < 0.6:  # the same signal, replayed
+            copy = r
+        else:  # another signal on the same pair key while the first may be in flight
+            copy = PairTradeRequest(
+                r.pair_x, r.side_x, r.amount_x, r.pair_y, r.side_y, r.hedge_ratio, None
+            )
+        delay = signals[original].delay if rng.random() < 0.6 else _delay(rng)
+        signals.append(Signal(copy, delay, copy_of=original))
+    return tuple(signals)
+
+
+def _amount(rng: random.Random, spec: MarketSpec) -> float:
+    """Mostly a comfortable order value; sometimes a handful of steps above the minimum."""
+    rules = MarketRules(spec.amount_step, spec.min_amount)
+    if rng.random() < 0.15:
+        amount = spec.min_amount + spec.amount_step * rng.randint(0, 5)
+    else:
+        amount = 10 ** rng.uniform(1, 3) / spec.price
+    return rules.floor(max(amount, spec.min_amount))
+
+
+def _ratio(rng: random.Random, x: MarketSpec, y: MarketSpec) -> float:
+    """About value-neutral (leg B worth what leg A is), give or take, in four digits."""
+    return float(f"{x.price / y.price * rng.uniform(0.3, 3):.4g}")
+
+
+def _delay(rng: random.Random) -> float:
+    return 0.0 if rng.random() < 0.6 else round(rng.uniform(0, 3), 3)
+
+
+def _chaos(rng: random.Random, symbols: list[str]) -> str:
+    if rng.random() < 0.1:
+        return ""
+    parts = []
+    targets = [*symbols, "*"]
+    for _ in range(rng.randint(1, 4)):
+        target = rng.choice(targets)
+        if target != "*" and rng.random() < 0.4:
+            target += rng.choice(("@buy", "@sell"))
+        values = {}
+        if rng.random() < 0.4:
+            values["fill"] = rng.choice((0.0, 0.3, 0.5, 0.6, 0.9, 0.97))
+            if rng.random() < 0.5:
+                values["leave_open"] = 1
+                values["fills_while_open"] = rng.choice((0.0, 0.1, 0.5, 1.0))
+        if rng.random() < 0.3:
+            values["latency"] = rng.choice((0.001, 0.02, 0.3, 5.0))  # 5 s > call timeout
+        for counter in dict.fromkeys(rng.choices(list(_COUNTERS), list(_COUNTERS.values()), k=3)):
+            if rng.random() < 0.4:
+                values[counter] = rng.randint(1, 2)  # the first N calls
+            else:
+                values[counter] = round(rng.uniform(0.05, 0.4), 2)  # each call, seeded
+        if values:
+            parts.append(f"{target}:" + ",".join(f"{k}={v}" for k, v in values.items()))
+    return ";".join(parts)
+
+
+def _crash(rng: random.Random, calls: int) -> Crash:
+    target = "exchange" if rng.random() < 0.6 else "store"
+    span = calls if target == "exchange" else 2 * calls  # a trade writes about twice per call
+    return Crash(target, rng.randint(1, max(span, 1)), after=rng.random() < 0.5)
+
+
+def _config(rng: random.Random) -> EngineConfig:
+    """Tunables varied too: a bug may hide behind one retry count. Backoffs and settle times
+    are realistic, since the virtual clock makes waiting free."""
+    abort, full = rng.choice(((0.5, 0.95), (0.5, 0.95), (0.3, 0.9), (0.9, 1.0)))
+    return EngineConfig(
+        full_fill_ratio=full,
+        abort_fill_ratio=abort,
+        unwind_on_abort=rng.random() < 0.9,
+        call_timeout=CALL_TIMEOUT,
+        recover_concurrency=rng.choice((1, 4, 32)),
+        lookup_attempts=rng.choice((1, 2, 3, 5)),
+        lookup_backoff=rng.choice((0.0, 0.05, 0.5)),
+        max_backoff=2.0,
+        rate_limit_attempts=rng.choice((1, 2, 5)),
+        max_sends_per_order=rng.choice((1, 2, 3)),
+        leg_attempts=rng.choice((1, 2, 3)),
+        settle_timeout=rng.choice((0.0, 0.05, 2.0)),
+        settle_poll_interval=rng.choice((0.01, 0.2)),
+    )
