@@ -36,7 +36,7 @@ from fsm.exchange_errors import ErrorMeaning, describe
 from fsm.gateway import Answered, ExchangeGateway, Failed
 from fsm.machine import is_terminal, next_state
 from fsm.markets import MarketRules
-from fsm.orders import OrderFacts, OrderStatus
+from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
 from fsm.owners import is_dead_locally, new_owner_id
 from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
@@ -320,14 +320,7 @@ class ExecutionEngine:
                     record,
                     f"{leg} {order.side} {order.amount:g} {order.symbol} accepted: "
                     f"{report.status.value.lower()}, filled {report.filled:g}",
-                    order_update=OrderUpdate(
-                        order.client_order_id,
-                        report.status,
-                        filled=report.filled,
-                        exchange_order_id=report.exchange_order_id,
-                        average=report.average,
-                        add_sends=attempt,
-                    ),
+                    order_update=_reported(order, report, add_sends=attempt),
                 )
             if (
                 result.meaning is ErrorMeaning.RETRY_LATER
@@ -383,13 +376,7 @@ class ExecutionEngine:
                     f"lookup found {order.client_order_id}: {report.status.value.lower()}, "
                     f"filled {report.filled:g}",
                     trigger="reconciled",
-                    order_update=OrderUpdate(
-                        order.client_order_id,
-                        report.status,
-                        filled=report.filled,
-                        exchange_order_id=report.exchange_order_id,
-                        average=report.average,
-                    ),
+                    order_update=_reported(order, report),
                 )
             if result.meaning is ErrorMeaning.NOT_FOUND:
                 return await self._apply(
@@ -427,19 +414,13 @@ class ExecutionEngine:
         raise _StopDriving(reason)
 
     async def _record_final(
-        self, record: TradeRecord, order: OrderFacts, report: Any, how: str
+        self, record: TradeRecord, order: OrderFacts, report: ExchangeReport, how: str
     ) -> TradeRecord:
         return await self._apply(
             record,
             f"{order.client_order_id} {how}: {report.status.value.lower()}, "
             f"filled {report.filled:g} of {order.amount:g}",
-            order_update=OrderUpdate(
-                order.client_order_id,
-                report.status,
-                filled=report.filled,
-                exchange_order_id=report.exchange_order_id,
-                average=report.average,
-            ),
+            order_update=_reported(order, report),
         )
 
 
@@ -453,6 +434,18 @@ def _facts(record: TradeRecord) -> TradeFacts:
         pair_y=r.pair_y,
         side_y=r.side_y,
         hedge_ratio=r.hedge_ratio,
+    )
+
+
+def _reported(order: OrderFacts, report: ExchangeReport, add_sends: int = 0) -> OrderUpdate:
+    """What the exchange said about ``order``, as the update that records it."""
+    return OrderUpdate(
+        order.client_order_id,
+        report.status,
+        filled=report.filled,
+        exchange_order_id=report.exchange_order_id,
+        average=report.average,
+        add_sends=add_sends,
     )
 
 

@@ -614,15 +614,27 @@ class PaperExchange:
             )
         return _ccxt_order(order)
 
+    async def _chaos_before(
+        self,
+        method: str,
+        timeouts: str,
+        id: str,
+        symbol: str | None,
+        params: dict[str, Any] | None,
+    ) -> tuple[str | None, tuple[str, str | None]]:
+        """The faults a call on an existing order meets first: latency, then its timeouts."""
+        cid = _client_id(params)
+        target = await self._target(id, cid, symbol)
+        await self._latency(self._faults.settings(*target))
+        if self._faults.strikes(timeouts, *target):
+            raise ccxt.RequestTimeout(f"paper chaos: {method} {cid or id} timed out")
+        return cid, target
+
     async def fetch_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """By ``params["clientOrderId"]`` if given, else by id; OrderNotFound if absent."""
-        cid = _client_id(params)
-        target = await self._target(id, cid, symbol)
-        await self._latency(self._faults.settings(*target))
-        if self._faults.strikes("lookup_timeouts", *target):
-            raise ccxt.RequestTimeout(f"paper chaos: fetch_order {cid or id} timed out")
+        cid, target = await self._chaos_before("fetch_order", "lookup_timeouts", id, symbol, params)
         fill_more = self._faults.settings(*target).fills_while_open
         order = await asyncio.to_thread(
             self.book.fetch, id, cid, symbol=symbol, fill_more=fill_more
@@ -632,11 +644,7 @@ class PaperExchange:
     async def cancel_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        cid = _client_id(params)
-        target = await self._target(id, cid, symbol)
-        await self._latency(self._faults.settings(*target))
-        if self._faults.strikes("cancel_timeouts", *target):
-            raise ccxt.RequestTimeout(f"paper chaos: cancel_order {cid or id} timed out")
+        cid, _ = await self._chaos_before("cancel_order", "cancel_timeouts", id, symbol, params)
         return _ccxt_order(await asyncio.to_thread(self.book.cancel, id, cid, symbol=symbol))
 
     async def fetch_open_orders(
