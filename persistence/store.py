@@ -14,6 +14,7 @@ Design rules:
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -160,7 +161,7 @@ class TradeStore:
             return
         engine = self._create_engine()
         try:
-            async with engine.begin() as conn:
+            async with _migrating(), engine.begin() as conn:
                 await conn.run_sync(_migrate_to_head)
         except StoreError:
             await engine.dispose()
@@ -197,11 +198,11 @@ class TradeStore:
             # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin").
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=30000")
             if not is_memory_sqlite(self.url):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -584,6 +585,26 @@ async def schema_revision(url: str) -> str | None:
         raise StoreError(f"cannot read database {redacted(url)}: {exc}") from exc
     finally:
         await engine.dispose()
+
+
+_MIGRATION_THREAD_LOCK = threading.Lock()
+
+
+@asynccontextmanager
+async def _migrating() -> AsyncIterator[None]:
+    """Let one store per process migrate at a time.
+
+    Alembic's ``context`` is a process-wide global: two stores migrating at once in one process
+    (even on different connections) run each other's migrations. A thread lock, polled so the
+    event loop keeps running and a cancelled open never leaves it held, covers every loop and
+    thread of the process; other processes are kept out by the database's own lock.
+    """
+    while not _MIGRATION_THREAD_LOCK.acquire(blocking=False):
+        await asyncio.sleep(0.005)
+    try:
+        yield
+    finally:
+        _MIGRATION_THREAD_LOCK.release()
 
 
 MIGRATION_LOCK = 0x70A1_2E8E
