@@ -20,7 +20,7 @@ import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthetic_markets
@@ -49,11 +49,19 @@ class _Builder:
 
     store: TradeStore
     book: PaperBook
+    latest: dict[str, TradeRecord] = field(default_factory=dict)
+    """Each trade as last written (a write names the version it changes)."""
 
     async def new(self, request: PairTradeRequest) -> TradeRecord:
         created = await self.store.create_trade(request)
         assert isinstance(created, TradeRecord), created
+        self.latest[created.id] = created
         return created
+
+    async def _apply(self, t: TradeRecord, frm: TradeState, change: Change) -> None:
+        current = self.latest[t.id]
+        assert current.state is frm, (current.state, frm)
+        self.latest[t.id] = await self.store.apply(current, change)
 
     async def order(self, t: TradeRecord, leg: Leg, frm: TradeState, to: TradeState) -> _Order:
         """Persist the intent of the trade's first ``leg`` order, moving ``frm`` -> ``to``."""
@@ -66,7 +74,7 @@ class _Builder:
         amount = r.amount_x * (r.hedge_ratio if leg is Leg.B else 1.0)
         order = _Order(client_order_id(t.id, leg, 1), symbol, side, amount)
         new = NewOrder(leg, 1, order.cid, symbol, side, amount)
-        await self.store.apply(t.id, frm, Change(f"{leg.value} intent", to, new_order=new))
+        await self._apply(t, frm, Change(f"{leg.value} intent", to, new_order=new))
         return order
 
     def place(self, order: _Order, fill: float = 1.0, leave_open: bool = False) -> str:
@@ -84,12 +92,12 @@ class _Builder:
         return str(placed.id)
 
     async def fact(self, t: TradeRecord, state: TradeState, upd: OrderUpdate) -> None:
-        await self.store.apply(t.id, state, Change("order fact", order_update=upd))
+        await self._apply(t, state, Change("order fact", order_update=upd))
 
     async def move(
         self, t: TradeRecord, frm: TradeState, to: TradeState, upd: OrderUpdate | None = None
     ) -> None:
-        await self.store.apply(t.id, frm, Change("moved", to, order_update=upd))
+        await self._apply(t, frm, Change("moved", to, order_update=upd))
 
 
 async def _pending(b: _Builder, t: TradeRecord) -> None:

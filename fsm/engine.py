@@ -297,8 +297,7 @@ class ExecutionEngine:
     ) -> TradeRecord:
         to_state = next_state(record.state, trigger) if trigger else None
         updated = await self.store.apply(
-            record.id,
-            record.state,
+            record,
             Change(cause, to_state=to_state, new_order=new_order, order_update=order_update),
             self._lease(),
         )

@@ -50,6 +50,9 @@ class TradeRow(Base):
     hedge_ratio: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Bumped by every change to the trade or its orders: writes compare it (optimistic
+    concurrency), so a writer knows the row is exactly what it last read."""
     owner: Mapped[str | None] = mapped_column(String(100))
     """The engine process driving the trade (host:pid:nonce), while its lease lasts."""
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

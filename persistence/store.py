@@ -2,13 +2,14 @@
 
 Design rules:
 - An order row (with its client order id) is committed before its create_order is called.
-- Every change to a trade is a compare-and-set on its persisted state, so two drivers (tasks or
-  processes) can never both move the same trade; the loser gets ``StaleTrade``.
+- Every change to a trade is a compare-and-set on its state and version (bumped by each
+  change), so two drivers (tasks or processes) can never both move the same trade; the loser
+  gets ``StaleTrade``. A winner therefore knows the new record without reading it back.
 - "One trade per signal id" and "one in-flight trade per pair key" are unique constraints, so
   they hold across processes, not only inside one.
-- On SQLite every transaction starts with BEGIN IMMEDIATE and, inside one process, store calls
-  are serialised by a lock: SQLite has one writer anyway, and this turns "database is locked"
-  surprises into short waits.
+- How each backend runs these transactions (one SQLite thread with group commit; PostgreSQL
+  through SQLAlchemy's async engine) is ``persistence.db``'s business; the queries below are
+  written once for both.
 """
 
 from __future__ import annotations
@@ -16,32 +17,37 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from fsm.client_ids import Leg
 from fsm.orders import OrderFacts, OrderStatus
 from fsm.request import PairTradeRequest
 from fsm.states import TERMINAL_STATES, TradeState
 from migrations import alembic_config
-from persistence.models import OrderRow, TradeEventRow, TradeRow
+from persistence.db import (
+    AsyncEngineRunner,
+    Conflict,
+    Db,
+    Params,
+    Runner,
+    SqliteRunner,
+    as_utc,
+    in_list,
+)
 from persistence.urls import async_url, is_memory_sqlite, is_sqlite, redacted
+
+T = TypeVar("T")
 
 
 class StoreError(RuntimeError):
@@ -61,6 +67,8 @@ class TradeRecord:
     created_at: datetime
     updated_at: datetime
     orders: tuple[OrderFacts, ...] = ()
+    version: int = 0
+    """The trade's version as stored: a write must name it (see ``TradeStore.apply``)."""
 
     def filled(self, leg: Leg) -> float:
         return sum((o.filled for o in self.orders if o.leg is leg), 0.0)
@@ -136,19 +144,34 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) + ")"
+"""The terminal states as a SQL list (constants from our own enum, not user input)."""
+
+_TRADE_COLUMNS = (
+    "id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio, signal_id, state, reason,"
+    " created_at, updated_at, version"
+)
+_ORDER_COLUMNS = (
+    "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
+    " exchange_order_id"
+)
+
+
 class TradeStore:
-    """Async access to the trades database; migrates it to the newest schema on ``open()``."""
+    """Async access to the trades database; migrates it to the newest schema on ``open()``.
+
+    Every method is one transaction, run by the backend's runner (``persistence.db``): on
+    SQLite, concurrent calls share commits; on PostgreSQL each is its own transaction.
+    """
 
     def __init__(self, url: str = "sqlite+aiosqlite:///:memory:") -> None:
         self.url = async_url(url)
-        self._engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._sqlite = is_sqlite(self.url)
-        self._lock = asyncio.Lock() if self._sqlite else None
+        self._runner: Runner | None = None
 
     @property
     def is_open(self) -> bool:
-        return self._engine is not None
+        return self._runner is not None
 
     @property
     def crash_safe(self) -> bool:
@@ -157,26 +180,22 @@ class TradeStore:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._engine is not None:
+        if self._runner is not None:
             return
-        engine = self._create_engine()
+        runner: Runner = SqliteRunner(self.url) if self._sqlite else AsyncEngineRunner(self.url)
         try:
-            async with _migrating(), engine.begin() as conn:
-                await conn.run_sync(_migrate_to_head)
+            async with _migrating():
+                await runner.open(_migrate_to_head)
         except StoreError:
-            await engine.dispose()
             raise
         except Exception as exc:
-            await engine.dispose()
             raise StoreError(f"cannot open database {redacted(self.url)}: {exc}") from exc
-        self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._runner = runner
 
     async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
-            self._sessions = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.close()
 
     async def __aenter__(self) -> TradeStore:
         await self.open()
@@ -185,43 +204,10 @@ class TradeStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _create_engine(self) -> AsyncEngine:
-        if not self._sqlite:
-            return create_async_engine(self.url, pool_pre_ping=True)
-        if is_memory_sqlite(self.url):
-            engine = create_async_engine(self.url, poolclass=StaticPool)
-        else:
-            engine = create_async_engine(self.url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin").
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA busy_timeout=30000")
-            if not is_memory_sqlite(self.url):
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Take the write lock up front: no deadlock upgrading a read to a write later.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
-        if self._sessions is None:
+    async def _run(self, job: Callable[[Db], T], *, writes: bool = True) -> T:
+        if self._runner is None:
             raise StoreError("the trade store is not open (call await store.open())")
-        if self._lock is None:
-            async with self._sessions.begin() as session:
-                yield session
-            return
-        async with self._lock, self._sessions.begin() as session:
-            yield session
+        return await self._runner.run(job, writes)
 
     # --- writes --------------------------------------------------------------------------
 
@@ -230,151 +216,126 @@ class TradeStore:
     ) -> TradeRecord | Duplicate:
         """Persist a PENDING trade (leased to its creator), or report the trade it duplicates."""
         now = _now()
-        trade_id = uuid.uuid4().hex
+        record = TradeRecord(
+            id=uuid.uuid4().hex,
+            request=request,
+            state=TradeState.PENDING,
+            reason="",
+            created_at=now,
+            updated_at=now,
+        )
+
+        def insert(db: Db) -> None:
+            db.execute(
+                "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
+                " pair_y, side_y, hedge_ratio, state, reason, version, owner, lease_expires_at,"
+                " created_at, updated_at) VALUES (:id, :signal_id, :inflight_key, :pair_x,"
+                " :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio, :state, '', 0, :owner,"
+                " :until, :now, :now)",
+                {
+                    "id": record.id,
+                    "signal_id": request.signal_id,
+                    "inflight_key": request.inflight_key,
+                    "pair_x": request.pair_x,
+                    "side_x": request.side_x,
+                    "amount_x": request.amount_x,
+                    "pair_y": request.pair_y,
+                    "side_y": request.side_y,
+                    "hedge_ratio": request.hedge_ratio,
+                    "state": TradeState.PENDING.value,
+                    "owner": lease.owner if lease else None,
+                    "until": lease.until if lease else None,
+                    "now": now,
+                },
+            )
+            cause = "trade accepted" + (
+                f" (signal {request.signal_id})" if request.signal_id else ""
+            )
+            _journal(db, record.id, None, TradeState.PENDING, cause, None, now)
+
         try:
-            async with self._session() as session:
-                session.add(
-                    TradeRow(
-                        id=trade_id,
-                        signal_id=request.signal_id,
-                        inflight_key=request.inflight_key,
-                        pair_x=request.pair_x,
-                        side_x=request.side_x,
-                        amount_x=request.amount_x,
-                        pair_y=request.pair_y,
-                        side_y=request.side_y,
-                        hedge_ratio=request.hedge_ratio,
-                        state=TradeState.PENDING.value,
-                        reason="",
-                        owner=lease.owner if lease else None,
-                        lease_expires_at=lease.until if lease else None,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                await session.flush()  # the unique constraints speak here, before the event
-                session.add(
-                    TradeEventRow(
-                        trade_id=trade_id,
-                        from_state=None,
-                        to_state=TradeState.PENDING.value,
-                        cause="trade accepted"
-                        + (f" (signal {request.signal_id})" if request.signal_id else ""),
-                        at=now,
-                    )
-                )
-        except IntegrityError as exc:
-            if not any(key in str(exc.orig) for key in ("signal_id", "inflight_key")):
+            await self._run(insert)
+        except Conflict as exc:
+            if not any(key in str(exc) for key in ("signal_id", "inflight_key")):
                 raise
             return await self._duplicate_of(request)
-        return await self.load(trade_id)
+        return record
 
     async def _duplicate_of(self, request: PairTradeRequest) -> Duplicate:
-        async with self._session() as session:
+        def find(db: Db) -> Duplicate:
             if request.signal_id is not None:
-                row = await session.scalar(
-                    select(TradeRow).where(TradeRow.signal_id == request.signal_id)
-                )
-                if row is not None:
+                found = _load(db, "signal_id = :key", {"key": request.signal_id})
+                if found is not None:
                     return Duplicate(
-                        await self._record(session, row),
-                        f"signal {request.signal_id!r} already made trade {row.id}",
+                        found, f"signal {request.signal_id!r} already made trade {found.id}"
                     )
-            row = await session.scalar(
-                select(TradeRow).where(TradeRow.inflight_key == request.inflight_key)
-            )
-            if row is not None:
+            found = _load(db, "inflight_key = :key", {"key": request.inflight_key})
+            if found is not None:
                 return Duplicate(
-                    await self._record(session, row),
-                    f"trade {row.id} on the same pairs and sides is still in flight",
+                    found, f"trade {found.id} on the same pairs and sides is still in flight"
                 )
-        # The blocking trade finished between our insert and this read: still a rejection,
-        # because at the time of the insert it was in flight.
-        return Duplicate(None, "a trade on the same signal or pairs was in flight")
+            # The blocking trade finished between our insert and this read: still a rejection,
+            # because at the time of the insert it was in flight.
+            return Duplicate(None, "a trade on the same signal or pairs was in flight")
+
+        return await self._run(find, writes=False)
 
     async def apply(
-        self, trade_id: str, expected: TradeState, change: Change, lease: Lease | None = None
+        self, record: TradeRecord, change: Change, lease: Lease | None = None
     ) -> TradeRecord:
-        """Apply one step atomically, if the trade is still in ``expected`` (and, with a lease,
-        still owned by its owner, whose lease is renewed); else StaleTrade."""
+        """Apply one step atomically to the trade as ``record`` shows it; StaleTrade if it has
+        changed since (another driver), or, with a lease, if ``lease.owner`` no longer holds it
+        (the lease is renewed). Returns the trade as now stored, computed without reading it.
+        """
         now = _now()
+        expected = record.state
         to_state = change.to_state or expected
-        async with self._session() as session:
-            values: dict[str, Any] = {"state": to_state.value, "updated_at": now}
+        reason = record.reason
+        if to_state is not expected or to_state in (TradeState.PARKED, TradeState.UNKNOWN):
+            reason = change.cause
+        updated = replace(
+            record,
+            state=to_state,
+            reason=reason,
+            updated_at=now,
+            version=record.version + 1,
+            orders=_orders_after(record.orders, change),
+        )
+
+        def write(db: Db) -> None:
+            sets = "state = :state, reason = :reason, updated_at = :now, version = :version"
+            params: Params = {
+                "id": record.id,
+                "expected": expected.value,
+                "seen": record.version,
+                "state": to_state.value,
+                "reason": reason,
+                "now": now,
+                "version": updated.version,
+            }
+            where = "id = :id AND state = :expected AND version = :seen"
             if to_state in TERMINAL_STATES:
-                values["inflight_key"] = None
-            if to_state is not expected or to_state in (TradeState.PARKED, TradeState.UNKNOWN):
-                values["reason"] = change.cause
-            condition = [TradeRow.id == trade_id, TradeRow.state == expected.value]
+                sets += ", inflight_key = NULL"
             if lease is not None:
-                condition.append(TradeRow.owner == lease.owner)
-                values["lease_expires_at"] = lease.until
-            result = await session.execute(update(TradeRow).where(*condition).values(**values))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+                sets += ", lease_expires_at = :until"
+                where += " AND owner = :owner"
+                params.update(until=lease.until, owner=lease.owner)
+            if db.execute(f"UPDATE trades SET {sets} WHERE {where}", params) != 1:
                 raise StaleTrade(
-                    f"trade {trade_id} is no longer {expected.value}"
+                    f"trade {record.id} is no longer {expected.value} as last seen"
                     + (f" under {lease.owner}" if lease else "")
                 )
             cid = None
             if change.new_order is not None:
-                order = change.new_order
-                cid = order.client_order_id
-                session.add(
-                    OrderRow(
-                        trade_id=trade_id,
-                        leg=order.leg.value,
-                        attempt=order.attempt,
-                        client_order_id=cid,
-                        exchange_order_id=None,
-                        symbol=order.symbol,
-                        side=order.side,
-                        amount=order.amount,
-                        status=OrderStatus.INTENT.value,
-                        filled=0.0,
-                        average=None,
-                        sends=0,
-                        last_error="",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                cid = change.new_order.client_order_id
+                _insert_order(db, record.id, change.new_order, now)
             if change.order_update is not None:
                 cid = change.order_update.client_order_id
-                await self._update_order(session, trade_id, change.order_update, now)
-            session.add(
-                TradeEventRow(
-                    trade_id=trade_id,
-                    from_state=expected.value,
-                    to_state=to_state.value,
-                    cause=change.cause,
-                    client_order_id=cid,
-                    at=now,
-                )
-            )
-            row = await session.get_one(TradeRow, trade_id)
-            return await self._record(session, row)
+                _update_order(db, record.id, change.order_update, now)
+            _journal(db, record.id, expected, to_state, change.cause, cid, now)
 
-    async def _update_order(
-        self, session: AsyncSession, trade_id: str, upd: OrderUpdate, now: datetime
-    ) -> None:
-        values: dict[str, Any] = {"status": upd.status.value, "updated_at": now}
-        if upd.filled is not None:
-            values["filled"] = upd.filled
-        if upd.exchange_order_id is not None:
-            values["exchange_order_id"] = upd.exchange_order_id
-        if upd.average is not None:
-            values["average"] = upd.average
-        if upd.add_sends:
-            values["sends"] = OrderRow.sends + upd.add_sends
-        if upd.error is not None:
-            values["last_error"] = upd.error
-        result = await session.execute(
-            update(OrderRow)
-            .where(OrderRow.client_order_id == upd.client_order_id, OrderRow.trade_id == trade_id)
-            .values(**values)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+        await self._run(write)
+        return updated
 
     # --- leases --------------------------------------------------------------------------
 
@@ -393,177 +354,344 @@ class TradeStore:
         two recoverers never get the same trade. Each claim is journaled.
         """
         now = _now()
-        terminal = [s.value for s in TERMINAL_STATES]
-        free = or_(
-            TradeRow.owner.is_(None),
-            TradeRow.lease_expires_at.is_(None),
-            TradeRow.lease_expires_at < now,
-            TradeRow.owner == lease.owner,
-            TradeRow.owner.in_(list(dead_owners)),
-        )
-        query = (
-            select(TradeRow)
-            .where(TradeRow.state.not_in(terminal), free)
-            .order_by(TradeRow.created_at, TradeRow.id)
-            .with_for_update(skip_locked=True)
-        )
-        if limit is not None:
-            query = query.limit(limit)
-        async with self._session() as session:
-            rows = (await session.scalars(query)).all()
-            for row in rows:
-                if row.owner != lease.owner:
-                    why = (
-                        "no owner"
-                        if row.owner is None
-                        else f"{row.owner} is gone"
-                        if row.owner in dead_owners
-                        else f"lease of {row.owner} expired"
-                    )
-                    session.add(
-                        TradeEventRow(
-                            trade_id=row.id,
-                            from_state=row.state,
-                            to_state=row.state,
-                            cause=f"claimed by {lease.owner} ({why})",
-                            at=now,
-                        )
-                    )
-                row.owner = lease.owner
-                row.lease_expires_at = lease.until
-            return [row.id for row in rows]
+        dead_sql, dead_params = in_list("dead", list(dead_owners))
+
+        def take(db: Db) -> list[str]:
+            query = (
+                f"SELECT id, state, owner FROM trades WHERE state NOT IN {_TERMINAL_SQL}"
+                " AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < :now"
+                f" OR owner = :owner OR owner IN {dead_sql})"
+                " ORDER BY created_at, id"
+            )
+            if limit is not None:
+                query += f" LIMIT {int(limit)}"
+            if db.dialect == "postgresql":
+                query += " FOR UPDATE SKIP LOCKED"
+            rows = db.fetch_all(query, {"now": now, "owner": lease.owner, **dead_params})
+            journal = [
+                _event_params(id_, TradeState(state), TradeState(state), cause, None, now)
+                for id_, state, owner in rows
+                if owner != lease.owner
+                for cause in [f"claimed by {lease.owner} ({_why_free(owner, dead_owners)})"]
+            ]
+            db.execute_many(_JOURNAL_SQL, journal)
+            db.execute_many(
+                "UPDATE trades SET owner = :owner, lease_expires_at = :until WHERE id = :id",
+                [{"id": r[0], "owner": lease.owner, "until": lease.until} for r in rows],
+            )
+            return [str(r[0]) for r in rows]
+
+        return await self._run(take)
 
     async def renew(self, lease: Lease, trade_ids: Sequence[str]) -> int:
         """Extend ``lease`` on the trades it still owns; returns how many."""
         if not trade_ids:
             return 0
-        async with self._session() as session:
-            result = await session.execute(
-                update(TradeRow)
-                .where(TradeRow.id.in_(list(trade_ids)), TradeRow.owner == lease.owner)
-                .values(lease_expires_at=lease.until)
+        ids_sql, ids = in_list("id", list(trade_ids))
+        return await self._run(
+            lambda db: db.execute(
+                f"UPDATE trades SET lease_expires_at = :until WHERE id IN {ids_sql}"
+                " AND owner = :owner",
+                {"until": lease.until, "owner": lease.owner, **ids},
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        )
 
     async def release(self, owner: str, trade_id: str | None = None) -> None:
         """Let anyone claim the trade (or every trade of ``owner``) now: the owner stopped."""
-        condition = [TradeRow.owner == owner, TradeRow.lease_expires_at.is_not(None)]
+        sql = (
+            "UPDATE trades SET lease_expires_at = NULL WHERE owner = :owner"
+            " AND lease_expires_at IS NOT NULL"
+        )
+        params: Params = {"owner": owner}
         if trade_id is not None:
-            condition.append(TradeRow.id == trade_id)
-        async with self._session() as session:
-            await session.execute(update(TradeRow).where(*condition).values(lease_expires_at=None))
+            sql += " AND id = :id"
+            params["id"] = trade_id
+        await self._run(lambda db: db.execute(sql, params))
 
     async def lease_holders(self) -> list[LeaseHolder]:
         """Non-terminal trades with a live-looking lease, and who holds them."""
-        terminal = [s.value for s in TERMINAL_STATES]
-        async with self._session() as session:
-            rows = await session.execute(
-                select(TradeRow.id, TradeRow.owner, TradeRow.lease_expires_at).where(
-                    TradeRow.state.not_in(terminal),
-                    TradeRow.owner.is_not(None),
-                    TradeRow.lease_expires_at.is_not(None),
-                )
-            )
-            return [LeaseHolder(tid, str(owner), until) for tid, owner, until in rows]
+        rows = await self._run(
+            lambda db: db.fetch_all(
+                "SELECT id, owner, lease_expires_at FROM trades"
+                f" WHERE state NOT IN {_TERMINAL_SQL} AND owner IS NOT NULL"
+                " AND lease_expires_at IS NOT NULL"
+            ),
+            writes=False,
+        )
+        return [LeaseHolder(str(id_), str(owner), as_utc(until)) for id_, owner, until in rows]
 
     # --- reads ---------------------------------------------------------------------------
 
     async def load(self, trade_id: str) -> TradeRecord:
-        async with self._session() as session:
-            row = await session.get(TradeRow, trade_id)
-            if row is None:
-                raise KeyError(f"no trade {trade_id}")
-            return await self._record(session, row)
+        record = await self._run(lambda db: _load(db, "id = :id", {"id": trade_id}), writes=False)
+        if record is None:
+            raise KeyError(f"no trade {trade_id}")
+        return record
 
     async def unfinished_trade_ids(self) -> list[str]:
         """Every trade not in a terminal state, oldest first."""
-        terminal = [s.value for s in TERMINAL_STATES]
-        async with self._session() as session:
-            rows = await session.scalars(
-                select(TradeRow.id)
-                .where(TradeRow.state.not_in(terminal))
-                .order_by(TradeRow.created_at, TradeRow.id)
-            )
-            return list(rows)
+        rows = await self._run(
+            lambda db: db.fetch_all(
+                f"SELECT id FROM trades WHERE state NOT IN {_TERMINAL_SQL} ORDER BY created_at, id"
+            ),
+            writes=False,
+        )
+        return [str(r[0]) for r in rows]
 
     async def list_trades(
         self, state: TradeState | None = None, limit: int = 100
     ) -> list[TradeRecord]:
-        async with self._session() as session:
-            query = select(TradeRow).order_by(TradeRow.created_at.desc()).limit(limit)
-            if state is not None:
-                query = query.where(TradeRow.state == state.value)
-            rows = (await session.scalars(query)).all()
-            return [await self._record(session, row) for row in rows]
+        """The newest ``limit`` trades (in ``state``, if given), newest first."""
+
+        def read(db: Db) -> list[TradeRecord]:
+            where = "state = :state" if state is not None else "1 = 1"
+            params: Params = {"state": state.value} if state is not None else {}
+            return _load_many(
+                db, f"{where} ORDER BY created_at DESC, id DESC LIMIT {int(limit)}", params
+            )
+
+        return await self._run(read, writes=False)
 
     async def trade_ids_starting_with(self, prefix: str, limit: int = 5) -> list[str]:
         """Trade ids beginning with ``prefix`` (for humans typing a short id)."""
-        async with self._session() as session:
-            rows = await session.scalars(
-                select(TradeRow.id).where(TradeRow.id.startswith(prefix)).limit(limit)
-            )
-            return list(rows)
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._run(
+            lambda db: db.fetch_all(
+                f"SELECT id FROM trades WHERE id LIKE :pattern ESCAPE '\\' LIMIT {int(limit)}",
+                {"pattern": pattern},
+            ),
+            writes=False,
+        )
+        return [str(r[0]) for r in rows]
 
     async def count_trades(self) -> int:
-        async with self._session() as session:
-            return int(await session.scalar(select(func.count()).select_from(TradeRow)) or 0)
+        rows = await self._run(lambda db: db.fetch_all("SELECT count(*) FROM trades"), writes=False)
+        return int(rows[0][0])
 
     async def events(self, trade_id: str) -> list[EventRecord]:
-        async with self._session() as session:
-            rows = await session.scalars(
-                select(TradeEventRow)
-                .where(TradeEventRow.trade_id == trade_id)
-                .order_by(TradeEventRow.id)
-            )
-            return [
-                EventRecord(
-                    trade_id=r.trade_id,
-                    from_state=TradeState(r.from_state) if r.from_state else None,
-                    to_state=TradeState(r.to_state),
-                    cause=r.cause,
-                    client_order_id=r.client_order_id,
-                    at=r.at,
-                )
-                for r in rows
-            ]
-
-    async def _record(self, session: AsyncSession, row: TradeRow) -> TradeRecord:
-        orders: Sequence[OrderRow] = (
-            await session.scalars(
-                select(OrderRow).where(OrderRow.trade_id == row.id).order_by(OrderRow.id)
-            )
-        ).all()
-        return TradeRecord(
-            id=row.id,
-            request=PairTradeRequest(
-                pair_x=row.pair_x,
-                side_x=row.side_x,
-                amount_x=row.amount_x,
-                pair_y=row.pair_y,
-                side_y=row.side_y,
-                hedge_ratio=row.hedge_ratio,
-                signal_id=row.signal_id,
+        rows = await self._run(
+            lambda db: db.fetch_all(
+                "SELECT trade_id, from_state, to_state, cause, client_order_id, at"
+                " FROM trade_events WHERE trade_id = :id ORDER BY id",
+                {"id": trade_id},
             ),
-            state=TradeState(row.state),
-            reason=row.reason,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            orders=tuple(
-                OrderFacts(
-                    leg=Leg(o.leg),
-                    attempt=o.attempt,
-                    client_order_id=o.client_order_id,
-                    symbol=o.symbol,
-                    side=o.side,
-                    amount=o.amount,
-                    status=OrderStatus(o.status),
-                    filled=o.filled,
-                    sends=o.sends,
-                    exchange_order_id=o.exchange_order_id,
-                )
-                for o in orders
+            writes=False,
+        )
+        return [
+            EventRecord(
+                trade_id=tid,
+                from_state=TradeState(frm) if frm else None,
+                to_state=TradeState(to),
+                cause=cause,
+                client_order_id=cid,
+                at=_aware(at),
+            )
+            for tid, frm, to, cause, cid, at in rows
+        ]
+
+
+# --- the queries (pure functions of a Db, run inside a store transaction) -------------------
+
+_JOURNAL_SQL = (
+    "INSERT INTO trade_events (trade_id, from_state, to_state, cause, client_order_id, at)"
+    " VALUES (:trade_id, :from_state, :to_state, :cause, :cid, :at)"
+)
+
+
+def _event_params(
+    trade_id: str,
+    from_state: TradeState | None,
+    to_state: TradeState,
+    cause: str,
+    cid: str | None,
+    at: datetime,
+) -> Params:
+    return {
+        "trade_id": trade_id,
+        "from_state": from_state.value if from_state else None,
+        "to_state": to_state.value,
+        "cause": cause,
+        "cid": cid,
+        "at": at,
+    }
+
+
+def _journal(
+    db: Db,
+    trade_id: str,
+    from_state: TradeState | None,
+    to_state: TradeState,
+    cause: str,
+    cid: str | None,
+    at: datetime,
+) -> None:
+    db.execute(_JOURNAL_SQL, _event_params(trade_id, from_state, to_state, cause, cid, at))
+
+
+def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
+    if owner is None:
+        return "no owner"
+    if owner in dead_owners:
+        return f"{owner} is gone"
+    return f"lease of {owner} expired"
+
+
+def _insert_order(db: Db, trade_id: str, order: NewOrder, now: datetime) -> None:
+    db.execute(
+        "INSERT INTO orders (trade_id, leg, attempt, client_order_id, exchange_order_id, symbol,"
+        " side, amount, status, filled, average, sends, last_error, created_at, updated_at)"
+        " VALUES (:trade_id, :leg, :attempt, :cid, NULL, :symbol, :side, :amount, :status, 0.0,"
+        " NULL, 0, '', :now, :now)",
+        {
+            "trade_id": trade_id,
+            "leg": order.leg.value,
+            "attempt": order.attempt,
+            "cid": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "amount": order.amount,
+            "status": OrderStatus.INTENT.value,
+            "now": now,
+        },
+    )
+
+
+def _update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> None:
+    sets = ["status = :status", "updated_at = :now"]
+    params: Params = {"cid": upd.client_order_id, "trade_id": trade_id}
+    params.update(status=upd.status.value, now=now)
+    for column, value in (
+        ("filled", upd.filled),
+        ("exchange_order_id", upd.exchange_order_id),
+        ("average", upd.average),
+        ("last_error", upd.error),
+    ):
+        if value is not None:
+            sets.append(f"{column} = :{column}")
+            params[column] = value
+    if upd.add_sends:
+        sets.append("sends = sends + :add_sends")
+        params["add_sends"] = upd.add_sends
+    changed = db.execute(
+        f"UPDATE orders SET {', '.join(sets)} WHERE client_order_id = :cid"
+        " AND trade_id = :trade_id",
+        params,
+    )
+    if changed != 1:
+        raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+
+
+def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[OrderFacts, ...]:
+    """The trade's orders once ``change`` is written: what a read-back would return."""
+    if change.new_order is not None:
+        new = change.new_order
+        orders = (
+            *orders,
+            OrderFacts(
+                leg=new.leg,
+                attempt=new.attempt,
+                client_order_id=new.client_order_id,
+                symbol=new.symbol,
+                side=new.side,
+                amount=new.amount,
+                status=OrderStatus.INTENT,
+                filled=0.0,
+                sends=0,
+                exchange_order_id=None,
             ),
         )
+    upd = change.order_update
+    if upd is None:
+        return orders
+    return tuple(
+        replace(
+            o,
+            status=upd.status,
+            filled=o.filled if upd.filled is None else upd.filled,
+            exchange_order_id=(
+                o.exchange_order_id if upd.exchange_order_id is None else upd.exchange_order_id
+            ),
+            sends=o.sends + upd.add_sends,
+        )
+        if o.client_order_id == upd.client_order_id
+        else o
+        for o in orders
+    )
+
+
+def _load(db: Db, where: str, params: Params) -> TradeRecord | None:
+    found = _load_many(db, f"{where} LIMIT 1", params)
+    return found[0] if found else None
+
+
+def _load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]:
+    """Trades matching ``where_and_order`` (a WHERE clause, then ORDER BY / LIMIT), with
+    their orders: two statements whatever the number of trades."""
+    trades = db.fetch_all(f"SELECT {_TRADE_COLUMNS} FROM trades WHERE {where_and_order}", params)
+    if not trades:
+        return []
+    ids_sql, ids = in_list("t", [t[0] for t in trades])
+    orders: dict[str, list[OrderFacts]] = {t[0]: [] for t in trades}
+    for o in db.fetch_all(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
+    ):
+        trade_id, leg, attempt, cid, symbol, side, amount, status, filled, sends, xid = o
+        orders[trade_id].append(
+            OrderFacts(
+                leg=Leg(leg),
+                attempt=attempt,
+                client_order_id=cid,
+                symbol=symbol,
+                side=side,
+                amount=amount,
+                status=OrderStatus(status),
+                filled=filled,
+                sends=sends,
+                exchange_order_id=xid,
+            )
+        )
+    return [
+        TradeRecord(
+            id=id_,
+            request=PairTradeRequest(
+                pair_x=pair_x,
+                side_x=side_x,
+                amount_x=amount_x,
+                pair_y=pair_y,
+                side_y=side_y,
+                hedge_ratio=hedge_ratio,
+                signal_id=signal_id,
+            ),
+            state=TradeState(state),
+            reason=reason,
+            created_at=_aware(created_at),
+            updated_at=_aware(updated_at),
+            orders=tuple(orders[id_]),
+            version=version,
+        )
+        for (
+            id_,
+            pair_x,
+            side_x,
+            amount_x,
+            pair_y,
+            side_y,
+            hedge_ratio,
+            signal_id,
+            state,
+            reason,
+            created_at,
+            updated_at,
+            version,
+        ) in trades
+    ]
+
+
+def _aware(value: Any) -> datetime:
+    stamp = as_utc(value)
+    if stamp is None:  # pragma: no cover - NOT NULL columns
+        raise StoreError("a required time is missing in the database")
+    return stamp
 
 
 def head_revision() -> str:

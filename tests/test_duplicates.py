@@ -72,6 +72,6 @@ async def test_inflight_key_is_enforced_by_the_database_across_stores(db_url: st
         # Once the first trade is terminal its key is released.
         from persistence import Change
 
-        await one.apply(first.id, TradeState.PENDING, Change("test", TradeState.FAILED))
+        await one.apply(first, Change("test", TradeState.FAILED))
         third = await two.create_trade(btc_eth().validated())
         assert not isinstance(third, Duplicate)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from fsm import PairTradeRequest, TradeState
-from persistence import Change, Lease, StaleTrade, TradeStore
+from persistence import Change, Lease, StaleTrade, TradeRecord, TradeStore
 
 
 def lease(owner: str, seconds: float = 30) -> Lease:
@@ -59,7 +59,8 @@ async def test_claim_respects_live_leases_and_takes_expired_or_dead_ones(db_url:
         expired = await store.create_trade(request(2), lease("stalled", seconds=-1))
         dead = await store.create_trade(request(3), lease("killed"))
         done = await store.create_trade(request(4))
-        await store.apply(done.id, TradeState.PENDING, Change("x", TradeState.FAILED))  # type: ignore[union-attr]
+        assert isinstance(done, TradeRecord)
+        await store.apply(done, Change("x", TradeState.FAILED))
 
         claimed = await store.claim(lease("me"), dead_owners=["killed"])
 
@@ -74,19 +75,10 @@ async def test_claim_respects_live_leases_and_takes_expired_or_dead_ones(db_url:
 async def test_a_step_under_someone_elses_lease_is_refused(db_url: str):
     async with TradeStore(db_url) as store:
         trade = await store.create_trade(request(1), lease("owner"))
+        assert isinstance(trade, TradeRecord)
         with pytest.raises(StaleTrade):
-            await store.apply(
-                trade.id,
-                TradeState.PENDING,  # type: ignore[union-attr]
-                Change("x", TradeState.FAILED),
-                lease("intruder"),
-            )
-        moved = await store.apply(
-            trade.id,
-            TradeState.PENDING,  # type: ignore[union-attr]
-            Change("x", TradeState.FAILED),
-            lease("owner"),
-        )
+            await store.apply(trade, Change("x", TradeState.FAILED), lease("intruder"))
+        moved = await store.apply(trade, Change("x", TradeState.FAILED), lease("owner"))
         assert moved.state is TradeState.FAILED
 
 

@@ -1,13 +1,13 @@
 """A deterministic asyncio runtime: virtual time, and every "blocking" call run inline.
 
 Why: the engine's concurrency is real (several trades interleave on one event loop), but on a
-normal loop the interleaving depends on when worker threads finish (aiosqlite runs each
+normal loop the interleaving depends on when worker threads finish (the SQLite store runs its
 connection in a thread, the paper exchange uses ``asyncio.to_thread``) and on the wall clock
 (latencies, back-offs, settle polls). Then one seed does not give one run, and a failing seed
 printed by CI would not reproduce. Here:
 
 - ``asyncio.to_thread`` / ``run_in_executor`` run the function at once in the loop's thread;
-- aiosqlite's per-connection job queue runs each job at once too (see ``_InlineJobs``);
+- so does the SQLite store's own database thread (``persistence.db.executor_for_sqlite``);
 - the clock is virtual: when nothing is ready, the loop jumps to the next timer instead of
   sleeping, so a 2 s settle timeout costs nothing and always polls the same number of times;
 - a loop with nothing ready and no timer is a hang in real life: here it raises ``Hang``, as
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from unittest import mock
 
-import aiosqlite.core
+import persistence.db
 
 T = TypeVar("T")
 
@@ -86,41 +86,9 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
-_STOP = (None, lambda: aiosqlite.core._STOP_RUNNING_SENTINEL)
-
-
-class _InlineJobs:
-    """Stands in for the job queue of one aiosqlite connection (its ``SimpleQueue``).
-
-    ``put_nowait`` runs the job at once and resolves its future on the next loop iteration,
-    as the worker thread would (so a database call is still a point where other tasks run).
-    The worker thread aiosqlite still starts gets the stop job at once and exits.
-    """
-
-    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
-        future, job = item
-        try:
-            result = job()
-        except BaseException as exc:
-            if future is not None:
-                future.get_loop().call_soon(aiosqlite.core.set_exception, future, exc)
-            return
-        if future is not None:
-            future.get_loop().call_soon(aiosqlite.core.set_result, future, result)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return _STOP
-
-
 @contextmanager
-def _inline_aiosqlite() -> Iterator[None]:
-    for name in ("SimpleQueue", "set_result", "set_exception", "_STOP_RUNNING_SENTINEL"):
-        if not hasattr(aiosqlite.core, name):  # pragma: no cover - a newer aiosqlite
-            raise RuntimeError(
-                f"aiosqlite.core.{name} is gone: the deterministic runtime must be adapted "
-                f"to aiosqlite {getattr(aiosqlite, '__version__', '?')}"
-            )
-    with mock.patch.object(aiosqlite.core, "SimpleQueue", _InlineJobs):
+def _inline_store_thread() -> Iterator[None]:
+    with mock.patch.object(persistence.db, "executor_for_sqlite", _InlineExecutor):
         yield
 
 
@@ -129,7 +97,7 @@ def run_deterministic(main: Callable[[], Coroutine[Any, Any, T]], time_limit: fl
     it has not finished after ``time_limit`` virtual seconds."""
     loop = _VirtualTimeLoop(time_limit)
     loop.set_default_executor(_InlineExecutor())
-    with _inline_aiosqlite():
+    with _inline_store_thread():
         try:
             return loop.run_until_complete(main())
         finally:

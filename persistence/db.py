@@ -1,0 +1,345 @@
+"""How the trade store reaches its database: one synchronous SQL interface, two runners.
+
+The store's queries are plain functions of a ``Db`` (SQL text with ``:name`` parameters), so
+they are written once for both backends:
+
+- SQLite (the embedded default) runs them on its own ``sqlite3`` connection in one dedicated
+  thread, with **group commit**: every job submitted while a transaction is being written goes
+  into the next one, so N trades stepping at once share one fsync instead of queueing for N.
+  Each job runs inside a SAVEPOINT, so one job's failure (a stale compare-and-set, a duplicate
+  signal) undoes only its own writes, and its caller hears of it only after the COMMIT the
+  others are in. A job's result is delivered only after its transaction is durable: what the
+  engine sends after a write was committed first (persist-before-send).
+- PostgreSQL runs each job in its own transaction on SQLAlchemy's async engine (asyncpg):
+  concurrency there is the server's business, and several processes share it.
+
+Why not the ORM: profiling showed the ORM and the async adaptation layers were about half of
+the cost of a durable step; the rows here are few and simple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import Connection, TextClause, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+
+Params = dict[str, Any]
+Row = tuple[Any, ...]
+
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+"""How SQLAlchemy stores a DateTime in SQLite: the schema's rows must read the same both ways."""
+
+
+class Conflict(Exception):
+    """A unique constraint refused a write; the message names the constraint."""
+
+
+class Db(Protocol):
+    """What a query needs: run a statement, read rows. Parameters are ``:name`` style."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    def execute_many(self, sql: str, rows: Sequence[Params]) -> None: ...
+
+    def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]: ...
+
+
+def fetch_one(db: Db, sql: str, params: Params | None = None) -> Row | None:
+    rows = db.fetch_all(sql, params)
+    return rows[0] if rows else None
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite hands back text, PostgreSQL datetimes)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def in_list(name: str, values: Sequence[Any]) -> tuple[str, Params]:
+    """``IN (...)`` for a list, as named parameters both drivers understand."""
+    params = {f"{name}_{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{key}" for key in params) + ")" if params else "(NULL)", params
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+
+def _sqlite_param(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value.strftime(SQLITE_TIME_FORMAT)
+    return value
+
+
+class SqliteDb:
+    """``Db`` over a stdlib sqlite3 connection (used by one thread at a time)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        try:
+            return self.connection.execute(sql, _sqlite_params(params)).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self.connection.executemany(sql, [_sqlite_params(r) for r in rows])
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+    def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
+        return self.connection.execute(sql, _sqlite_params(params)).fetchall()
+
+
+def _sqlite_params(params: Params | None) -> Params:
+    return {k: _sqlite_param(v) for k, v in params.items()} if params else {}
+
+
+def executor_for_sqlite() -> ThreadPoolExecutor:
+    """The one thread a SQLite store's connection runs in (a seam the simulation replaces
+    with inline execution, to make runs deterministic)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pairexec-db")
+
+
+@dataclass
+class _Job(Generic[T]):
+    run: Callable[[Db], T]
+    writes: bool
+    future: asyncio.Future[T]
+
+
+@dataclass
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class SqliteRunner:
+    """Runs store jobs on one sqlite3 connection in one thread, committing them in groups."""
+
+    url: str
+    _connection: sqlite3.Connection | None = None
+    _executor: ThreadPoolExecutor | None = None
+    _queue: list[_Job[Any]] = field(default_factory=list)
+    _drainer: asyncio.Task[None] | None = None
+
+    async def open(self, migrate: Callable[[Connection], None]) -> None:
+        self._executor = executor_for_sqlite()
+        loop = asyncio.get_running_loop()
+        try:
+            self._connection = await loop.run_in_executor(self._executor, self._connect)
+            await loop.run_in_executor(self._executor, self._migrate, migrate)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        url = make_url(self.url).set(drivername="sqlite")
+        args, kwargs = create_engine(url, poolclass=StaticPool).dialect.create_connect_args(url)
+        database = str(args[0])
+        connection = sqlite3.connect(
+            database,
+            uri=bool(kwargs.get("uri")),
+            check_same_thread=False,
+            isolation_level=None,  # transactions are begun and ended by hand, below
+            timeout=30,
+        )
+        try:
+            connection.execute("PRAGMA busy_timeout=30000")
+            if database != ":memory:" and "mode=memory" not in database:
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _migrate(self, migrate: Callable[[Connection], None]) -> None:
+        """Alembic wants a SQLAlchemy connection: one wrapped around ours, for the upgrade."""
+        connection = self._connection
+        engine = create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # one migrating process at a time
+
+        with engine.begin() as conn:
+            migrate(conn)
+        # (not engine.dispose(): that would close the connection we lent it)
+
+    async def run(self, job: Callable[[Db], T], writes: bool) -> T:
+        if self._connection is None:
+            raise RuntimeError("the trade store is not open (call await store.open())")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        pending = _Job(job, writes, future)
+        self._queue.append(pending)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain(), name="pairexec-db-commit")
+        return await pending.future
+
+    async def _drain(self) -> None:
+        """Write what is queued as one transaction; repeat while jobs keep arriving."""
+        loop = asyncio.get_running_loop()
+        batch: list[_Job[Any]] = []
+        try:
+            while self._queue:
+                batch, self._queue = [j for j in self._queue if not j.future.done()], []
+                if not batch:
+                    continue
+                outcomes = await loop.run_in_executor(
+                    self._executor, self._transaction, [(j.run, j.writes) for j in batch]
+                )
+                for job, outcome in zip(batch, outcomes, strict=True):
+                    if job.future.done():
+                        continue
+                    if outcome.error is not None:
+                        job.future.set_exception(outcome.error)
+                    else:
+                        job.future.set_result(outcome.value)
+                batch = []
+        finally:  # cancelled (loop shutting down): nobody may wait forever
+            for job in batch + self._queue:
+                if not job.future.done():
+                    job.future.set_exception(RuntimeError("the trade store was shut down"))
+            self._queue = []
+
+    def _transaction(self, jobs: list[tuple[Callable[[Db], Any], bool]]) -> list[_Outcome]:
+        """In the database thread: the jobs in one transaction, each in its own savepoint."""
+        assert self._connection is not None
+        connection = self._connection
+        db = SqliteDb(connection)
+        writes = any(w for _, w in jobs)
+        connection.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+        outcomes: list[_Outcome] = []
+        try:
+            for run, _ in jobs:
+                connection.execute("SAVEPOINT job")
+                try:
+                    outcomes.append(_Outcome(value=run(db)))
+                    connection.execute("RELEASE job")
+                except Exception as exc:
+                    connection.execute("ROLLBACK TO job")
+                    connection.execute("RELEASE job")
+                    outcomes.append(_Outcome(error=exc))
+            connection.execute("COMMIT")
+        except BaseException as exc:  # the commit failed: nothing in this group was written
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return [_Outcome(error=exc) for _ in jobs]
+        return outcomes
+
+    async def close(self) -> None:
+        if self._drainer is not None and not self._drainer.done():
+            await asyncio.gather(self._drainer, return_exceptions=True)
+        self._drainer = None
+        connection, self._connection = self._connection, None
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if connection is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, connection.close)
+        executor.shutdown(wait=False)
+
+
+# --- PostgreSQL (and any SQLAlchemy async URL) -----------------------------------------------
+
+
+class SaDb:
+    """``Db`` over a SQLAlchemy connection (inside ``run_sync``: calls look synchronous)."""
+
+    def __init__(self, connection: Connection, texts: dict[str, TextClause]) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect.name
+        self._texts = texts
+
+    def _text(self, sql: str) -> TextClause:
+        clause = self._texts.get(sql)
+        if clause is None:
+            clause = self._texts[sql] = text(sql)
+        return clause
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        with _conflicts():
+            return int(self.connection.execute(self._text(sql), params or {}).rowcount)
+
+    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
+        if rows:
+            with _conflicts():
+                self.connection.execute(self._text(sql), list(rows))
+
+    def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
+        return [tuple(r) for r in self.connection.execute(self._text(sql), params or {})]
+
+
+@contextmanager
+def _conflicts() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(str(exc.orig)) from exc
+
+
+class AsyncEngineRunner:
+    """Runs each store job in its own transaction on a SQLAlchemy async engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+        self._texts: dict[str, TextClause] = {}
+
+    async def open(self, migrate: Callable[[Connection], None]) -> None:
+        engine = create_async_engine(self.url, pool_pre_ping=True)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+
+    async def run(self, job: Callable[[Db], T], writes: bool) -> T:
+        if self._engine is None:
+            raise RuntimeError("the trade store is not open (call await store.open())")
+        async with self._engine.begin() as conn:
+            result: T = await conn.run_sync(lambda sync: job(SaDb(sync, self._texts)))
+            return result
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+
+class Runner(Protocol):
+    async def open(self, migrate: Callable[[Connection], None]) -> None: ...
+
+    async def run(self, job: Callable[[Db], T], writes: bool) -> T: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,123 @@
+"""The trade store's own promises: what ``apply`` returns is what is stored, a write on an
+out-of-date record is refused, and SQLite's group commit keeps each caller's fate its own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fsm import PairTradeRequest, TradeState
+from fsm.client_ids import Leg
+from fsm.orders import OrderStatus
+from persistence import Change, NewOrder, OrderUpdate, StaleTrade, TradeRecord, TradeStore
+
+
+def request(n: int) -> PairTradeRequest:
+    return PairTradeRequest(f"X{n}/USDT", "buy", 1.0, f"Y{n}/USDT", "sell", 0.5).validated()
+
+
+async def new_trade(store: TradeStore, n: int) -> TradeRecord:
+    created = await store.create_trade(request(n))
+    assert isinstance(created, TradeRecord)
+    return created
+
+
+STEPS = [
+    Change("a intent", TradeState.LEG_A_SENT, new_order=NewOrder(Leg.A, 1, "ca", "X/U", "buy", 1)),
+    Change(
+        "a unknown",
+        TradeState.UNKNOWN,
+        order_update=OrderUpdate("ca", OrderStatus.UNKNOWN, add_sends=1, error="timeout"),
+    ),
+    Change(
+        "a found",
+        TradeState.RECONCILED,
+        order_update=OrderUpdate("ca", OrderStatus.OPEN, 0.4, "x-1", 101.5),
+    ),
+    Change("a settled", order_update=OrderUpdate("ca", OrderStatus.CLOSED, 0.9, add_sends=2)),
+    Change("partial", TradeState.LEG_A_PARTIAL),
+    Change("b intent", TradeState.LEG_B_SENT, new_order=NewOrder(Leg.B, 1, "cb", "Y/U", "sell", 1)),
+    Change("b stuck", order_update=OrderUpdate("cb", OrderStatus.UNKNOWN, error="down")),
+    Change("parked", TradeState.PARKED),
+]
+
+
+async def test_apply_returns_exactly_what_a_fresh_load_reads(db_url: str):
+    async with TradeStore(db_url) as store:
+        record = await new_trade(store, 1)
+        assert record == await store.load(record.id)
+        for change in STEPS:
+            record = await store.apply(record, change)
+            assert record == await store.load(record.id), change.cause
+        assert record.state is TradeState.PARKED
+        assert record.reason == "parked"
+        assert [o.filled for o in record.orders] == [0.9, 0.0]
+        assert [o.sends for o in record.orders] == [3, 0]
+        assert record.orders[0].exchange_order_id == "x-1"
+
+
+async def test_a_write_on_an_out_of_date_record_is_refused(db_url: str):
+    """Same state, older version: someone else wrote in between (an order fact, a reason)."""
+    async with TradeStore(db_url) as store:
+        seen = await new_trade(store, 1)
+        await store.apply(seen, Change("another driver's note"))
+        with pytest.raises(StaleTrade):
+            await store.apply(seen, Change("gives up", TradeState.FAILED))
+        assert (await store.load(seen.id)).state is TradeState.PENDING
+        assert [e.cause for e in await store.events(seen.id)][-1] == "another driver's note"
+
+
+async def test_one_refused_write_in_a_group_commit_undoes_only_itself(tmp_path: Path):
+    db = tmp_path / "trades.db"
+    async with TradeStore(f"sqlite:///{db}") as store:
+        trades = [await new_trade(store, n) for n in range(20)]
+        stale, broken = trades[7], trades[11]
+        await store.apply(stale, Change("moved meanwhile"))
+        # fails half-way: the trade row is updated before the order turns out to be missing
+        bad = Change(
+            "done", TradeState.FAILED, order_update=OrderUpdate("no-such", OrderStatus.OPEN)
+        )
+
+        commits: list[str] = []
+        connection = store._runner._connection  # type: ignore[union-attr]
+        connection.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        results = await asyncio.gather(
+            *(
+                store.apply(t, bad if t is broken else Change("done", TradeState.FAILED))
+                for t in trades
+            ),
+            return_exceptions=True,
+        )
+        connection.set_trace_callback(None)
+
+    assert len(commits) <= 2, "20 writes at once should share a commit or two"
+    refused = [type(r).__name__ for r in results if isinstance(r, BaseException)]
+    assert refused == ["StaleTrade", "StoreError"]
+    with sqlite3.connect(db) as check:
+        states = dict(check.execute("SELECT id, state FROM trades").fetchall())
+        journal = check.execute("SELECT count(*) FROM trade_events WHERE cause = 'done'")
+        assert journal.fetchone()[0] == 18
+    assert states[stale.id] == states[broken.id] == "PENDING"
+    assert sorted(states.values()) == ["FAILED"] * 18 + ["PENDING"] * 2
+
+
+async def test_a_caller_that_stopped_waiting_does_not_lose_the_others(tmp_path: Path):
+    async with TradeStore(f"sqlite:///{tmp_path / 'trades.db'}") as store:
+        trades = [await new_trade(store, n) for n in range(5)]
+        tasks = [
+            asyncio.create_task(store.apply(t, Change("x", TradeState.FAILED))) for t in trades
+        ]
+        tasks[2].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[2], asyncio.CancelledError)
+        assert [r.state for r in results if isinstance(r, TradeRecord)] == [TradeState.FAILED] * 4
+        assert (await store.load(trades[2].id)).state is TradeState.PENDING  # never ran
+
+
+async def test_a_closed_store_says_so(tmp_path: Path):
+    store = TradeStore(f"sqlite:///{tmp_path / 'trades.db'}")
+    with pytest.raises(Exception, match="not open"):
+        await store.load("x")
