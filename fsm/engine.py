@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -50,6 +51,8 @@ from persistence.store import (
     StaleTrade,
     TradeRecord,
     TradeStore,
+    Transition,
+    after,
 )
 
 log = logging.getLogger("pairexec.engine")
@@ -296,15 +299,31 @@ class ExecutionEngine:
         order_update: OrderUpdate | None = None,
     ) -> TradeRecord:
         to_state = next_state(record.state, trigger) if trigger else None
-        updated = await self.store.apply(
-            record,
-            Change(cause, to_state=to_state, new_order=new_order, order_update=order_update),
-            self._lease(),
-        )
-        if to_state is not None:
-            log.info("trade %s %s -> %s: %s", record.id, record.state.value, to_state.value, cause)
-            crashpoints.reached(f"state:{to_state.value}")
+        change = Change(cause, to_state=to_state, new_order=new_order, order_update=order_update)
+        change = replace(change, then=self._moves_after(after(record, change)))
+        updated = await self.store.apply(record, change, self._lease())
+        state = record.state
+        for step in [Transition(to_state or state, cause), *change.then]:
+            if step.to_state is not state:
+                log.info(
+                    "trade %s %s -> %s: %s", record.id, state.value, step.to_state.value, step.cause
+                )
+                crashpoints.reached(f"state:{step.to_state.value}")
+            state = step.to_state
         return updated
+
+    def _moves_after(self, record: TradeRecord) -> tuple[Transition, ...]:
+        """The pure moves ``decide`` would make next from ``record`` (leg A classified, trade
+        done...): written with the fact they follow from, they cost no commit of their own."""
+        moves: list[Transition] = []
+        while not is_terminal(record.state):
+            action = decide(_facts(record), record.orders, self.config, markets=self._markets)
+            if not isinstance(action, Move):
+                break
+            move = Transition(next_state(record.state, action.trigger), action.cause)
+            moves.append(move)
+            record = after(record, Change(move.cause, to_state=move.to_state))
+        return tuple(moves)
 
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """create_order for an order whose intent is already committed."""

@@ -12,6 +12,8 @@ from persistence.store import (
     StoreError,
     TradeRecord,
     TradeStore,
+    Transition,
+    after,
     head_revision,
     schema_revision,
 )
@@ -28,6 +30,8 @@ __all__ = [
     "StoreError",
     "TradeRecord",
     "TradeStore",
+    "Transition",
+    "after",
     "head_revision",
     "schema_revision",
 ]

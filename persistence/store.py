@@ -106,13 +106,27 @@ class OrderUpdate:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """A state change that follows from facts already known (no I/O decides it)."""
+
+    to_state: TradeState
+    cause: str
+
+
+@dataclass(frozen=True)
 class Change:
-    """One atomic step of a trade: optionally a new order, an order update, a new state."""
+    """One atomic step of a trade: optionally a new order, an order update, a new state, then
+    the moves that follow from it (``then``), each journaled as its own transition.
+
+    Folding those moves into the write that made them certain saves a commit each; a crash
+    can only lose them together with the fact they follow from, and they would be decided
+    again from that fact."""
 
     cause: str
     to_state: TradeState | None = None
     new_order: NewOrder | None = None
     order_update: OrderUpdate | None = None
+    then: tuple[Transition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,18 +303,7 @@ class TradeStore:
         """
         now = _now()
         expected = record.state
-        to_state = change.to_state or expected
-        reason = record.reason
-        if to_state is not expected or to_state in (TradeState.PARKED, TradeState.UNKNOWN):
-            reason = change.cause
-        updated = replace(
-            record,
-            state=to_state,
-            reason=reason,
-            updated_at=now,
-            version=record.version + 1,
-            orders=_orders_after(record.orders, change),
-        )
+        updated = after(record, change, now)
 
         def write(db: Db) -> None:
             sets = "state = :state, reason = :reason, updated_at = :now, version = :version"
@@ -308,13 +311,13 @@ class TradeStore:
                 "id": record.id,
                 "expected": expected.value,
                 "seen": record.version,
-                "state": to_state.value,
-                "reason": reason,
+                "state": updated.state.value,
+                "reason": updated.reason,
                 "now": now,
                 "version": updated.version,
             }
             where = "id = :id AND state = :expected AND version = :seen"
-            if to_state in TERMINAL_STATES:
+            if updated.state in TERMINAL_STATES:
                 sets += ", inflight_key = NULL"
             if lease is not None:
                 sets += ", lease_expires_at = :until"
@@ -332,7 +335,11 @@ class TradeStore:
             if change.order_update is not None:
                 cid = change.order_update.client_order_id
                 _update_order(db, record.id, change.order_update, now)
-            _journal(db, record.id, expected, to_state, change.cause, cid, now)
+            state = change.to_state or expected
+            _journal(db, record.id, expected, state, change.cause, cid, now)
+            for move in change.then:
+                _journal(db, record.id, state, move.to_state, move.cause, None, now)
+                state = move.to_state
 
         await self._run(write)
         return updated
@@ -579,6 +586,25 @@ def _update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> Non
     )
     if changed != 1:
         raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+
+
+def after(record: TradeRecord, change: Change, now: datetime | None = None) -> TradeRecord:
+    """The trade once ``change`` is written (what a read-back would return): ``apply`` returns
+    it without reading, and the engine uses it to see which moves follow from a fact."""
+    state = change.to_state or record.state
+    reason = record.reason
+    if state is not record.state or state in (TradeState.PARKED, TradeState.UNKNOWN):
+        reason = change.cause
+    for move in change.then:
+        state, reason = move.to_state, move.cause
+    return replace(
+        record,
+        state=state,
+        reason=reason,
+        updated_at=now or _now(),
+        version=record.version + 1,
+        orders=_orders_after(record.orders, change),
+    )
 
 
 def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[OrderFacts, ...]:
