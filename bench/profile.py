@@ -2,9 +2,9 @@
 
 Hot paths: trades one after another on a SQLite file (what every trade pays), and
 ``recover()`` of in-flight trades (what a restart pays). cProfile sees the event loop's thread
-only: time the aiosqlite worker thread spends in SQLite and fsync shows up as the loop
-waiting in ``epoll``. SQL statements and transactions are counted with SQLAlchemy's
-``before_cursor_execute`` event and divided by the transitions journaled.
+only: time the store's database thread spends in SQLite and fsync shows up as the loop
+waiting in ``epoll``. SQL statements and commits are counted with sqlite3's trace callback on
+the store's connection (savepoints included) and divided by the transitions journaled.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from unittest import mock
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, synthetic_markets
 from fsm.engine import ExecutionEngine
 from fsm.venues.paper import PaperExchange
 from persistence import TradeStore
+from persistence.db import SqliteRunner
 
 LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
     ("waiting for the DB thread (SQLite, fsync)", lambda f, n: "epoll" in n or "select" in n),
-    ("SQLAlchemy (ORM, Core, async adaptation)", lambda f, n: "sqlalchemy" in f),
-    ("greenlet switches", lambda f, n: "greenlet" in n),
-    ("aiosqlite hand-offs", lambda f, n: "aiosqlite" in f or "SimpleQueue" in n),
+    ("SQLAlchemy", lambda f, n: "sqlalchemy" in f),
     ("asyncio event loop", lambda f, n: "asyncio" in f or "_contextvars" in n or "socket" in n),
     ("paper exchange", lambda f, n: "fsm/venues" in f),
     ("pairexec store", lambda f, n: "persistence/" in f),
@@ -39,17 +36,27 @@ LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
 
 
 class _SqlCounter:
-    """SQLAlchemy engine events: every statement sent, every transaction begun."""
+    """Every statement the store's SQLite connection runs, and every commit."""
 
     def __init__(self) -> None:
         self.statements = 0
         self.transactions = 0
 
-    def statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def statement(self, sql: str) -> None:
         self.statements += 1
+        if sql == "COMMIT":
+            self.transactions += 1
 
-    def begin(self, conn: Any) -> None:
-        self.transactions += 1
+    def watching(self) -> Any:
+        connect = SqliteRunner._connect
+        counter = self
+
+        def traced(runner: SqliteRunner) -> Any:
+            connection = connect(runner)
+            connection.set_trace_callback(counter.statement)
+            return connection
+
+        return mock.patch.object(SqliteRunner, "_connect", traced)
 
 
 async def _trades(url: str, n: int) -> None:
@@ -67,16 +74,11 @@ async def _transitions(url: str) -> int:
 
 def _profile(work: Callable[[], Coroutine[Any, Any, None]]) -> tuple[pstats.Stats, _SqlCounter]:
     counter = _SqlCounter()
-    event.listen(Engine, "before_cursor_execute", counter.statement)
-    event.listen(Engine, "begin", counter.begin)
     profiler = cProfile.Profile()
-    try:
+    with counter.watching():
         profiler.enable()
         asyncio.run(work())
         profiler.disable()
-    finally:
-        event.remove(Engine, "before_cursor_execute", counter.statement)
-        event.remove(Engine, "begin", counter.begin)
     return pstats.Stats(profiler), counter
 
 
@@ -119,7 +121,7 @@ def run(quick: bool) -> Result:
             result.add(
                 f"{label}: per transition",
                 f"{sql.statements / transitions:.1f} SQL statements, "
-                f"{sql.transactions / transitions:.1f} transactions",
+                f"{sql.transactions / transitions:.2f} commits",
                 f"{transitions} transitions",
             )
             result.add(f"{label}: where the time goes", share, "")
