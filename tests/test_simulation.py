@@ -1,6 +1,6 @@
 """The deterministic chaos simulation in CI, and proof that its checks catch a broken engine.
 
-``PAIREXEC_SIM_RUNS`` (default 2000) scenarios from seed ``PAIREXEC_SIM_SEED`` (default 0) run
+``PAIREXEC_SIM_RUNS`` (default 10000) scenarios from seed ``PAIREXEC_SIM_SEED`` (default 0) run
 in chunks on one worker per core; a chunk fails with each failing seed and the command that
 replays it. Set PAIREXEC_SIM_SEED to explore other seeds (e.g. nightly); a failing seed
 reproduces anywhere: ``pairexec simulate --seed S --runs 1 -v``.
@@ -32,7 +32,7 @@ from tests.sim.runtime import Hang, run_deterministic
 from tests.sim.scenario import Scenario, Signal
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "2000"))
+RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "10000"))
 FIRST = int(os.environ.get("PAIREXEC_SIM_SEED", "0"))
 CHUNK = 250
 CHUNKS = [range(s, min(s + CHUNK, FIRST + RUNS)) for s in range(FIRST, FIRST + RUNS, CHUNK)]
