@@ -236,9 +236,9 @@ class SqliteRunner:
         connection = self._connection
         db = SqliteDb(connection)
         writes = any(w for _, w in jobs)
-        connection.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
         outcomes: list[_Outcome] = []
         try:
+            connection.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
             for run, _ in jobs:
                 connection.execute("SAVEPOINT job")
                 try:
@@ -249,7 +249,7 @@ class SqliteRunner:
                     connection.execute("RELEASE job")
                     outcomes.append(_Outcome(error=exc))
             connection.execute("COMMIT")
-        except BaseException as exc:  # the commit failed: nothing in this group was written
+        except BaseException as exc:  # no lock, or the commit failed: nothing here was written
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             return [_Outcome(error=exc) for _ in jobs]

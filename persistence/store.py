@@ -614,16 +614,13 @@ def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[Order
         orders = (
             *orders,
             OrderFacts(
-                leg=new.leg,
-                attempt=new.attempt,
-                client_order_id=new.client_order_id,
-                symbol=new.symbol,
-                side=new.side,
-                amount=new.amount,
-                status=OrderStatus.INTENT,
-                filled=0.0,
-                sends=0,
-                exchange_order_id=None,
+                new.leg,
+                new.attempt,
+                new.client_order_id,
+                new.symbol,
+                new.side,
+                new.amount,
+                status=OrderStatus.INTENT,  # not sent yet: nothing filled, no exchange id
             ),
         )
     upd = change.order_update

@@ -89,6 +89,17 @@ async def test_upgrade_from_the_first_schema_keeps_trades(tmp_path: Path):
     assert trade.request.signal_id == "s1" and trade.state.value == "LEG_A_SENT"
 
 
+async def open_together(url: str, stores: int) -> list[int]:
+    """Open ``stores`` stores on ``url`` at once (60 s at most); each one's trade count."""
+    opened = [TradeStore(url) for _ in range(stores)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.open() for s in opened)), 60)
+        return [await store.count_trades() for store in opened]
+    finally:
+        for store in opened:
+            await store.close()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_processes_starting_together_on_an_empty_database_migrate_once(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -101,18 +112,9 @@ def test_processes_starting_together_on_an_empty_database_migrate_once(
         name = new_pg_database("template0")
         url = pg_url(name)
 
-    async def open_together() -> list[int]:
-        stores = [TradeStore(url) for _ in range(4)]
-        try:
-            # without the migration lock this deadlocks on PostgreSQL: fail, don't hang
-            await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), 60)
-            return [await store.count_trades() for store in stores]
-        finally:
-            for store in stores:
-                await store.close()
-
     try:
-        assert asyncio.run(open_together()) == [0, 0, 0, 0]
+        # without the migration lock this deadlocks on PostgreSQL: fail, don't hang
+        assert asyncio.run(open_together(url, 4)) == [0, 0, 0, 0]
     finally:
         if name:
             drop_pg_database(name)
@@ -126,16 +128,7 @@ def test_many_stores_in_one_process_opening_new_databases_together(tmp_path: Pat
     "database is locked"); thirty rounds make a silent pass of a broken lock very unlikely.
     """
 
-    async def round_of(url: str) -> list[int]:
-        stores = [TradeStore(url) for _ in range(8)]
-        try:
-            await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), 60)
-            return [await store.count_trades() for store in stores]
-        finally:
-            for store in stores:
-                await store.close()
-
     async def rounds() -> list[list[int]]:
-        return [await round_of(f"sqlite:///{tmp_path / f'new{n}.db'}") for n in range(30)]
+        return [await open_together(f"sqlite:///{tmp_path / f'new{n}.db'}", 8) for n in range(30)]
 
     assert asyncio.run(rounds()) == [[0] * 8] * 30
