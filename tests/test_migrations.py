@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from fsm import TradeState
 from migrations import alembic_config
-from persistence import StoreError, TradeStore, head_revision
+from persistence import Change, Lease, StoreError, TradeStore, head_revision
 from persistence.models import Base
 from tests.conftest import BACKENDS, drop_pg_database, new_pg_database, pg_url
 
@@ -86,6 +88,11 @@ async def test_upgrade_from_the_first_schema_keeps_trades(tmp_path: Path):
     async with TradeStore(f"sqlite:///{path}") as store:
         [trade] = await store.list_trades()
         assert await store.unfinished_trade_ids() == ["t1"]
+        assert trade.version == 0 and trade.created_at.year == 2026
+        # and it can be driven on: claimed, then moved with a versioned write
+        assert await store.claim(Lease("me", datetime.now(timezone.utc))) == ["t1"]
+        moved = await store.apply(trade, Change("parked by hand", TradeState.PARKED))
+        assert await store.load("t1") == moved
     assert trade.request.signal_id == "s1" and trade.state.value == "LEG_A_SENT"
 
 
