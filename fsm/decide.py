@@ -121,17 +121,20 @@ def decide(
     config: EngineConfig,
     *,
     markets: Mapping[str, MarketRules] | None = None,
+    prices: Mapping[str, float] | None = None,
     resuming: bool = False,
 ) -> Action | None:
     """The next action for a trade, or None if it is terminal.
 
-    ``markets`` gives each symbol's amount step and minimum (absent: any amount). ``resuming``
+    ``markets`` gives each symbol's amount step and minimums (absent: any amount). A minimum
+    order value is checked at the price this trade's own fills on the symbol got, else at
+    ``prices`` (a recent price per symbol), else not at all (the venue then decides). ``resuming``
     is set by ``recover()``: a trade still PENDING then was never sent before the restart, and
     a stale signal must not open a position hours later, so it fails instead.
     """
     if trade.state in TERMINAL_STATES:
         return None
-    plan = _Plan(trade, orders, config, markets or {})
+    plan = _Plan(trade, orders, config, markets or {}, prices or {})
     if trade.state is TradeState.PENDING:
         if resuming:
             return Move("never_sent", "not resumed: leg A was never sent before the restart")
@@ -146,6 +149,8 @@ def decide(
     if current.status is OrderStatus.ABSENT:
         if current.sends >= config.max_sends_per_order:
             return GiveUp(current, f"absent after {current.sends} sends")
+        if plan.refused(current):  # sized before a price was known: it would be refused
+            return GiveUp(current, "not resent: below the market's minimum order value")
         return Resend(_TRIGGER_FOR_LEG[current.leg], current, "confirmed absent: resend same id")
     if current.status is OrderStatus.OPEN:
         return Settle(current)
@@ -165,12 +170,27 @@ class _Plan:
     orders: Sequence[OrderFacts]
     config: EngineConfig
     markets: Mapping[str, MarketRules]
+    prices: Mapping[str, float]
 
     def _sendable(self, symbol: str, amount: float, whole: float) -> float | None:
         """What may be sent of ``amount`` (a part of ``whole``), None if it is only dust."""
         if amount <= self.config.hedge_tolerance * max(whole, 1e-12):
             return None
-        return self.markets.get(symbol, ANY_AMOUNT).sendable(amount)
+        return self.markets.get(symbol, ANY_AMOUNT).sendable(amount, self._price(symbol))
+
+    def refused(self, order: OrderFacts) -> bool:
+        """Whether the market must refuse ``order`` as it stands (at the price known now)."""
+        rules = self.markets.get(order.symbol, ANY_AMOUNT)
+        return rules.sendable(order.amount, self._price(order.symbol)) is None
+
+    def _price(self, symbol: str) -> float | None:
+        """What an order on ``symbol`` is worth per unit: the average this trade's fills on it
+        got, else the recent price the engine was given, else unknown."""
+        fills = [(o.filled, o.average) for o in self.orders if o.symbol == symbol and o.average]
+        quantity = sum(f for f, _ in fills)
+        if quantity > 0:
+            return sum(f * (a or 0.0) for f, a in fills) / quantity
+        return self.prices.get(symbol)
 
     @property
     def filled_a(self) -> float:
@@ -202,6 +222,7 @@ class _Plan:
         if amount is None:
             return self._unwind_all_or_park(
                 f"hedge {target:g} {trade.pair_y} is below the market minimum"
+                f"{self._value_note(trade.pair_y, target)}"
             )
         return Submit(
             "send_leg_b",
@@ -245,8 +266,19 @@ class _Plan:
             return Move("park", f"{problem}; leg A's {unhedged:g} unhedged (unwind_on_abort=False)")
         amount = self._sendable(trade.pair_x, unhedged, unhedged)
         if amount is None:
-            return Move("park", f"{problem}; leg A's unhedged {unhedged:g} is below the minimum")
+            return Move(
+                "park",
+                f"{problem}; leg A's unhedged {unhedged:g} is below the minimum"
+                f"{self._value_note(trade.pair_x, unhedged)}",
+            )
         return self._unwind(1, amount, f"{problem}: unwind leg A's unhedged {amount:g}")
+
+    def _value_note(self, symbol: str, amount: float) -> str:
+        """Say so when it is the minimum order value (not the amount) that stops an order."""
+        rules, price = self.markets.get(symbol, ANY_AMOUNT), self._price(symbol)
+        if rules.sendable(amount) is None or rules.sendable(amount, price) is not None:
+            return ""
+        return f" (order value {amount * (price or 0.0):g} < minimum {rules.min_cost:g})"
 
     def _unwind(self, attempt: int, amount: float, cause: str) -> Submit:
         trade = self.trade

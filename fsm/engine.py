@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +40,7 @@ from fsm.machine import is_terminal, next_state
 from fsm.markets import MarketRules
 from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
 from fsm.owners import is_dead_locally, new_owner_id
+from fsm.prices import PriceBook
 from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
 from fsm.venues.ccxt_ids import UnsupportedExchange
@@ -89,6 +91,8 @@ class ExecutionEngine:
         """Trades this engine has created or claimed and not yet let go: their leases are
         renewed by the heartbeat, even while they wait for a driver."""
         self._heartbeat: asyncio.Task[None] | None = None
+        self._prices = PriceBook(self.gateway.price)
+        """Recent prices of symbols with a minimum order value (fetched while leg A runs)."""
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -116,6 +120,7 @@ class ExecutionEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        await self._prices.close()
         if self.store.is_open:
             await self.store.release(self.owner)  # what we leave unfinished, others may take
         if self._owns_store:
@@ -231,15 +236,10 @@ class ExecutionEngine:
 
     async def _run_held(self, trade_id: str, resuming: bool) -> TradeOutcome:
         record = await self.store.load(trade_id)
+        self._prices.refresh(self._valued_symbols(record))
         try:
             while not is_terminal(record.state):
-                action = decide(
-                    _facts(record),
-                    record.orders,
-                    self.config,
-                    markets=self._markets,
-                    resuming=resuming,
-                )
+                action = await self._decide(record, resuming=resuming)
                 if action is None:  # pragma: no cover - decide returns None only when terminal
                     break
                 record = await self._step(record, action)
@@ -300,7 +300,7 @@ class ExecutionEngine:
     ) -> TradeRecord:
         to_state = next_state(record.state, trigger) if trigger else None
         change = Change(cause, to_state=to_state, new_order=new_order, order_update=order_update)
-        change = replace(change, then=self._moves_after(after(record, change)))
+        change = replace(change, then=await self._moves_after(after(record, change)))
         updated = await self.store.apply(record, change, self._lease())
         state = record.state
         for step in [Transition(to_state or state, cause), *change.then]:
@@ -312,18 +312,42 @@ class ExecutionEngine:
             state = step.to_state
         return updated
 
-    def _moves_after(self, record: TradeRecord) -> tuple[Transition, ...]:
+    async def _moves_after(self, record: TradeRecord) -> tuple[Transition, ...]:
         """The pure moves ``decide`` would make next from ``record`` (leg A classified, trade
         done...): written with the fact they follow from, they cost no commit of their own."""
         moves: list[Transition] = []
         while not is_terminal(record.state):
-            action = decide(_facts(record), record.orders, self.config, markets=self._markets)
+            action = await self._decide(record)
             if not isinstance(action, Move):
                 break
             move = Transition(next_state(record.state, action.trigger), action.cause)
             moves.append(move)
             record = after(record, Change(move.cause, to_state=move.to_state))
         return tuple(moves)
+
+    async def _decide(self, record: TradeRecord, *, resuming: bool = False) -> object:
+        """``decide`` on ``record``; past leg A, with the prices of its symbols (waiting for
+        a fetch still under way: sizing leg B or an unwind may need one)."""
+        prices: Mapping[str, float] = {}
+        if record.state not in (TradeState.PENDING, TradeState.LEG_A_SENT):
+            symbols = self._valued_symbols(record)
+            self._prices.refresh(symbols)  # a second try if the first fetch got no price
+            prices = await self._prices.ready(symbols)
+        return decide(
+            _facts(record),
+            record.orders,
+            self.config,
+            markets=self._markets,
+            prices=prices,
+            resuming=resuming,
+        )
+
+    def _valued_symbols(self, record: TradeRecord) -> list[str]:
+        """The trade's symbols whose market has a minimum order value."""
+        r = record.request
+        return [
+            s for s in (r.pair_x, r.pair_y) if s in self._markets and self._markets[s].min_cost > 0
+        ]
 
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """create_order for an order whose intent is already committed."""

@@ -111,6 +111,29 @@ class ExchangeGateway:
         the venue supports; NOT_FOUND only when the venue really answered "no such order"."""
         return await self._call(order, lambda: find_order(self.exchange, self.rules, order))
 
+    async def price(self, symbol: str) -> float | None:
+        """A recent price of ``symbol`` (last trade, else mid quote), None if the venue will
+        not say; only ever used to check a minimum order value (see ``fsm.prices``)."""
+        try:
+            ticker = await asyncio.wait_for(
+                self.exchange.fetch_ticker(symbol), self.config.call_timeout
+            )
+        except Exception as exc:
+            log.warning(
+                "no price for %s, its minimum order value is left to the venue: %s",
+                symbol,
+                self._credentials.redact(describe(exc)),
+            )
+            return None
+        ticker = ticker if isinstance(ticker, dict) else {}
+        for value in (ticker.get("last"), ticker.get("close")):
+            if isinstance(value, (int, float)) and value > 0:
+                return float(value)
+        bid, ask = ticker.get("bid"), ticker.get("ask")
+        if isinstance(bid, (int, float)) and isinstance(ask, (int, float)) and bid > 0 < ask:
+            return (float(bid) + float(ask)) / 2
+        return None
+
     async def cancel(self, order: OrderFacts) -> Failed | None:
         """Ask for the rest of the order to be cancelled; the fill is read by a fetch after."""
         order_id, params = self.rules.cancel_args(order.client_order_id, order.exchange_order_id)

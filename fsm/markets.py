@@ -1,4 +1,5 @@
-"""What a market allows: amount step and minimum. Pure data, read once from ccxt's markets.
+"""What a market allows: amount step, minimum amount and minimum order value (notional).
+Pure data, read once from ccxt's markets.
 
 The engine rounds every amount down to the market's step before persisting the order (so the
 stored amount is what is sent), and never decides to send an amount the exchange must reject:
@@ -25,6 +26,8 @@ _FLOAT_NOISE = 1e-9  # 0.6 * 1.5 = 0.8999999999999999 must floor to 0.9, not 0.8
 class MarketRules:
     amount_step: float | None = None
     min_amount: float = 0.0
+    min_cost: float = 0.0
+    """Minimum order value in the quote currency (amount x price); 0: none."""
 
     def floor(self, amount: float) -> float:
         """``amount`` rounded down to the step (float noise forgiven)."""
@@ -34,10 +37,13 @@ class MarketRules:
         nudged = Decimal(repr(amount * (1 + _FLOAT_NOISE)))
         return float((nudged / step).to_integral_value(rounding=ROUND_FLOOR) * step)
 
-    def sendable(self, amount: float) -> float | None:
-        """The amount an order may carry, or None if it rounds below what the market accepts."""
+    def sendable(self, amount: float, price: float | None = None) -> float | None:
+        """The amount an order may carry, or None if it rounds below what the market accepts:
+        its minimum amount, or (given a reference ``price``) its minimum order value."""
         floored = self.floor(amount)
         if floored <= 0 or floored < self.min_amount * (1 - _FLOAT_NOISE):
+            return None
+        if self.min_cost and price and floored * price < self.min_cost * (1 - _FLOAT_NOISE):
             return None
         return floored
 
@@ -53,5 +59,9 @@ def rules_from_ccxt(market: Mapping[str, Any], precision_mode: int | None) -> Ma
             step = 10.0 ** -int(precision)
         elif precision_mode == TICK_SIZE and precision > 0:
             step = float(precision)
-    minimum = ((market.get("limits") or {}).get("amount") or {}).get("min")
-    return MarketRules(amount_step=step, min_amount=float(minimum or 0.0))
+    limits = market.get("limits") or {}
+    minimum = (limits.get("amount") or {}).get("min")
+    min_cost = (limits.get("cost") or {}).get("min")
+    return MarketRules(
+        amount_step=step, min_amount=float(minimum or 0.0), min_cost=float(min_cost or 0.0)
+    )

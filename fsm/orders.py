@@ -53,6 +53,8 @@ class OrderFacts:
     filled: float = 0.0
     sends: int = 0
     exchange_order_id: str | None = None
+    average: float | None = None
+    """The average fill price the exchange reported, if any."""
 
     @property
     def is_final(self) -> bool:

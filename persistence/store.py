@@ -167,7 +167,7 @@ _TRADE_COLUMNS = (
 )
 _ORDER_COLUMNS = (
     "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
-    " exchange_order_id"
+    " exchange_order_id, average"
 )
 
 
@@ -635,6 +635,7 @@ def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[Order
                 o.exchange_order_id if upd.exchange_order_id is None else upd.exchange_order_id
             ),
             sends=o.sends + upd.add_sends,
+            average=o.average if upd.average is None else upd.average,
         )
         if o.client_order_id == upd.client_order_id
         else o
@@ -658,7 +659,7 @@ def _load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord
     for o in db.fetch_all(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
     ):
-        trade_id, leg, attempt, cid, symbol, side, amount, status, filled, sends, xid = o
+        trade_id, leg, attempt, cid, symbol, side, amount, status, filled, sends, xid, avg = o
         orders[trade_id].append(
             OrderFacts(
                 leg=Leg(leg),
@@ -671,6 +672,7 @@ def _load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord
                 filled=filled,
                 sends=sends,
                 exchange_order_id=xid,
+                average=avg,
             )
         )
     return [

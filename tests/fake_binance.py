@@ -1,7 +1,7 @@
 """A local fake of Binance's spot REST API, for driving the real ccxt library over real HTTP.
 
 An aiohttp server on 127.0.0.1 (a free port) that speaks the subset of Binance spot ccxt uses
-to trade: ``GET /api/v3/ping|time|exchangeInfo``, signed ``GET /api/v3/account``,
+to trade: ``GET /api/v3/ping|time|exchangeInfo|ticker/24hr``, signed ``GET /api/v3/account``,
 ``POST|GET|DELETE /api/v3/order``, ``GET /api/v3/openOrders`` and ``GET /api/v3/allOrders``.
 Signed requests are checked like Binance does (``X-MBX-APIKEY`` header, HMAC-SHA256
 ``signature`` over the query or body, ``timestamp`` within ``recvWindow``). Orders are matched
@@ -41,7 +41,16 @@ from fsm.venues.paper import DEFAULT_MARKETS, MarketSpec, PaperBook, PaperOrder
 API_KEY = "pk-test-4f1d9c7e2b8a6d3f0e5c9b7a1d2e3f4a"
 SECRET = "sk-test-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
 
-KINDS = ("create", "fetch", "cancel", "open_orders", "all_orders", "account", "exchange_info")
+KINDS = (
+    "create",
+    "fetch",
+    "cancel",
+    "open_orders",
+    "all_orders",
+    "account",
+    "exchange_info",
+    "ticker",
+)
 ANY = "*"
 
 FAULTS = {
@@ -139,6 +148,7 @@ class FakeBinance:
             ("GET", "/api/v3/ping", self._ping),
             ("GET", "/api/v3/time", self._time),
             ("GET", "/api/v3/exchangeInfo", self._exchange_info),
+            ("GET", "/api/v3/ticker/24hr", self._ticker),
             ("GET", "/api/v3/account", self._account),
             ("POST", "/api/v3/order", self._create),
             ("GET", "/api/v3/order", self._fetch),
@@ -358,6 +368,32 @@ class FakeBinance:
             "symbols": [_symbol_info(spec) for spec in self.book.markets().values()],
         }
         return await self._after(request, seen, info)
+
+    async def _ticker(self, request: web.Request) -> web.StreamResponse:
+        market_id = request.query.get("symbol", "")
+        symbol = self._by_id.get(market_id)
+        seen = await self._arrive("ticker", dict(request.query), symbol)
+        early = await self._before(request, seen)
+        if early is not None:
+            return early
+        if symbol is None:
+            raise _BinanceError(400, -1121, "Invalid symbol.")
+        price = _num(self.book.market(symbol).price)
+        now = int(time.time() * 1000)
+        ticker = {
+            "symbol": market_id,
+            "lastPrice": price,
+            "bidPrice": price,
+            "askPrice": price,
+            "openPrice": price,
+            "highPrice": price,
+            "lowPrice": price,
+            "volume": "0",
+            "quoteVolume": "0",
+            "openTime": now - 86_400_000,
+            "closeTime": now,
+        }
+        return await self._after(request, seen, ticker)
 
     async def _account(self, request: web.Request) -> web.StreamResponse:
         params = await self._signed(request)

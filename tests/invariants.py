@@ -37,8 +37,9 @@ async def check_invariants(db_url: str, paper: PaperExchange) -> list[str]:
                     )
             a, b, u = trade.filled(Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
             ratio = trade.request.hedge_ratio
-            # Legs are rounded down to the market's step and never below its minimum, so a
-            # hedge may fall short of the exact ratio by less than one tradable unit.
+            # Legs are rounded down to the market's step and never below its minimums (amount,
+            # order value), so a hedge may fall short of the exact ratio by less than one
+            # tradable unit.
             dust_y = _tradable_unit(paper, trade.request.pair_y)
             dust_x = _tradable_unit(paper, trade.request.pair_x)
             target = ratio * a
@@ -65,8 +66,13 @@ async def check_invariants(db_url: str, paper: PaperExchange) -> list[str]:
 
 
 def _tradable_unit(paper: PaperExchange, symbol: str) -> float:
-    """The smallest amount the market lets an order carry (its step or its minimum)."""
+    """The largest remainder an order may not carry: one step, the minimum amount, or what the
+    minimum order value buys at the market's price (plus the step it is floored to)."""
     market = paper.markets.get(symbol, {})
     step = float((market.get("precision") or {}).get("amount") or 0)
-    minimum = float(((market.get("limits") or {}).get("amount") or {}).get("min") or 0)
-    return max(step, minimum, 1e-9)
+    limits = market.get("limits") or {}
+    minimum = float((limits.get("amount") or {}).get("min") or 0)
+    min_cost = float((limits.get("cost") or {}).get("min") or 0)
+    # a remainder whose floor to the step is worth less than the minimum order value
+    by_value = min_cost / paper.book.market(symbol).price + step if market and min_cost else 0.0
+    return max(step, minimum, by_value, 1e-9)

@@ -172,13 +172,45 @@ async def test_an_open_order_that_fills_while_polled_is_not_cancelled(
     assert outcome.state is TradeState.DONE and outcome.filled_x == 1.0
 
 
+async def test_a_hedge_below_binance_min_notional_is_never_sent(
+    engine: ExecutionEngine, fake: FakeBinance
+):
+    """ETH/USDT's NOTIONAL filter (5 USDT) as ccxt reads it, ETH's price from the 24h ticker:
+    0.0002 BTC (12 USDT) hedged 2.5x is 0.0005 ETH = 1.5 USDT, so leg A is unwound instead."""
+    outcome = await engine.execute_pair_trade(
+        PairTradeRequest("BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5)
+    )
+
+    assert fake.seen("ticker", "ETH/USDT")  # the price came from the venue
+    assert fake.seen("create", "ETH/USDT") == []
+    assert outcome.state is TradeState.ABORTED and outcome.unwound_x == 0.0002
+
+
+async def test_no_ticker_leaves_min_notional_to_the_venue(
+    engine: ExecutionEngine, fake: FakeBinance
+):
+    fake.fail("ticker", None, *["http_500"] * 10)
+
+    outcome = await engine.execute_pair_trade(
+        PairTradeRequest("BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5)
+    )
+
+    assert len(fake.seen("create", "ETH/USDT")) == 1  # sent: the engine could not know its value
+    assert fake.orders("ETH/USDT") == []  # Binance refused it: NOTIONAL
+    assert outcome.state is TradeState.ABORTED and outcome.unwound_x == 0.0002
+
+
 # --- markets: Binance filters as ccxt reads them ------------------------------------------------
 
 
 async def test_binance_markets_give_the_engine_steps_and_minimums(engine: ExecutionEngine):
     assert engine.gateway.exchange.precisionMode == TICK_SIZE
-    assert engine._markets["BTC/USDT"] == MarketRules(amount_step=0.00001, min_amount=0.00001)
-    assert engine._markets["DOGE/USDT"] == MarketRules(amount_step=1.0, min_amount=1.0)
+    assert engine._markets["BTC/USDT"] == MarketRules(
+        amount_step=0.00001, min_amount=0.00001, min_cost=5.0
+    )
+    assert engine._markets["DOGE/USDT"] == MarketRules(
+        amount_step=1.0, min_amount=1.0, min_cost=5.0
+    )
 
 
 async def test_amounts_are_floored_to_the_lot_step_before_sending(

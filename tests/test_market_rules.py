@@ -6,7 +6,7 @@ import pytest
 
 from fsm import EngineConfig, TradeState
 from fsm.client_ids import Leg
-from fsm.decide import Move, Submit, TradeFacts, decide
+from fsm.decide import GiveUp, Move, Resend, Submit, TradeFacts, decide
 from fsm.markets import DECIMAL_PLACES, TICK_SIZE, MarketRules, rules_from_ccxt
 from fsm.orders import OrderFacts, OrderStatus
 
@@ -107,3 +107,93 @@ async def test_hedge_below_minimum_after_a_partial_fill_unwinds_leg_a(tmp_path):
     await paper.close()
     assert outcome.state is TradeState.ABORTED
     assert outcome.filled_y == 0 and outcome.unwound_x == outcome.filled_x == 0.00012
+
+
+# --- minimum order value (notional) ----------------------------------------------------------
+
+VALUED = {
+    "BTC/USDT": MarketRules(amount_step=0.00001, min_amount=0.00001, min_cost=5.0),
+    "ETH/USDT": MarketRules(amount_step=0.0001, min_amount=0.0001, min_cost=5.0),
+}
+PRICES = {"BTC/USDT": 60_000.0, "ETH/USDT": 3_000.0}
+
+
+def priced(leg: Leg, filled: float, amount: float, symbol: str, average: float | None):
+    return OrderFacts(
+        leg, 1, f"{leg.value}1", symbol, "buy", amount, OrderStatus.CLOSED, filled, 1, "x", average
+    )
+
+
+def test_rules_from_ccxt_read_the_minimum_order_value():
+    market = {"precision": {"amount": 0.001}, "limits": {"cost": {"min": 10}}}
+    assert rules_from_ccxt(market, TICK_SIZE).min_cost == 10.0
+
+
+def test_order_value_is_checked_when_a_price_is_known():
+    rules = VALUED["ETH/USDT"]
+    assert rules.sendable(0.001, 3_000.0) is None  # 3 USDT < 5
+    assert rules.sendable(0.002, 3_000.0) == 0.002  # 6 USDT
+    assert rules.sendable(0.001) == 0.001  # no price: left to the venue
+
+
+def test_hedge_worth_less_than_the_minimum_order_value_unwinds_leg_a():
+    # leg A 0.0002 BTC filled (12 USDT); hedge 0.0005 ETH x 3000 = 1.5 USDT < 5
+    action = decide(
+        TradeFacts(TradeState.LEG_A_FILLED, "BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5),
+        [priced(Leg.A, 0.0002, 0.0002, "BTC/USDT", 60_000.0)],
+        CFG,
+        markets=VALUED,
+        prices=PRICES,
+    )
+    assert isinstance(action, Submit) and action.leg is Leg.UNWIND and action.amount == 0.0002
+    assert "order value 1.5 < minimum 5" in action.cause
+    # without a price for ETH the engine cannot tell: leg B goes out (the venue decides)
+    unpriced = decide(
+        TradeFacts(TradeState.LEG_A_FILLED, "BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5),
+        [priced(Leg.A, 0.0002, 0.0002, "BTC/USDT", 60_000.0)],
+        CFG,
+        markets=VALUED,
+    )
+    assert isinstance(unpriced, Submit) and unpriced.leg is Leg.B
+
+
+def test_unwind_is_valued_at_leg_a_fill_price_and_parks_below_the_minimum():
+    # 0.00008 BTC filled at 60,000 = 4.8 USDT: too small to unwind, whatever ``prices`` says
+    action = decide(
+        TradeFacts(TradeState.LEG_A_PARTIAL, "BTC/USDT", "buy", 0.0001, "ETH/USDT", "sell", 0.01),
+        [priced(Leg.A, 0.00008, 0.0001, "BTC/USDT", 60_000.0)],
+        CFG,
+        markets=VALUED,
+        prices={"BTC/USDT": 1e9, "ETH/USDT": 3_000.0},
+    )
+    assert isinstance(action, Move) and action.trigger == "park"
+    assert "order value 4.8 < minimum 5" in action.cause
+
+
+def test_an_absent_order_sized_before_its_price_was_known_is_not_resent():
+    leg_a = priced(Leg.A, 0.0002, 0.0002, "BTC/USDT", 60_000.0)
+    absent_b = OrderFacts(Leg.B, 1, "B1", "ETH/USDT", "sell", 0.0005, OrderStatus.ABSENT, 0, 1)
+    facts = TradeFacts(TradeState.RECONCILED, "BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5)
+    action = decide(facts, [leg_a, absent_b], CFG, markets=VALUED, prices=PRICES)
+    assert isinstance(action, GiveUp) and "minimum order value" in action.cause
+    resent = decide(facts, [leg_a, absent_b], CFG, markets=VALUED)  # price unknown: resend
+    assert isinstance(resent, Resend)
+
+
+async def test_no_leg_b_order_below_the_minimum_order_value_reaches_the_paper_exchange(tmp_path):
+    from fsm import ExecutionEngine, PairTradeRequest
+    from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+
+    markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}  # both: min 5 USDT
+    paper = PaperExchange(None, markets=markets)
+    async with ExecutionEngine(paper, store=f"sqlite:///{tmp_path / 't.db'}") as engine:
+        # leg A 0.0002 BTC = 12 USDT; hedge 0.0005 ETH = 1.5 USDT (above ETH's minimum amount)
+        outcome = await engine.execute_pair_trade(
+            PairTradeRequest("BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5)
+        )
+        record = await engine.store.load(outcome.trade_id)
+        causes = [e.cause for e in await engine.store.events(outcome.trade_id)]
+    await paper.close()
+    assert outcome.state is TradeState.ABORTED and outcome.unwound_x == 0.0002
+    assert [o.leg for o in record.orders] == [Leg.A, Leg.UNWIND]  # no leg B order, not even one
+    assert any("order value 1.5 < minimum 5" in cause for cause in causes)

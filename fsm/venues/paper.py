@@ -576,6 +576,24 @@ class PaperExchange:
         step = self.market(symbol)["precision"]["amount"]
         return format(Decimal(repr(_floor(float(amount), step))).normalize(), "f")
 
+    async def fetch_ticker(
+        self, symbol: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The market's current price as a ccxt ticker (last = bid = ask: no spread here)."""
+        await self._latency(self._faults.settings(symbol))
+        price = (await self._call(self.book.market, symbol)).price
+        now = int(time.time() * 1000)
+        return {
+            "symbol": symbol,
+            "timestamp": now,
+            "datetime": datetime.fromtimestamp(now / 1000, tz=timezone.utc).isoformat(),
+            "last": price,
+            "close": price,
+            "bid": price,
+            "ask": price,
+            "info": {},
+        }
+
     # --- account -------------------------------------------------------------------------
 
     async def fetch_balance(self, params: dict[str, Any] | None = None) -> dict[str, Any]:

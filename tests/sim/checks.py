@@ -3,7 +3,7 @@
 ``tests.invariants.check_invariants`` runs first, unchanged. Its two hedge equalities assume
 amounts that divide exactly (leg B = ratio x leg A to 1e-6, unwound = unhedged to 1e-6); the
 simulation trades odd ratios on markets with coarse steps and minimums, where the engine
-rightly leaves a remainder below one step or below the minimum ("dust"). Those two checks are
+rightly leaves a remainder below one step or below a minimum ("dust"). Those two checks are
 therefore replaced by step-aware ones here (``_hedge``); every other finding of
 ``check_invariants`` is kept word for word. On top come the checks it does not make:
 
@@ -85,10 +85,13 @@ async def check_scenario(
 
 
 def _dust(spec: MarketSpec | None) -> float:
-    """The largest remainder the engine may leave unsent: below one step or the minimum."""
+    """The largest remainder the engine may leave unsent: below one step, the minimum amount,
+    or the minimum order value at the market's price (what the engine's fills got)."""
     if spec is None:
         return 1e-9
-    return max(spec.amount_step, spec.min_amount) * (1 + 1e-6)
+    # a remainder whose floor to the step is worth less than the minimum order value
+    by_value = spec.min_cost / spec.price + spec.amount_step if spec.min_cost else 0.0
+    return max(spec.amount_step, spec.min_amount, by_value) * (1 + 1e-6)
 
 
 def _hedge(trade: TradeRecord, markets: dict[str, MarketSpec], config: EngineConfig) -> list[str]:

@@ -6,7 +6,11 @@ Two guarantees can only be checked at the moment of the call, not from the final
   with status INTENT (a first send, a rate-limited retry, or a resend after a lookup confirmed
   the order absent — each of which the engine commits first);
 - never a blind resend: the venue must never answer ``DuplicateOrderId``, i.e. the engine never
-  sends a client order id the exchange already has.
+  sends a client order id the exchange already has;
+- never a leg B or unwind order the market must refuse (below its step, minimum amount or
+  minimum order value): the venue must not answer one with ``InvalidOrder`` unless chaos made
+  it up, or the engine could get no price for it. (Leg A's amount is the bot's; below a
+  minimum order value the venue refuses it.)
 
 The log is also the run's fingerprint: same seed, same calls, in the same order.
 """
@@ -45,6 +49,9 @@ class CallLog:
     """Chaos faults the venue injected, by exception type."""
     partial_fills: int = 0
     violations: list[str] = field(default_factory=list)
+    priced: set[tuple[str, str]] = field(default_factory=set)
+    """(phase, symbol): the venue told that phase's engine the symbol's price, so the engine
+    could check a minimum order value."""
 
     def fingerprint(self, extra: str = "") -> str:
         """A digest of the calls with client ids numbered by first use (trade ids are random)."""
@@ -72,6 +79,12 @@ class OrderRowProbe:
     def status(self, client_order_id: str) -> str | None:
         row = self._db.execute(
             "SELECT status FROM orders WHERE client_order_id = ?", (client_order_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def leg(self, client_order_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT leg FROM orders WHERE client_order_id = ?", (client_order_id,)
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -108,7 +121,26 @@ class RecordingExchange:
                 "persist-before-send broken"
             )
         call = self._exchange.create_order(symbol, type, side, amount, price, params)
-        return await self._record("create_order", symbol, side, amount, cid, call)
+        try:
+            return await self._record("create_order", symbol, side, amount, cid, call)
+        except ccxt.InvalidOrder as exc:
+            # Leg A's size is the bot's (the venue judges it); the engine sizes the rest.
+            leg = self._probe.leg(cid) if cid else None
+            if (
+                leg != "A"
+                and (self._phase, symbol) in self._log.priced
+                and "paper chaos" not in str(exc)
+            ):
+                self._log.violations.append(
+                    f"create_order {cid} (leg {leg}): sent an order the market must refuse ({exc})"
+                )
+            raise
+
+    async def fetch_ticker(self, symbol: str, params: dict[str, Any] | None = None) -> Any:
+        call = self._exchange.fetch_ticker(symbol, params)
+        ticker = await self._record("fetch_ticker", symbol, None, None, None, call)
+        self._log.priced.add((self._phase, symbol))
+        return ticker
 
     async def fetch_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
@@ -149,6 +181,8 @@ class RecordingExchange:
         if method == "create_order" and filled < total:
             self._log.partial_fills += 1
         result = f"{order.get('status')} {filled:g}/{total:g}"
+        if method == "fetch_ticker":
+            result = f"last {order.get('last')}"
         self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
         return order
 
