@@ -25,6 +25,7 @@ from fsm import crashpoints
 from fsm.client_ids import Leg, client_order_id
 from fsm.config import EngineConfig
 from fsm.decide import (
+    Action,
     GiveUp,
     Lookup,
     Move,
@@ -325,7 +326,7 @@ class ExecutionEngine:
             record = after(record, Change(move.cause, to_state=move.to_state))
         return tuple(moves)
 
-    async def _decide(self, record: TradeRecord, *, resuming: bool = False) -> object:
+    async def _decide(self, record: TradeRecord, *, resuming: bool = False) -> Action | None:
         """``decide`` on ``record``; past leg A, with the prices of its symbols (waiting for
         a fetch still under way: sizing leg B or an unwind may need one)."""
         prices: Mapping[str, float] = {}
