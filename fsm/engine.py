@@ -38,7 +38,7 @@ from fsm.decide import (
 from fsm.exchange_errors import ErrorMeaning, describe
 from fsm.gateway import Answered, ExchangeGateway, Failed
 from fsm.machine import is_terminal, next_state
-from fsm.markets import MarketRules
+from fsm.markets import ANY_AMOUNT, MarketRules
 from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
 from fsm.owners import is_dead_locally, new_owner_id
 from fsm.prices import PriceBook
@@ -237,7 +237,10 @@ class ExecutionEngine:
 
     async def _run_held(self, trade_id: str, resuming: bool) -> TradeOutcome:
         record = await self.store.load(trade_id)
-        self._prices.refresh(self._valued_symbols(record))
+        symbols = self._symbols_to_price(record)
+        if record.filled(Leg.A) <= 0:  # leg A's own fill will price its symbol
+            symbols = [s for s in symbols if s != record.request.pair_x]
+        self._prices.refresh(symbols)  # while leg A is on its way
         try:
             while not is_terminal(record.state):
                 action = await self._decide(record, resuming=resuming)
@@ -327,11 +330,12 @@ class ExecutionEngine:
         return tuple(moves)
 
     async def _decide(self, record: TradeRecord, *, resuming: bool = False) -> Action | None:
-        """``decide`` on ``record``; past leg A, with the prices of its symbols (waiting for
-        a fetch still under way: sizing leg B or an unwind may need one)."""
+        """``decide`` on ``record``; once leg A has filled, with the prices its fills do not
+        give (waiting for a fetch still under way: sizing leg B or an unwind may need one).
+        Before that nothing waits for a price: leg A's send must not."""
         prices: Mapping[str, float] = {}
-        if record.state not in (TradeState.PENDING, TradeState.LEG_A_SENT):
-            symbols = self._valued_symbols(record)
+        if record.filled(Leg.A) > 0:
+            symbols = self._symbols_to_price(record)
             self._prices.refresh(symbols)  # a second try if the first fetch got no price
             prices = await self._prices.ready(symbols)
         return decide(
@@ -343,11 +347,15 @@ class ExecutionEngine:
             resuming=resuming,
         )
 
-    def _valued_symbols(self, record: TradeRecord) -> list[str]:
-        """The trade's symbols whose market has a minimum order value."""
+    def _symbols_to_price(self, record: TradeRecord) -> list[str]:
+        """The trade's symbols with a minimum order value that its own fills do not price (as
+        ``decide`` values them): leg B's until it fills, leg A's if its fill came unpriced."""
         r = record.request
         return [
-            s for s in (r.pair_x, r.pair_y) if s in self._markets and self._markets[s].min_cost > 0
+            s
+            for s in (r.pair_x, r.pair_y)
+            if self._markets.get(s, ANY_AMOUNT).min_cost > 0
+            and not any(o.symbol == s and o.filled > 0 and o.average for o in record.orders)
         ]
 
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:

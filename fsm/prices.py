@@ -3,9 +3,10 @@
 A venue refuses an order below its minimum notional (amount x price). The engine must know
 that before it sends leg B or an unwind, not learn it from a rejection, so it needs a price
 for symbols that have such a minimum. Fetching it when leg A fills would lengthen the time a
-trade is unhedged; instead a trade's driver asks for its symbols' prices when it starts, and
-the fetch runs while leg A is on its way. A price is only an estimate (the check is against a
-threshold); one younger than ``max_age`` seconds is shared by every trade on the symbol.
+trade is unhedged; instead a trade's driver asks for leg B's symbol when it starts, and the
+fetch runs while leg A is on its way (leg A's own fill prices leg A's symbol). A price is
+only an estimate (the check is against a threshold); one younger than ``max_age`` seconds is
+shared by every trade on the symbol.
 When no price can be had, the check is skipped and the venue has the last word (a rejection,
 handled like any other).
 """

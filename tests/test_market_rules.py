@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fsm import EngineConfig, TradeState
@@ -138,22 +140,13 @@ def test_order_value_is_checked_when_a_price_is_known():
 
 def test_hedge_worth_less_than_the_minimum_order_value_unwinds_leg_a():
     # leg A 0.0002 BTC filled (12 USDT); hedge 0.0005 ETH x 3000 = 1.5 USDT < 5
-    action = decide(
-        TradeFacts(TradeState.LEG_A_FILLED, "BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5),
-        [priced(Leg.A, 0.0002, 0.0002, "BTC/USDT", 60_000.0)],
-        CFG,
-        markets=VALUED,
-        prices=PRICES,
-    )
+    facts = TradeFacts(TradeState.LEG_A_FILLED, "BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5)
+    leg_a = [priced(Leg.A, 0.0002, 0.0002, "BTC/USDT", 60_000.0)]
+    action = decide(facts, leg_a, CFG, markets=VALUED, prices=PRICES)
     assert isinstance(action, Submit) and action.leg is Leg.UNWIND and action.amount == 0.0002
     assert "order value 1.5 < minimum 5" in action.cause
     # without a price for ETH the engine cannot tell: leg B goes out (the venue decides)
-    unpriced = decide(
-        TradeFacts(TradeState.LEG_A_FILLED, "BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 2.5),
-        [priced(Leg.A, 0.0002, 0.0002, "BTC/USDT", 60_000.0)],
-        CFG,
-        markets=VALUED,
-    )
+    unpriced = decide(facts, leg_a, CFG, markets=VALUED)
     assert isinstance(unpriced, Submit) and unpriced.leg is Leg.B
 
 
@@ -197,3 +190,25 @@ async def test_no_leg_b_order_below_the_minimum_order_value_reaches_the_paper_ex
     assert outcome.state is TradeState.ABORTED and outcome.unwound_x == 0.0002
     assert [o.leg for o in record.orders] == [Leg.A, Leg.UNWIND]  # no leg B order, not even one
     assert any("order value 1.5 < minimum 5" in cause for cause in causes)
+
+
+async def test_a_leg_a_fill_reported_without_a_price_gets_its_value_from_the_ticker(tmp_path):
+    """Leg A 40% filled (0.00008 BTC = 4.8 USDT, below the abort ratio) is too small to unwind;
+    the venue's answer has no average price, so BTC's price must come from fetch_ticker."""
+    from fsm import ExecutionEngine, PairTradeRequest
+    from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+
+    class NoAverage(PaperExchange):
+        async def create_order(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            return {**await super().create_order(*args, **kwargs), "average": None}
+
+    markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}
+    paper = NoAverage(None, markets=markets, chaos="BTC/USDT@buy:fill=0.4")
+    async with ExecutionEngine(paper, store=f"sqlite:///{tmp_path / 't.db'}") as engine:
+        outcome = await engine.execute_pair_trade(
+            PairTradeRequest("BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 0.5)
+        )
+        record = await engine.store.load(outcome.trade_id)
+    await paper.close()
+    assert [(o.leg, o.filled, o.average) for o in record.orders] == [(Leg.A, 0.00008, None)]
+    assert outcome.state is TradeState.ABORTED and "below BTC/USDT's minimum" in record.reason
