@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fsm.client_ids import Leg, client_order_id
 from fsm.config import EngineConfig
@@ -28,6 +29,18 @@ from fsm.venues.ccxt_lookup import find_order
 from fsm.venues.ccxt_secrets import CredentialGuard
 
 log = logging.getLogger("pairexec.gateway")
+
+T = TypeVar("T")
+
+
+async def _within(seconds: float, call: Awaitable[T]) -> T:
+    """``call``'s result, or TimeoutError after ``seconds``. On Python 3.11+ without the task
+    ``wait_for`` wraps every call in: at hundreds of trades at once that task was a visible
+    part of the engine's CPU per exchange call."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await call
+    return await asyncio.wait_for(call, seconds)  # pragma: no cover - Python 3.10
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ class ExchangeGateway:
         load = getattr(self.exchange, "load_markets", None)
         if load is None:
             return {}
-        markets = await asyncio.wait_for(load(), self.config.call_timeout)
+        markets = await _within(self.config.call_timeout, load())
         mode = getattr(self.exchange, "precisionMode", None)
         return {symbol: rules_from_ccxt(m, mode) for symbol, m in (markets or {}).items()}
 
@@ -80,7 +93,7 @@ class ExchangeGateway:
 
     async def _call(self, order: OrderFacts, call: Callable[[], Awaitable[Any]]) -> CallResult:
         try:
-            reply = await asyncio.wait_for(call(), self.config.call_timeout)
+            reply = await _within(self.config.call_timeout, call())
         except Exception as exc:
             return self._failed(exc)
         try:
@@ -115,9 +128,7 @@ class ExchangeGateway:
         """A recent price of ``symbol`` (last trade, else mid quote), None if the venue will
         not say; only ever used to check a minimum order value (see ``fsm.prices``)."""
         try:
-            ticker = await asyncio.wait_for(
-                self.exchange.fetch_ticker(symbol), self.config.call_timeout
-            )
+            ticker = await _within(self.config.call_timeout, self.exchange.fetch_ticker(symbol))
         except Exception as exc:
             log.warning(
                 "no price for %s, its minimum order value is left to the venue: %s",
@@ -138,10 +149,8 @@ class ExchangeGateway:
         """Ask for the rest of the order to be cancelled; the fill is read by a fetch after."""
         order_id, params = self.rules.cancel_args(order.client_order_id, order.exchange_order_id)
         try:
-            await asyncio.wait_for(
-                # inside try: a sync raise is classified too
-                self.exchange.cancel_order(order_id, order.symbol, params),
-                self.config.call_timeout,
+            await _within(  # inside try: a sync raise is classified too
+                self.config.call_timeout, self.exchange.cancel_order(order_id, order.symbol, params)
             )
         except Exception as exc:
             return self._failed(exc)
