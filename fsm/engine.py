@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -173,7 +172,7 @@ class ExecutionEngine:
         return request
 
     async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
-        created = await self.store.create_trade(request, self._lease())
+        created = await self.store.create_trade(request, self._lease(), first=self._first_step)
         if isinstance(created, Duplicate):
             log.info("duplicate signal rejected: %s", created.why)
             existing = created.existing
@@ -184,7 +183,21 @@ class ExecutionEngine:
                 duplicate=True,
             )
         self._held.add(created.id)
-        return await self._drive(created.id, resuming=False)
+        self._journaled(created.id, TradeState.PENDING, [Transition(created.state, created.reason)])
+        # This task (shielded by execute_pair_trade) is the new trade's driver: a recover()
+        # running meanwhile joins it instead of starting a second one.
+        this = asyncio.current_task()
+        assert this is not None  # execute_pair_trade runs _execute as a task of its own
+        self._drives(created.id, this)
+        return await self._run(created.id, False, created)
+
+    def _first_step(self, pending: TradeRecord) -> Change:
+        """A new trade's first step, written with the trade: leg A's intent (``decide`` needs
+        no price for it, so it is known before the trade is stored)."""
+        action = decide(_facts(pending), (), self.config, markets=self._markets)
+        if not isinstance(action, Submit):  # pragma: no cover - PENDING always submits leg A
+            raise AssertionError(f"a new trade's first action is {action!r}")
+        return _intent(pending, action)
 
     async def recover(self) -> list[TradeOutcome]:
         """Claim every non-terminal trade no live process holds, and drive each to a terminal
@@ -225,23 +238,36 @@ class ExecutionEngine:
         task = self._drivers.get(trade_id)
         if task is None:
             task = asyncio.create_task(self._run(trade_id, resuming), name=f"trade-{trade_id}")
-            self._drivers[trade_id] = task
-            task.add_done_callback(lambda _t: self._drivers.pop(trade_id, None))
+            self._drives(trade_id, task)
         return await asyncio.shield(task)
 
-    async def _run(self, trade_id: str, resuming: bool) -> TradeOutcome:
+    def _drives(self, trade_id: str, task: asyncio.Task[TradeOutcome]) -> None:
+        """Make ``task`` the one driver of ``trade_id`` in this process until it ends."""
+        self._drivers[trade_id] = task
+        task.add_done_callback(lambda _t: self._drivers.pop(trade_id, None))
+
+    async def _run(
+        self, trade_id: str, resuming: bool, created: TradeRecord | None = None
+    ) -> TradeOutcome:
         try:
-            return await self._run_held(trade_id, resuming)
+            return await self._run_held(trade_id, resuming, created)
         finally:
             self._held.discard(trade_id)
 
-    async def _run_held(self, trade_id: str, resuming: bool) -> TradeOutcome:
-        record = await self.store.load(trade_id)
+    async def _run_held(
+        self, trade_id: str, resuming: bool, created: TradeRecord | None
+    ) -> TradeOutcome:
+        """Drive the trade to a terminal state; ``created``: a trade just stored with its leg
+        A intent, which is sent first (the only intent ``decide`` would not send: it cannot
+        tell it from one a crash left unsent, and those are only looked up)."""
+        record = created or await self.store.load(trade_id)
         symbols = self._symbols_to_price(record)
         if record.filled(Leg.A) <= 0:  # leg A's own fill will price its symbol
             symbols = [s for s in symbols if s != record.request.pair_x]
         self._prices.refresh(symbols)  # while leg A is on its way
         try:
+            if created is not None:
+                record = await self._send(record, record.orders[-1])
             while not is_terminal(record.state):
                 action = await self._decide(record, resuming=resuming)
                 if action is None:  # pragma: no cover - decide returns None only when terminal
@@ -259,16 +285,12 @@ class ExecutionEngine:
 
     async def _step(self, record: TradeRecord, action: object) -> TradeRecord:
         if isinstance(action, Submit):
-            cid = client_order_id(record.id, action.leg, action.attempt)
+            intent = _intent(record, action)
             record = await self._apply(
-                record,
-                action.cause,
-                trigger=action.trigger,
-                new_order=NewOrder(
-                    action.leg, action.attempt, cid, action.symbol, action.side, action.amount
-                ),
+                record, intent.cause, trigger=action.trigger, new_order=intent.new_order
             )
-            return await self._send(record, _order(record, cid))
+            assert intent.new_order is not None
+            return await self._send(record, _order(record, intent.new_order.client_order_id))
         if isinstance(action, Resend):
             record = await self._apply(
                 record,
@@ -302,26 +324,46 @@ class ExecutionEngine:
         new_order: NewOrder | None = None,
         order_update: OrderUpdate | None = None,
     ) -> TradeRecord:
+        """Write one fact with the moves that follow from it; if the last of them submits an
+        order, that order is sent next (its intent is committed with the fact)."""
         to_state = next_state(record.state, trigger) if trigger else None
-        change = Change(cause, to_state=to_state, new_order=new_order, order_update=order_update)
-        change = replace(change, then=await self._moves_after(after(record, change)))
+        fact = Change(cause, to_state=to_state, new_order=new_order, order_update=order_update)
+        then = await self._moves_after(after(record, fact))
+        change = Change(cause, to_state, new_order, order_update, then)
         updated = await self.store.apply(record, change, self._lease())
-        state = record.state
-        for step in [Transition(to_state or state, cause), *change.then]:
+        self._journaled(
+            record.id, record.state, [Transition(to_state or record.state, cause), *change.then]
+        )
+        submitted = change.then[-1].new_order if change.then else None
+        if submitted is not None:
+            return await self._send(updated, _order(updated, submitted.client_order_id))
+        return updated
+
+    def _journaled(self, trade_id: str, state: TradeState, steps: list[Transition]) -> None:
+        """Log the states a committed write took the trade through, from ``state`` (and let
+        crash tests stop there)."""
+        for step in steps:
             if step.to_state is not state:
                 log.info(
-                    "trade %s %s -> %s: %s", record.id, state.value, step.to_state.value, step.cause
+                    "trade %s %s -> %s: %s", trade_id, state.value, step.to_state.value, step.cause
                 )
                 crashpoints.reached(f"state:{step.to_state.value}")
             state = step.to_state
-        return updated
 
     async def _moves_after(self, record: TradeRecord) -> tuple[Transition, ...]:
         """The pure moves ``decide`` would make next from ``record`` (leg A classified, trade
-        done...): written with the fact they follow from, they cost no commit of their own."""
+        done, the next order's intent...): written with the fact they follow from, they cost
+        no commit of their own. A submit ends them: its order must be sent before anything
+        else can be decided."""
         moves: list[Transition] = []
         while not is_terminal(record.state):
             action = await self._decide(record)
+            if isinstance(action, Submit):
+                intent = _intent(record, action)
+                moves.append(
+                    Transition(intent.to_state or record.state, intent.cause, intent.new_order)
+                )
+                break
             if not isinstance(action, Move):
                 break
             move = Transition(next_state(record.state, action.trigger), action.cause)
@@ -473,6 +515,19 @@ class ExecutionEngine:
             f"filled {report.filled:g} of {order.amount:g}",
             order_update=_reported(order, report),
         )
+
+
+def _intent(record: TradeRecord, submit: Submit) -> Change:
+    """The write that records ``submit``'s order before it is sent: its row, under the client
+    order id it will be sent with, and the state that sending it enters."""
+    cid = client_order_id(record.id, submit.leg, submit.attempt)
+    return Change(
+        submit.cause,
+        to_state=next_state(record.state, submit.trigger),
+        new_order=NewOrder(
+            submit.leg, submit.attempt, cid, submit.symbol, submit.side, submit.amount
+        ),
+    )
 
 
 def _facts(record: TradeRecord) -> TradeFacts:

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -107,10 +107,12 @@ class OrderUpdate:
 
 @dataclass(frozen=True)
 class Transition:
-    """A state change that follows from facts already known (no I/O decides it)."""
+    """A state change that follows from facts already known (no I/O decides it), with the
+    intent of the order it submits, if it submits one (the order is sent once it is stored)."""
 
     to_state: TradeState
     cause: str
+    new_order: NewOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,9 @@ class Change:
 
     Folding those moves into the write that made them certain saves a commit each; a crash
     can only lose them together with the fact they follow from, and they would be decided
-    again from that fact."""
+    again from that fact. The last of them may submit an order: its intent is then committed
+    with the fact (persist-before-send holds), and after a crash it is looked up like any
+    other intent."""
 
     cause: str
     to_state: TradeState | None = None
@@ -226,11 +230,17 @@ class TradeStore:
     # --- writes --------------------------------------------------------------------------
 
     async def create_trade(
-        self, request: PairTradeRequest, lease: Lease | None = None
+        self,
+        request: PairTradeRequest,
+        lease: Lease | None = None,
+        first: Callable[[TradeRecord], Change | None] | None = None,
     ) -> TradeRecord | Duplicate:
-        """Persist a PENDING trade (leased to its creator), or report the trade it duplicates."""
+        """Persist a PENDING trade (leased to its creator), or report the trade it duplicates.
+
+        ``first`` may give the trade's first step from its PENDING record (the engine: leg A's
+        intent); it is written in the same transaction, saving the new trade a commit."""
         now = _now()
-        record = TradeRecord(
+        pending = TradeRecord(
             id=uuid.uuid4().hex,
             request=request,
             state=TradeState.PENDING,
@@ -238,6 +248,8 @@ class TradeStore:
             created_at=now,
             updated_at=now,
         )
+        change = first(pending) if first is not None else None
+        record = after(pending, change, now) if change is not None else pending
 
         def insert(db: Db) -> None:
             db.execute(
@@ -247,7 +259,7 @@ class TradeStore:
                 " :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio, :state, '', 0, :owner,"
                 " :until, :now, :now)",
                 {
-                    "id": record.id,
+                    "id": pending.id,
                     "signal_id": request.signal_id,
                     "inflight_key": request.inflight_key,
                     "pair_x": request.pair_x,
@@ -265,7 +277,9 @@ class TradeStore:
             cause = "trade accepted" + (
                 f" (signal {request.signal_id})" if request.signal_id else ""
             )
-            _journal(db, record.id, None, TradeState.PENDING, cause, None, now)
+            _journal(db, pending.id, None, TradeState.PENDING, cause, None, now)
+            if change is not None:
+                _write_change(db, pending, change, record, lease, now)
 
         try:
             await self._run(insert)
@@ -302,46 +316,8 @@ class TradeStore:
         (the lease is renewed). Returns the trade as now stored, computed without reading it.
         """
         now = _now()
-        expected = record.state
         updated = after(record, change, now)
-
-        def write(db: Db) -> None:
-            sets = "state = :state, reason = :reason, updated_at = :now, version = :version"
-            params: Params = {
-                "id": record.id,
-                "expected": expected.value,
-                "seen": record.version,
-                "state": updated.state.value,
-                "reason": updated.reason,
-                "now": now,
-                "version": updated.version,
-            }
-            where = "id = :id AND state = :expected AND version = :seen"
-            if updated.state in TERMINAL_STATES:
-                sets += ", inflight_key = NULL"
-            if lease is not None:
-                sets += ", lease_expires_at = :until"
-                where += " AND owner = :owner"
-                params.update(until=lease.until, owner=lease.owner)
-            if db.execute(f"UPDATE trades SET {sets} WHERE {where}", params) != 1:
-                raise StaleTrade(
-                    f"trade {record.id} is no longer {expected.value} as last seen"
-                    + (f" under {lease.owner}" if lease else "")
-                )
-            cid = None
-            if change.new_order is not None:
-                cid = change.new_order.client_order_id
-                _insert_order(db, record.id, change.new_order, now)
-            if change.order_update is not None:
-                cid = change.order_update.client_order_id
-                _update_order(db, record.id, change.order_update, now)
-            state = change.to_state or expected
-            _journal(db, record.id, expected, state, change.cause, cid, now)
-            for move in change.then:
-                _journal(db, record.id, state, move.to_state, move.cause, None, now)
-                state = move.to_state
-
-        await self._run(write)
+        await self._run(lambda db: _write_change(db, record, change, updated, lease, now))
         return updated
 
     # --- leases --------------------------------------------------------------------------
@@ -535,6 +511,56 @@ def _journal(
     db.execute(_JOURNAL_SQL, _event_params(trade_id, from_state, to_state, cause, cid, at))
 
 
+def _write_change(
+    db: Db,
+    record: TradeRecord,
+    change: Change,
+    updated: TradeRecord,
+    lease: Lease | None,
+    now: datetime,
+) -> None:
+    """Write ``change`` to the trade ``record`` shows, as compare-and-set (see ``apply``)."""
+    expected = record.state
+    sets = "state = :state, reason = :reason, updated_at = :now, version = :version"
+    params: Params = {
+        "id": record.id,
+        "expected": expected.value,
+        "seen": record.version,
+        "state": updated.state.value,
+        "reason": updated.reason,
+        "now": now,
+        "version": updated.version,
+    }
+    where = "id = :id AND state = :expected AND version = :seen"
+    if updated.state in TERMINAL_STATES:
+        sets += ", inflight_key = NULL"
+    if lease is not None:
+        sets += ", lease_expires_at = :until"
+        where += " AND owner = :owner"
+        params.update(until=lease.until, owner=lease.owner)
+    if db.execute(f"UPDATE trades SET {sets} WHERE {where}", params) != 1:
+        raise StaleTrade(
+            f"trade {record.id} is no longer {expected.value} as last seen"
+            + (f" under {lease.owner}" if lease else "")
+        )
+    cid = None
+    if change.new_order is not None:
+        cid = change.new_order.client_order_id
+        _insert_order(db, record.id, change.new_order, now)
+    if change.order_update is not None:
+        cid = change.order_update.client_order_id
+        _update_order(db, record.id, change.order_update, now)
+    state = change.to_state or expected
+    _journal(db, record.id, expected, state, change.cause, cid, now)
+    for move in change.then:
+        cid = None
+        if move.new_order is not None:
+            cid = move.new_order.client_order_id
+            _insert_order(db, record.id, move.new_order, now)
+        _journal(db, record.id, state, move.to_state, move.cause, cid, now)
+        state = move.to_state
+
+
 def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
     if owner is None:
         return "no owner"
@@ -597,44 +623,58 @@ def after(record: TradeRecord, change: Change, now: datetime | None = None) -> T
         reason = change.cause
     for move in change.then:
         state, reason = move.to_state, move.cause
-    return replace(
-        record,
+    return TradeRecord(  # not dataclasses.replace: on every step's path, and 3x slower
+        id=record.id,
+        request=record.request,
         state=state,
         reason=reason,
+        created_at=record.created_at,
         updated_at=now or _now(),
-        version=record.version + 1,
         orders=_orders_after(record.orders, change),
+        version=record.version + 1,
     )
 
 
 def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[OrderFacts, ...]:
     """The trade's orders once ``change`` is written: what a read-back would return."""
     if change.new_order is not None:
-        new = change.new_order
-        orders = (
-            *orders,
-            OrderFacts(
-                new.leg,
-                new.attempt,
-                new.client_order_id,
-                new.symbol,
-                new.side,
-                new.amount,
-                status=OrderStatus.INTENT,  # not sent yet: nothing filled, no exchange id
-            ),
-        )
-    upd = change.order_update
+        orders = (*orders, _intent(change.new_order))
+    orders = _updated(orders, change.order_update)
+    for move in change.then:
+        if move.new_order is not None:
+            orders = (*orders, _intent(move.new_order))
+    return orders
+
+
+def _intent(new: NewOrder) -> OrderFacts:
+    return OrderFacts(
+        new.leg,
+        new.attempt,
+        new.client_order_id,
+        new.symbol,
+        new.side,
+        new.amount,
+        status=OrderStatus.INTENT,  # not sent yet: nothing filled, no exchange id
+    )
+
+
+def _updated(orders: tuple[OrderFacts, ...], upd: OrderUpdate | None) -> tuple[OrderFacts, ...]:
     if upd is None:
         return orders
     return tuple(
-        replace(
-            o,
+        OrderFacts(
+            leg=o.leg,
+            attempt=o.attempt,
+            client_order_id=o.client_order_id,
+            symbol=o.symbol,
+            side=o.side,
+            amount=o.amount,
             status=upd.status,
             filled=o.filled if upd.filled is None else upd.filled,
+            sends=o.sends + upd.add_sends,
             exchange_order_id=(
                 o.exchange_order_id if upd.exchange_order_id is None else upd.exchange_order_id
             ),
-            sends=o.sends + upd.add_sends,
             average=o.average if upd.average is None else upd.average,
         )
         if o.client_order_id == upd.client_order_id

@@ -193,3 +193,32 @@ async def test_order_row_is_committed_before_create_order(exchange: FakeExchange
             len(call.client_order_id) == 32 and call.client_order_id == call.client_order_id.lower()
         )
         int(call.client_order_id, 16)
+
+
+async def test_a_trade_is_three_commits_each_intent_with_the_fact_before_it(
+    exchange: FakeExchange, tmp_path
+):
+    """The trade with leg A's intent; leg A's fill with leg B's intent; leg B's fill with the
+    end. Every transition is still journaled, each intent under its client order id."""
+    async with TradeStore(f"sqlite:///{tmp_path / 'trades.db'}") as store:
+        commits: list[str] = []
+        connection = store._runner._connection  # type: ignore[union-attr]
+        connection.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        async with ExecutionEngine(exchange, store=store, config=FAST) as engine:
+            outcome = await engine.execute_pair_trade(btc_eth())
+        connection.set_trace_callback(None)
+        trade = await store.load(outcome.trade_id)
+        events = await store.events(outcome.trade_id)
+
+    assert outcome.state is TradeState.DONE
+    assert len(commits) == 3 + 1  # the trade's three, and the engine's lease release at close
+    cids = {o.leg: o.client_order_id for o in trade.orders}
+    assert [(e.to_state, e.client_order_id) for e in events] == [
+        (TradeState.PENDING, None),
+        (TradeState.LEG_A_SENT, cids[Leg.A]),
+        (TradeState.LEG_A_SENT, cids[Leg.A]),  # leg A's answer
+        (TradeState.LEG_A_FILLED, None),
+        (TradeState.LEG_B_SENT, cids[Leg.B]),
+        (TradeState.LEG_B_SENT, cids[Leg.B]),  # leg B's answer
+        (TradeState.DONE, None),
+    ]

@@ -12,7 +12,16 @@ import pytest
 from fsm import PairTradeRequest, TradeState
 from fsm.client_ids import Leg
 from fsm.orders import OrderStatus
-from persistence import Change, NewOrder, OrderUpdate, StaleTrade, TradeRecord, TradeStore
+from persistence import (
+    Change,
+    Duplicate,
+    NewOrder,
+    OrderUpdate,
+    StaleTrade,
+    TradeRecord,
+    TradeStore,
+    Transition,
+)
 
 
 def request(n: int) -> PairTradeRequest:
@@ -57,6 +66,65 @@ async def test_apply_returns_exactly_what_a_fresh_load_reads(db_url: str):
         assert [o.filled for o in record.orders] == [0.9, 0.0]
         assert [o.sends for o in record.orders] == [3, 0]
         assert record.orders[0].exchange_order_id == "x-1"
+
+
+def leg_a_intent(pending: TradeRecord) -> Change:
+    return Change(
+        "a intent",
+        TradeState.LEG_A_SENT,
+        new_order=NewOrder(Leg.A, 1, f"{pending.id}a", "X/U", "buy", 1),
+    )
+
+
+async def test_a_new_trade_is_stored_with_its_first_step(db_url: str):
+    async with TradeStore(db_url) as store:
+        created = await store.create_trade(request(1), first=leg_a_intent)
+        assert isinstance(created, TradeRecord)
+        assert created == await store.load(created.id)
+        assert created.state is TradeState.LEG_A_SENT
+        assert [(o.client_order_id, o.status) for o in created.orders] == [
+            (f"{created.id}a", OrderStatus.INTENT)
+        ]
+        journal = [
+            (e.from_state, e.to_state, e.client_order_id) for e in await store.events(created.id)
+        ]
+        assert journal == [
+            (None, TradeState.PENDING, None),
+            (TradeState.PENDING, TradeState.LEG_A_SENT, f"{created.id}a"),
+        ]
+        # a duplicate writes neither the trade nor its first step
+        again = await store.create_trade(request(1), first=leg_a_intent)
+        assert isinstance(again, Duplicate) and again.existing == created
+        assert len(await store.list_trades()) == 1
+
+
+async def test_a_submit_folded_into_a_fact_is_stored_with_it(db_url: str):
+    """Leg A's fill, the move it makes certain and leg B's intent: one write, each journaled."""
+    async with TradeStore(db_url) as store:
+        created = await store.create_trade(request(1), first=leg_a_intent)
+        assert isinstance(created, TradeRecord)
+        leg_b = NewOrder(Leg.B, 1, "cb", "Y/U", "sell", 0.5)
+        filled = Change(
+            "a filled",
+            order_update=OrderUpdate(f"{created.id}a", OrderStatus.CLOSED, 1.0, "x-1", 100.0),
+            then=(
+                Transition(TradeState.LEG_A_FILLED, "classified"),
+                Transition(TradeState.LEG_B_SENT, "b intent", leg_b),
+            ),
+        )
+        record = await store.apply(created, filled)
+        assert record == await store.load(record.id)
+        assert record.state is TradeState.LEG_B_SENT and record.reason == "b intent"
+        assert [(o.leg, o.status) for o in record.orders] == [
+            (Leg.A, OrderStatus.CLOSED),
+            (Leg.B, OrderStatus.INTENT),
+        ]
+        journal = [(e.to_state, e.cause, e.client_order_id) for e in await store.events(record.id)]
+        assert journal[2:] == [
+            (TradeState.LEG_A_SENT, "a filled", f"{created.id}a"),
+            (TradeState.LEG_A_FILLED, "classified", None),
+            (TradeState.LEG_B_SENT, "b intent", "cb"),
+        ]
 
 
 async def test_a_write_on_an_out_of_date_record_is_refused(db_url: str):
