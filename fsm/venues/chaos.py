@@ -66,6 +66,7 @@ _SECONDS = ("latency",)
 COUNTERS = tuple(n for n in _FIELDS if n not in {*_FRACTIONS, *_BOOLEANS, *_SECONDS})
 """The fault counters: a count (first N calls) or a probability (each call)."""
 _VALID_KEYS = ", ".join(_FIELDS)
+_NO_CHAOS = SymbolChaos()
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,15 @@ class ChaosConfig:
 
     def entry(self, symbol: str, side: str | None = None) -> tuple[str, SymbolChaos]:
         """The most specific entry for a call, with its name ("" when none applies)."""
+        if not self.symbols:  # the common case, on every call: no chaos at all
+            return "", _NO_CHAOS
         names = [symbol, ANY_SYMBOL]
         if side:
             names = [f"{symbol}@{side}", symbol, f"{ANY_SYMBOL}@{side}", ANY_SYMBOL]
         for name in names:
             if name in self.symbols:
                 return name, self.symbols[name]
-        return "", SymbolChaos()
+        return "", _NO_CHAOS
 
     def for_symbol(self, symbol: str, side: str | None = None) -> SymbolChaos:
         return self.entry(symbol, side)[1]

@@ -295,23 +295,15 @@ class PaperBook:
                 status = "open"
             else:
                 status = "closed" if filled > 0 else "canceled"  # an IOC that got nothing
+            row = (client_order_id, int(time.time() * 1000), symbol, type, side, price)
             cursor = db.execute(
                 "INSERT INTO orders (client_order_id, timestamp, symbol, type, side, price,"
                 " fill_price, amount, filled, cost, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
-                (
-                    client_order_id,
-                    int(time.time() * 1000),
-                    symbol,
-                    type,
-                    side,
-                    price,
-                    fill_price,
-                    amount,
-                    status,
-                ),
+                (*row, fill_price, amount, status),
             )
-            return _execute(db, _load(db, int(cursor.lastrowid or 0)), filled, status)
+            order = PaperOrder(int(cursor.lastrowid or 0), *row, fill_price, amount, 0, 0, status)
+            return _execute(db, order, filled, status)
 
     def find(self, order_id: str | None, client_order_id: str | None = None) -> PaperOrder | None:
         """The order with this client order id if one is given, else with this id."""
@@ -468,7 +460,9 @@ def _execute(db: sqlite3.Connection, order: PaperOrder, filled: float, status: s
             " ON CONFLICT (asset) DO UPDATE SET total = total + excluded.total",
             (asset, delta),
         )
-    return _load(db, order.id)
+    return dataclasses.replace(  # what the row now holds (the same float arithmetic)
+        order, filled=filled, cost=order.cost + quantity * price, status=status
+    )
 
 
 def _load(db: sqlite3.Connection, order_id: int) -> PaperOrder:
