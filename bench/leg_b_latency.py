@@ -4,8 +4,8 @@ This is the time a pair trade is naked (leg A filled, leg B not yet sent). It is
 from outside the engine: a proxy of the exchange timestamps when each ``create_order``
 returned and when each was called, by client order id; a trade's latency is the call of its
 first leg-B order minus the return of its leg-A order. In between, the engine durably records
-leg A's fill together with its classification (one commit), then leg B's intent (a second):
-by design, an order is durable before it is sent.
+leg A's fill together with its classification and leg B's intent (one commit): by design, an
+order is durable before it is sent.
 
 Measured on a SQLite file (WAL, synchronous=FULL) against the in-memory paper exchange: trades
 one at a time, and N at once with 20 ms per exchange call (the store then queues).
@@ -89,7 +89,7 @@ def run(quick: bool) -> Result:
         result.add(
             f"leg A fill -> leg B sent, {label}",
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-            "2 commits in between (leg A's fill and class; leg B's intent)",
+            "1 commit in between (leg A's fill, its class and leg B's intent)",
             **{f"{key}_p50_ms": p50, f"{key}_p99_ms": p99},
         )
     return result

@@ -12,6 +12,8 @@ apply a transition from the same state.
 
 from __future__ import annotations
 
+import functools
+
 from transitions import Machine
 
 from fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
@@ -35,6 +37,7 @@ def _build_machine() -> Machine:
 _MACHINE = _build_machine()
 
 
+@functools.cache  # asked at every step; the table is fixed (an IllegalTransition is not cached)
 def next_state(state: TradeState, trigger: str) -> TradeState:
     """Where ``trigger`` leads from ``state``, or IllegalTransition."""
     if trigger not in _MACHINE.events:
