@@ -412,18 +412,22 @@ def _market(db: sqlite3.Connection, symbol: str) -> MarketSpec:
     return MarketSpec(*row)
 
 
-def _reserved(db: sqlite3.Connection) -> dict[str, float]:
-    """What open orders hold back: quote for the rest of a buy, base for the rest of a sell."""
+def _reserved(db: sqlite3.Connection, asset: str | None = None) -> dict[str, float]:
+    """What open orders hold back: quote for the rest of a buy, base for the rest of a sell
+    (of every asset, or of ``asset`` only: an order's funds check must not scan them all)."""
+    sql = "SELECT symbol, side, amount - filled, fill_price FROM orders WHERE status = 'open'"
+    params: tuple[str, ...] = ()
+    if asset is not None:  # a cheap superset in SQL; the exact match is below
+        sql += " AND instr(symbol, ?) > 0"
+        params = (asset,)
     used: dict[str, float] = {}
-    rows = db.execute(
-        "SELECT symbol, side, amount - filled, fill_price FROM orders WHERE status = 'open'"
-    )
-    for symbol, side, remaining, fill_price in rows:
+    for symbol, side, remaining, fill_price in db.execute(sql, params):
         buy = side == "buy"
-        asset, held = (
+        held_asset, held = (
             (_quote(symbol), remaining * fill_price) if buy else (_base(symbol), remaining)
         )
-        used[asset] = used.get(asset, 0.0) + held
+        if asset is None or held_asset == asset:
+            used[held_asset] = used.get(held_asset, 0.0) + held
     return used
 
 
@@ -432,7 +436,7 @@ def _check_funds(
 ) -> None:
     asset, needed = (spec.quote, amount * price) if side == "buy" else (spec.base, amount)
     row = db.execute("SELECT total FROM balances WHERE asset = ?", (asset,)).fetchone()
-    free = (row[0] if row else 0.0) - _reserved(db).get(asset, 0.0)
+    free = (row[0] if row else 0.0) - _reserved(db, asset).get(asset, 0.0)
     if needed > free * (1 + _SLACK):
         raise ccxt.InsufficientFunds(
             f"paper: {side} {amount:g} {spec.symbol} needs {needed:g} {asset}, "
