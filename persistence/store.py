@@ -551,14 +551,15 @@ def _write_change(
         cid = change.order_update.client_order_id
         _update_order(db, record.id, change.order_update, now)
     state = change.to_state or expected
-    _journal(db, record.id, expected, state, change.cause, cid, now)
+    journal = [_event_params(record.id, expected, state, change.cause, cid, now)]
     for move in change.then:
         cid = None
         if move.new_order is not None:
             cid = move.new_order.client_order_id
             _insert_order(db, record.id, move.new_order, now)
-        _journal(db, record.id, state, move.to_state, move.cause, cid, now)
+        journal.append(_event_params(record.id, state, move.to_state, move.cause, cid, now))
         state = move.to_state
+    db.execute_many(_JOURNAL_SQL, journal)  # one statement for the step and its moves
 
 
 def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
