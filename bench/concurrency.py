@@ -9,7 +9,8 @@ so N at once should take about as long as one. Measured in one process, on a SQL
 - N trades at once through a one-global-lock design (the seed prototype's fix: every
   ``execute_pair_trade`` inside one ``asyncio.Lock``), expected ~N x one trade;
 - N trades at once at zero latency: the engine's own serialised work (store, CPU), which is
-  the floor under the concurrent wall time whatever the exchange latency.
+  the floor under the concurrent wall time whatever the exchange latency;
+- one trade and N at once with 100 ms per call: how the ratio looks when the venue is far.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from fsm.states import TradeState
 from fsm.venues.paper import PaperExchange
 
 LATENCY = "*:latency=0.02"
+SLOW_LATENCY = "*:latency=0.1"
+"""A far venue (another continent): the engine's own work is then a smaller share."""
 
 
 async def _wall(
@@ -53,14 +56,19 @@ async def _wall(
 
 async def _measure(tmp: Path, n: int) -> dict[str, float]:
     requests = distinct_pairs(synthetic_markets(400), n)
-    single = median(
-        [await _wall(tmp, f"single{i}", requests[i : i + 1], LATENCY) for i in range(3)]
-    )
+
+    async def single(latency: str) -> float:
+        return median(
+            [await _wall(tmp, f"single{i}", requests[i : i + 1], latency) for i in range(3)]
+        )
+
     return {
-        "single": single,
+        "single": await single(LATENCY),
         "engine": await _wall(tmp, "engine", requests, LATENCY),
         "global_lock": await _wall(tmp, "lock", requests, LATENCY, one_lock=True),
         "engine_no_latency": await _wall(tmp, "floor", requests, ""),
+        "single_slow": await single(SLOW_LATENCY),
+        "engine_slow": await _wall(tmp, "slow", requests, SLOW_LATENCY),
     }
 
 
@@ -87,5 +95,12 @@ def run(quick: bool) -> Result:
         f"{n} trades at once, zero latency",
         f"{t['engine_no_latency']:.2f} s",
         "the engine's serialised store/CPU work: the floor under the line above",
+    )
+    result.add(
+        f"{n} trades at once vs one, 100 ms per call",
+        f"{t['engine_slow']:.2f} s vs {t['single_slow'] * 1e3:.0f} ms = "
+        f"{t['engine_slow'] / t['single_slow']:.1f}x",
+        "the same work behind a far venue's latency",
+        slow_ratio=t["engine_slow"] / t["single_slow"],
     )
     return result
