@@ -35,6 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from persistence.urls import sqlite_lock_timeout
+
 T = TypeVar("T")
 
 Params = dict[str, Any]
@@ -164,6 +166,7 @@ class SqliteRunner:
 
     def _connect(self) -> sqlite3.Connection:
         url = make_url(self.url).set(drivername="sqlite")
+        timeout = sqlite_lock_timeout(self.url)  # first: its error names the option
         args, kwargs = create_engine(url, poolclass=StaticPool).dialect.create_connect_args(url)
         database = str(args[0])
         connection = sqlite3.connect(
@@ -171,10 +174,10 @@ class SqliteRunner:
             uri=bool(kwargs.get("uri")),
             check_same_thread=False,
             isolation_level=None,  # transactions are begun and ended by hand, below
-            timeout=30,
+            timeout=timeout,
         )
         try:
-            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             if database != ":memory:" and "mode=memory" not in database:
                 connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")

@@ -15,6 +15,7 @@ Design rules:
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -45,7 +46,13 @@ from persistence.db import (
     as_utc,
     in_list,
 )
-from persistence.urls import async_url, is_memory_sqlite, is_sqlite, redacted
+from persistence.urls import (
+    async_url,
+    is_memory_sqlite,
+    is_sqlite,
+    redacted,
+    sqlite_lock_timeout,
+)
 
 T = TypeVar("T")
 
@@ -225,7 +232,16 @@ class TradeStore:
     async def _run(self, job: Callable[[Db], T], *, writes: bool = True) -> T:
         if self._runner is None:
             raise StoreError("the trade store is not open (call await store.open())")
-        return await self._runner.run(job, writes)
+        try:
+            return await self._runner.run(job, writes)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            raise StoreError(
+                f"database {redacted(self.url)} stayed locked by another writer for "
+                f"{sqlite_lock_timeout(self.url):g} s (URL option ?timeout=SECONDS): nothing "
+                "was written; an unfinished trade is resumed by recover"
+            ) from exc
 
     # --- writes --------------------------------------------------------------------------
 

@@ -28,3 +28,22 @@ def is_memory_sqlite(url: str) -> bool:
 def redacted(url: str) -> str:
     """For messages and logs: never print a password."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+SQLITE_LOCK_TIMEOUT = 30.0
+"""Seconds a SQLite write waits for another process's write lock before it fails."""
+
+
+def sqlite_lock_timeout(url: str) -> float:
+    """How long a write on this SQLite URL waits for the lock: ``?timeout=SECONDS`` (what
+    SQLAlchemy's sqlite driver reads too), else ``SQLITE_LOCK_TIMEOUT``."""
+    raw = make_url(url).query.get("timeout", SQLITE_LOCK_TIMEOUT)
+    try:
+        seconds = float(raw if isinstance(raw, (str, float, int)) else raw[-1])
+    except ValueError:
+        raise ValueError(
+            f"timeout={raw!r} in the database URL is not a number of seconds"
+        ) from None
+    if not seconds >= 0:
+        raise ValueError(f"timeout={raw!r} in the database URL must be >= 0 seconds")
+    return seconds

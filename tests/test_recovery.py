@@ -17,7 +17,7 @@ import pytest
 from fsm import ExecutionEngine, TradeState
 from fsm.client_ids import Leg
 from fsm.orders import OrderStatus
-from persistence import TradeStore
+from persistence import StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import Call, FakeExchange, SimulatedCrash
 
@@ -222,3 +222,34 @@ async def test_a_trade_is_three_commits_each_intent_with_the_fact_before_it(
         (TradeState.LEG_B_SENT, cids[Leg.B]),  # leg B's answer
         (TradeState.DONE, None),
     ]
+
+
+async def test_a_database_locked_by_another_writer_stops_the_trade_and_recover_finishes_it(
+    exchange: FakeExchange, tmp_path
+):
+    """Another process holds SQLite's write lock while leg A is on the exchange: recording its
+    fill fails after the URL's ?timeout with a StoreError that says so; leg B is not sent (its
+    intent could not be written). Once the lock is gone, recover() finds leg A filled by
+    lookup and hedges it: one order per leg."""
+    path = tmp_path / "trades.db"
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def lock_the_database(call: Call) -> None:
+        if call.symbol == "BTC/USDT":
+            blocker.execute("BEGIN IMMEDIATE")
+
+    exchange.on_create = lock_the_database
+    async with ExecutionEngine(exchange, f"sqlite:///{path}?timeout=0.2", FAST) as engine:
+        connection = engine.store._runner._connection  # type: ignore[union-attr]
+        assert connection.execute("PRAGMA busy_timeout").fetchone() == (200,)
+        with pytest.raises(StoreError, match=r"locked by another writer for 0\.2 s"):
+            await engine.execute_pair_trade(btc_eth())
+        assert [c.symbol for c in exchange.create_calls()] == ["BTC/USDT"]
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        [outcome] = await engine.recover()
+        trade = await engine.store.load(outcome.trade_id)
+
+    assert outcome.state is TradeState.DONE
+    legs = orders_per_leg(exchange, {o.client_order_id: o.leg for o in trade.orders})
+    assert legs == Counter({Leg.A: 1, Leg.B: 1})

@@ -18,6 +18,7 @@ from persistence import (
     NewOrder,
     OrderUpdate,
     StaleTrade,
+    StoreError,
     TradeRecord,
     TradeStore,
     Transition,
@@ -189,3 +190,11 @@ async def test_a_closed_store_says_so(tmp_path: Path):
     store = TradeStore(f"sqlite:///{tmp_path / 'trades.db'}")
     with pytest.raises(Exception, match="not open"):
         await store.load("x")
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1"])
+async def test_a_bad_lock_timeout_in_the_url_is_refused_at_open(tmp_path: Path, bad: str):
+    store = TradeStore(f"sqlite:///{tmp_path / 'trades.db'}?timeout={bad}")
+    with pytest.raises(StoreError, match=f"timeout='{bad}' in the database URL"):
+        await store.open()
+    assert not store.is_open
