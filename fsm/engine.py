@@ -1,8 +1,10 @@
 """The execution engine: drives each trade, one step at a time, from persisted facts.
 
 A step is: ``decide`` (pure) picks an action from the trade as stored; the engine persists the
-intent, does the exchange I/O, and persists what it learned. Nothing is held only in memory
-between steps, so ``recover()`` after a crash is the same loop started from the database.
+intent, does the exchange I/O, and persists what it learned. What ``decide`` then makes of that
+without I/O (leg A classified, the trade done, the next order's intent) goes into the same
+commit. Nothing is held only in memory between steps, so ``recover()`` after a crash is the
+same loop started from the database.
 
 Exactly one driver runs per trade in a process (``_drivers``); a second request to drive the
 same trade joins the first instead of racing it. Across processes, the store's compare-and-set
