@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -201,10 +201,15 @@ class ExecutionEngine:
             raise AssertionError(f"a new trade's first action is {action!r}")
         return _intent(pending, action)
 
-    async def recover(self) -> list[TradeOutcome]:
+    async def recover(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> list[TradeOutcome]:
         """Claim every non-terminal trade no live process holds, and drive each to a terminal
         state (if it safely can). Trades leased by live processes are left to them; a trade
         whose owner died on this host is taken over at once, elsewhere when its lease expires.
+
+        ``progress(finished, claimed)`` is called once the trades are claimed and again as
+        each one's drive ends (a recovery of thousands of trades takes a while).
         """
         if not self._started:
             await self.start()
@@ -212,10 +217,18 @@ class ExecutionEngine:
         trade_ids = await self.store.claim(self._lease(), dead_owners=sorted(dead))
         self._held.update(trade_ids)
         limit = asyncio.Semaphore(self.config.recover_concurrency)
+        finished = 0
+        if progress is not None:
+            progress(finished, len(trade_ids))
 
         async def one(trade_id: str) -> TradeOutcome:
+            nonlocal finished
             async with limit:
-                return await self._drive(trade_id, resuming=True)
+                outcome = await self._drive(trade_id, resuming=True)
+            finished += 1
+            if progress is not None:
+                progress(finished, len(trade_ids))
+            return outcome
 
         return list(await asyncio.gather(*(one(t) for t in trade_ids)))
 

@@ -169,6 +169,9 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_IDS_PER_QUERY = 500
+"""Ids per ``IN (...)`` list: well under every SQLite build's limit on bound parameters."""
+
 _TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) + ")"
 """The terminal states as a SQL list (constants from our own enum, not user input)."""
 
@@ -426,6 +429,18 @@ class TradeStore:
         if record is None:
             raise KeyError(f"no trade {trade_id}")
         return record
+
+    async def load_many(self, trade_ids: Sequence[str]) -> dict[str, TradeRecord]:
+        """The trades with these ids that exist, by id (one transaction, 500 ids per query)."""
+
+        def read(db: Db) -> dict[str, TradeRecord]:
+            found: dict[str, TradeRecord] = {}
+            for start in range(0, len(trade_ids), _IDS_PER_QUERY):
+                ids_sql, ids = in_list("id", list(trade_ids[start : start + _IDS_PER_QUERY]))
+                found.update((t.id, t) for t in _load_many(db, f"id IN {ids_sql}", ids))
+            return found
+
+        return await self._run(read, writes=False) if trade_ids else {}
 
     async def unfinished_trade_ids(self) -> list[str]:
         """Every trade not in a terminal state, oldest first."""

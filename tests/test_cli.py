@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from fsm.cli.main import RECOVER_ROWS
+from fsm.request import PairTradeRequest
 from fsm.venues.paper import PaperExchange
-from persistence import head_revision
+from persistence import TradeRecord, TradeStore, head_revision
 
 
 def run(
@@ -33,8 +36,6 @@ def paper_orders(path: Path) -> list[dict]:
     try:
         return paper.all_orders()
     finally:
-        import asyncio
-
         asyncio.run(paper.close())
 
 
@@ -166,6 +167,31 @@ def test_db_upgrade_and_current(tmp_path: Path):
     assert run("db", "upgrade", "--db", url, cwd=tmp_path).returncode == 0
     current = run("db", "current", "--db", url, cwd=tmp_path)
     assert current.returncode == 0 and f"{head_revision()} (newest)" in current.stdout
+
+
+def test_recover_of_many_trades_prints_a_summary_not_a_row_each(tmp_path: Path):
+    """More trades than RECOVER_ROWS: one row per (before, after), each trade counted once."""
+    n = RECOVER_ROWS + 10
+
+    async def leave_in_flight() -> list[str]:  # PENDING: stored, never sent
+        async with TradeStore(f"sqlite:///{tmp_path / 'pairexec.db'}") as store:
+            made = [
+                await store.create_trade(
+                    PairTradeRequest(f"X{i}/USDT", "buy", 1, "ETH/USDT", "sell")
+                )
+                for i in range(n)
+            ]
+        return [t.id for t in made if isinstance(t, TradeRecord)]
+
+    ids = asyncio.run(leave_in_flight())
+    assert len(ids) == n
+    result = run("recover", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"recovering {n} in-flight trade(s)" in result.stdout
+    assert f"recover: {n} trades" in result.stdout
+    [row] = [line for line in result.stdout.splitlines() if "PENDING" in line]
+    assert row.split("│")[1:4] == [" PENDING ", " FAILED ", f" {n:>6} "]
+    assert not any(trade_id[:12] in result.stdout for trade_id in ids)
 
 
 def test_recover_with_nothing_in_flight(tmp_path: Path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -253,3 +254,14 @@ async def test_a_database_locked_by_another_writer_stops_the_trade_and_recover_f
     assert outcome.state is TradeState.DONE
     legs = orders_per_leg(exchange, {o.client_order_id: o.leg for o in trade.orders})
     assert legs == Counter({Leg.A: 1, Leg.B: 1})
+
+
+async def test_recover_reports_progress_as_each_trade_ends(exchange: FakeExchange, db_url: str):
+    async with TradeStore(db_url) as store:
+        for pair_y in ("ETH/USDT", "SOL/USDT", "XRP/USDT"):  # PENDING: never sent
+            await store.create_trade(replace(btc_eth(), pair_y=pair_y))
+        calls: list[tuple[int, int]] = []
+        async with ExecutionEngine(exchange, store=store, config=FAST) as engine:
+            outcomes = await engine.recover(lambda done, claimed: calls.append((done, claimed)))
+    assert len(outcomes) == 3
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]

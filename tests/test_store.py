@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import persistence.store
 from fsm import PairTradeRequest, TradeState
 from fsm.client_ids import Leg
 from fsm.orders import OrderStatus
@@ -198,3 +199,13 @@ async def test_a_bad_lock_timeout_in_the_url_is_refused_at_open(tmp_path: Path, 
     with pytest.raises(StoreError, match=f"timeout='{bad}' in the database URL"):
         await store.open()
     assert not store.is_open
+
+
+async def test_load_many_reads_every_asked_trade_in_chunks(db_url: str, monkeypatch):
+    monkeypatch.setattr(persistence.store, "_IDS_PER_QUERY", 2)  # 5 ids: 3 queries
+    async with TradeStore(db_url) as store:
+        trades = [await new_trade(store, n) for n in range(5)]
+        asked = [t.id for t in trades] + ["no-such-trade"]
+        found = await store.load_many(asked)
+        assert found == {t.id: t for t in trades}
+        assert await store.load_many([]) == {}

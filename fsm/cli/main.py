@@ -17,10 +17,12 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fsm.cli import render
@@ -32,9 +34,9 @@ from fsm.cli.venue import PAPER, open_exchange
 from fsm.config import EngineConfig
 from fsm.engine import EngineError, ExecutionEngine
 from fsm.machine import is_terminal
-from fsm.request import InvalidRequest, PairTradeRequest
+from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
-from persistence import StoreError, TradeStore, head_revision, schema_revision
+from persistence import StoreError, TradeRecord, TradeStore, head_revision, schema_revision
 from persistence.urls import is_memory_sqlite, is_sqlite, redacted
 
 EXIT_OK, EXIT_NOT_EXECUTED, EXIT_BAD_INPUT, EXIT_ATTENTION = 0, 1, 2, 3
@@ -224,39 +226,117 @@ async def cmd_trade(args: argparse.Namespace) -> int:
     return EXIT_NOT_EXECUTED
 
 
+RECOVER_ROWS = 50
+"""Up to this many recovered trades get a row each; beyond, a summary by state (and a row for
+each trade that needs attention): a table of thousands of rows helps nobody."""
+
+
 async def cmd_recover(args: argparse.Namespace) -> int:
     exchange = CallRecorder(_exchange(args))
     async with _engine(args, exchange) as engine:
-        before = {
-            t: (await engine.store.load(t)) for t in await engine.store.unfinished_trade_ids()
-        }
+        before = await engine.store.load_many(await engine.store.unfinished_trade_ids())
         if not before:
             console.print("nothing to recover: no trade is in flight")
             return EXIT_OK
         console.print(f"recovering {len(before)} in-flight trade(s)…")
-        outcomes = await engine.recover()
-        table = Table(title="recover", title_justify="left")
-        for column in ("trade", "before", "after", "lookups", "sends", "cancels", "reason"):
-            table.add_column(column, overflow="fold")
-        attention = 0
-        for outcome in outcomes:
-            trade = await engine.store.load(outcome.trade_id)
-            cids = {o.client_order_id for o in trade.orders}
-            table.add_row(
-                trade.id[:12],
-                before[trade.id].state.value,
-                render.state_text(trade.state),
-                str(exchange.count("fetch_order", cids)),
-                str(exchange.count("create_order", cids)),
-                str(exchange.count("cancel_order", cids)),
-                outcome.reason,
+        with Progress(
+            TextColumn("[bold]recovering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,  # stdout keeps only the result; shown on a terminal only
+            transient=True,
+        ) as bar:
+            task = bar.add_task("trades", total=len(before))
+            outcomes = await engine.recover(
+                lambda finished, claimed: bar.update(task, completed=finished, total=claimed)
             )
-            attention += trade.state is TradeState.PARKED or not is_terminal(trade.state)
-    console.print(table)
+        after = await engine.store.load_many([o.trade_id for o in outcomes])
+    rows = [_recovered_row(before[o.trade_id], after[o.trade_id], o, exchange) for o in outcomes]
+    attention = [r for r in rows if r.needs_attention]
+    if len(rows) <= RECOVER_ROWS:
+        console.print(_recovered_table("recover", rows))
+    else:
+        console.print(_recover_summary(rows))
+        if attention:
+            console.print(_recovered_table("trades that need attention", attention))
+        console.print("per trade: pairexec status, pairexec show TRADE_ID")
+    if len(outcomes) < len(before):
+        console.print(
+            f"{len(before) - len(outcomes)} in-flight trade(s) left to the live process(es) "
+            "that hold them"
+        )
     if attention:
-        errors.print(f"{attention} trade(s) need attention (PARKED or unresolved)")
+        errors.print(f"{len(attention)} trade(s) need attention (PARKED or unresolved)")
         return EXIT_ATTENTION
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _Recovered:
+    trade_id: str
+    before: TradeState
+    after: TradeState
+    lookups: int
+    sends: int
+    cancels: int
+    reason: str
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.after is TradeState.PARKED or not is_terminal(self.after)
+
+
+def _recovered_row(
+    before: TradeRecord, after: TradeRecord, outcome: TradeOutcome, exchange: CallRecorder
+) -> _Recovered:
+    cids = {o.client_order_id for o in after.orders}
+    return _Recovered(
+        after.id,
+        before.state,
+        after.state,
+        exchange.count("fetch_order", cids),
+        exchange.count("create_order", cids),
+        exchange.count("cancel_order", cids),
+        outcome.reason,
+    )
+
+
+def _recovered_table(title: str, rows: Sequence[_Recovered]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("trade", "before", "after", "lookups", "sends", "cancels", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.trade_id[:12],
+            r.before.value,
+            render.state_text(r.after),
+            str(r.lookups),
+            str(r.sends),
+            str(r.cancels),
+            r.reason,
+        )
+    return table
+
+
+def _recover_summary(rows: Sequence[_Recovered]) -> Table:
+    groups: dict[tuple[TradeState, TradeState], list[_Recovered]] = {}
+    for r in rows:
+        groups.setdefault((r.before, r.after), []).append(r)
+    table = Table(title=f"recover: {len(rows)} trades", title_justify="left")
+    for column in ("before", "after", "trades", "lookups", "sends", "cancels"):
+        table.add_column(column, justify="left" if column in ("before", "after") else "right")
+    order = {state: i for i, state in enumerate(TradeState)}  # the FSM's own order
+    for (was, now), group in sorted(groups.items(), key=lambda g: (order[g[0][0]], order[g[0][1]])):
+        table.add_row(
+            was.value,
+            render.state_text(now),
+            str(len(group)),
+            str(sum(r.lookups for r in group)),
+            str(sum(r.sends for r in group)),
+            str(sum(r.cancels for r in group)),
+        )
+    return table
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
