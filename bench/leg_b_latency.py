@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +25,23 @@ from fsm.client_ids import Leg, client_order_id
 from fsm.engine import ExecutionEngine
 from fsm.request import PairTradeRequest
 from fsm.venues.paper import PaperExchange
+from fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
-class Stamps:
+class Stamps(ExchangeProxy):
     """Wraps an exchange; records when each create_order was called and returned, by cid."""
 
     def __init__(self, exchange: Any) -> None:
-        self._exchange = exchange
+        super().__init__(exchange)
         self.called: dict[str, float] = {}
         self.returned: dict[str, float] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._exchange, name)
-
-    async def create_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: float,
-        price: float | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> Any:
-        cid = str((params or {}).get("clientOrderId"))
+    async def _call(self, call: OrderCall, forward: Callable[[], Awaitable[Any]]) -> Any:
+        if call.method != "create_order":
+            return await forward()
+        cid = str(call.client_order_id)
         self.called.setdefault(cid, time.perf_counter())
-        order = await self._exchange.create_order(symbol, type, side, amount, price, params)
+        order = await forward()
         self.returned[cid] = time.perf_counter()
         return order
 

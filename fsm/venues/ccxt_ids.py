@@ -126,6 +126,12 @@ _BY_CCXT_ID: Mapping[str, ClientIdRules] = {
 _GENERIC_CLOSED = ("fetch_canceled_and_closed_orders", "fetch_closed_orders")
 
 
+def unified_client_id(params: dict[str, Any] | None) -> str | None:
+    """The client order id a ccxt call carries in its unified ``clientOrderId`` param."""
+    cid = (params or {}).get("clientOrderId")
+    return None if cid is None else str(cid)
+
+
 def _has_name(method: str) -> str:
     """ccxt's ``has`` key for a method: ``fetch_open_orders`` -> ``fetchOpenOrders``."""
     head, *rest = method.split("_")

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import ccxt
 
+from fsm.venues.ccxt_ids import unified_client_id
 from fsm.venues.chaos import ANY_SYMBOL, ChaosConfig, FaultInjector, SymbolChaos
 
 T = TypeVar("T")
@@ -632,7 +633,7 @@ class PaperExchange:
             side,
             amount,
             price,
-            _client_id(params),
+            unified_client_id(params),
             fill=chaos.fill,
             leave_open=chaos.leave_open,
         )
@@ -651,7 +652,7 @@ class PaperExchange:
         params: dict[str, Any] | None,
     ) -> tuple[str | None, tuple[str, str | None]]:
         """The faults a call on an existing order meets first: latency, then its timeouts."""
-        cid = _client_id(params)
+        cid = unified_client_id(params)
         target = await self._target(id, cid, symbol)
         await self._latency(self._faults.settings(*target))
         if self._faults.strikes(timeouts, *target):
@@ -731,11 +732,6 @@ class PaperExchange:
         if limit is not None:  # from ``since`` on: the first ones; otherwise the latest
             orders = orders[:limit] if since is not None else orders[max(len(orders) - limit, 0) :]
         return [_ccxt_order(o) for o in orders]
-
-
-def _client_id(params: dict[str, Any] | None) -> str | None:
-    cid = (params or {}).get("clientOrderId")
-    return None if cid is None else str(cid)
 
 
 def _ccxt_market(spec: MarketSpec) -> dict[str, Any]:

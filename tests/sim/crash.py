@@ -9,8 +9,10 @@ instead of carrying on as if nothing happened. (Reads still pass: they change no
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fsm.venues.proxy import ExchangeProxy, OrderCall
 from persistence import TradeStore
 from tests.fake_exchange import SimulatedCrash
 from tests.sim.scenario import Crash
@@ -47,43 +49,20 @@ class CrashSwitch:
         raise SimulatedCrash(where)
 
 
-class CrashingExchange:
+class CrashingExchange(ExchangeProxy):
     """Forwards create/fetch/cancel to ``exchange`` unless the switch says the process died."""
 
     def __init__(self, exchange: Any, switch: CrashSwitch) -> None:
-        self._exchange = exchange
+        super().__init__(exchange)
         self._switch = switch
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._exchange, name)
-
-    async def _call(self, method: str, *args: Any) -> Any:
-        die_after = self._switch.before("exchange", f"{method} {_cid(args[-1])}")
-        result = await getattr(self._exchange, method)(*args)
+    async def _call(self, call: OrderCall, forward: Callable[[], Awaitable[Any]]) -> Any:
+        what = f"{call.method} {(call.client_order_id or '?')[:8]}"
+        die_after = self._switch.before("exchange", what)
+        result = await forward()
         if die_after:
-            self._switch.after(f"{method} {_cid(args[-1])}")
+            self._switch.after(what)
         return result
-
-    async def create_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: float,
-        price: float | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> Any:
-        return await self._call("create_order", symbol, type, side, amount, price, params)
-
-    async def fetch_order(
-        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        return await self._call("fetch_order", id, symbol, params)
-
-    async def cancel_order(
-        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        return await self._call("cancel_order", id, symbol, params)
 
 
 class CrashingStore:
@@ -113,8 +92,3 @@ class CrashingStore:
         if die_after:
             self._switch.after("apply")
         return result
-
-
-def _cid(params: Any) -> str:
-    cid = (params or {}).get("clientOrderId") if isinstance(params, dict) else None
-    return str(cid)[:8] if cid else "?"

@@ -21,10 +21,13 @@ import asyncio
 import hashlib
 import sqlite3
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt
+
+from fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
 @dataclass(frozen=True)
@@ -92,43 +95,35 @@ class OrderRowProbe:
         self._db.close()
 
 
-class RecordingExchange:
+class RecordingExchange(ExchangeProxy):
     """Wraps the paper exchange for one engine; other attributes pass through untouched."""
 
     def __init__(self, exchange: Any, log: CallLog, probe: OrderRowProbe, phase: str) -> None:
-        self._exchange = exchange
+        super().__init__(exchange)
         self._log = log
         self._probe = probe
         self._phase = phase
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._exchange, name)
-
-    async def create_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: float,
-        price: float | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> Any:
-        cid = _cid(params)
+    async def _call(self, call: OrderCall, forward: Callable[[], Awaitable[Any]]) -> Any:
+        cid = call.client_order_id
+        if call.method != "create_order":
+            return await self._record(call.method, call.symbol, None, None, cid, forward())
         status = self._probe.status(cid) if cid else None
         if status != "INTENT":
             self._log.violations.append(
                 f"create_order {cid} sent while its order row is {status or 'not committed'}: "
                 "persist-before-send broken"
             )
-        call = self._exchange.create_order(symbol, type, side, amount, price, params)
         try:
-            return await self._record("create_order", symbol, side, amount, cid, call)
+            return await self._record(
+                "create_order", call.symbol, call.side, call.amount, cid, forward()
+            )
         except ccxt.InvalidOrder as exc:
             # Leg A's size is the bot's (the venue judges it); the engine sizes the rest.
             leg = self._probe.leg(cid) if cid else None
             if (
                 leg != "A"
-                and (self._phase, symbol) in self._log.priced
+                and (self._phase, call.symbol) in self._log.priced
                 and "paper chaos" not in str(exc)
             ):
                 self._log.violations.append(
@@ -141,18 +136,6 @@ class RecordingExchange:
         ticker = await self._record("fetch_ticker", symbol, None, None, None, call)
         self._log.priced.add((self._phase, symbol))
         return ticker
-
-    async def fetch_order(
-        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        call = self._exchange.fetch_order(id, symbol, params)
-        return await self._record("fetch_order", symbol, None, None, _cid(params), call)
-
-    async def cancel_order(
-        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        call = self._exchange.cancel_order(id, symbol, params)
-        return await self._record("cancel_order", symbol, None, None, _cid(params), call)
 
     async def _record(
         self,
@@ -185,8 +168,3 @@ class RecordingExchange:
             result = f"last {order.get('last')}"
         self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
         return order
-
-
-def _cid(params: dict[str, Any] | None) -> str | None:
-    cid = (params or {}).get("clientOrderId")
-    return None if cid is None else str(cid)
