@@ -482,6 +482,14 @@ class TradeStore:
         rows = await self._run(lambda db: db.fetch_all("SELECT count(*) FROM trades"), writes=False)
         return int(rows[0][0])
 
+    async def count_by_state(self) -> dict[TradeState, int]:
+        """How many trades are in each state (states with none are left out)."""
+        rows = await self._run(
+            lambda db: db.fetch_all("SELECT state, count(*) FROM trades GROUP BY state"),
+            writes=False,
+        )
+        return {TradeState(state): int(n) for state, n in rows}
+
     async def events(self, trade_id: str) -> list[EventRecord]:
         rows = await self._run(
             lambda db: db.fetch_all(

@@ -136,6 +136,7 @@ def test_trade_outcomes_map_to_exit_codes(tmp_path: Path):
             ["cannot open database"],
         ),
         (["status", "--db", "sqlite:///does/not/exist.db"], ["no database"]),
+        (["status", "--limit", "0"], ["--limit", "at least 1"]),
         (["show", "abc"], ["no database"]),
     ],
 )
@@ -192,6 +193,11 @@ def test_recover_of_many_trades_prints_a_summary_not_a_row_each(tmp_path: Path):
     [row] = [line for line in result.stdout.splitlines() if "PENDING" in line]
     assert row.split("│")[1:4] == [" PENDING ", " FAILED ", f" {n:>6} "]
     assert not any(trade_id[:12] in result.stdout for trade_id in ids)
+
+    status = run("status", "--limit", "5", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert f"the newest 5 of {n}" in status.stdout
+    assert f"all {n} trades: FAILED {n}" in status.stdout
 
 
 def test_recover_with_nothing_in_flight(tmp_path: Path):

@@ -209,3 +209,10 @@ async def test_load_many_reads_every_asked_trade_in_chunks(db_url: str, monkeypa
         found = await store.load_many(asked)
         assert found == {t.id: t for t in trades}
         assert await store.load_many([]) == {}
+
+
+async def test_count_by_state(db_url: str):
+    async with TradeStore(db_url) as store:
+        first, _ = await new_trade(store, 1), await new_trade(store, 2)
+        await store.apply(first, Change("gave up", TradeState.FAILED))
+        assert await store.count_by_state() == {TradeState.PENDING: 1, TradeState.FAILED: 1}

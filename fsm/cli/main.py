@@ -362,13 +362,23 @@ async def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, not {args.limit}")
     async with _opened(args.db) as store:
         trades = await store.list_trades(args.state, limit=args.limit)
+        counts = await store.count_by_state()
     title = f"trades in {redacted(args.db)}" + (f" ({args.state.value})" if args.state else "")
     if not trades:
         console.print("no trades" + (f" in state {args.state.value}" if args.state else ""))
         return EXIT_OK
     console.print(render.trades_table(trades, title))
+    matching = counts.get(args.state, 0) if args.state else sum(counts.values())
+    if matching > len(trades):
+        console.print(f"the newest {len(trades)} of {matching} (--limit N for more)")
+    by_state = ", ".join(
+        f"{state.value} {counts[state]}" for state in TradeState if state in counts
+    )
+    console.print(f"all {sum(counts.values())} trades: {by_state}")
     return EXIT_OK
 
 
