@@ -14,7 +14,7 @@ from sqlalchemy import Connection, create_engine, make_url, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.models import Base
-from persistence.urls import async_url, is_sqlite
+from persistence.urls import async_url, is_sqlite, without_lock_timeout
 
 config = context.config
 target_metadata = Base.metadata
@@ -32,7 +32,7 @@ def _configure_and_run(connection: Connection) -> None:
 
 
 async def _run_on_url(url: str) -> None:
-    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    engine = create_async_engine(without_lock_timeout(async_url(url)), poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_configure_and_run)

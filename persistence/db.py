@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from persistence.urls import sqlite_lock_timeout
+from persistence.urls import lock_timeout, without_lock_timeout
 
 T = TypeVar("T")
 
@@ -166,7 +166,7 @@ class SqliteRunner:
 
     def _connect(self) -> sqlite3.Connection:
         url = make_url(self.url).set(drivername="sqlite")
-        timeout = sqlite_lock_timeout(self.url)  # first: its error names the option
+        timeout = lock_timeout(self.url)  # first: its error names the option
         args, kwargs = create_engine(url, poolclass=StaticPool).dialect.create_connect_args(url)
         database = str(args[0])
         connection = sqlite3.connect(
@@ -322,7 +322,12 @@ class AsyncEngineRunner:
         self._texts: dict[str, TextClause] = {}
 
     async def open(self, migrate: Callable[[Connection], None]) -> None:
-        engine = create_async_engine(self.url, pool_pre_ping=True)
+        url = make_url(without_lock_timeout(self.url))
+        options: dict[str, Any] = {}
+        if url.get_driver_name() == "asyncpg":  # a bounded wait for locks, as on SQLite
+            wait_ms = str(int(lock_timeout(self.url) * 1000))
+            options["connect_args"] = {"server_settings": {"lock_timeout": wait_ms}}
+        engine = create_async_engine(url, pool_pre_ping=True, **options)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(migrate)

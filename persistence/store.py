@@ -28,6 +28,7 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -50,8 +51,9 @@ from persistence.urls import (
     async_url,
     is_memory_sqlite,
     is_sqlite,
+    lock_timeout,
     redacted,
-    sqlite_lock_timeout,
+    without_lock_timeout,
 )
 
 T = TypeVar("T")
@@ -237,12 +239,13 @@ class TradeStore:
             raise StoreError("the trade store is not open (call await store.open())")
         try:
             return await self._runner.run(job, writes)
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
+        except (sqlite3.OperationalError, DBAPIError) as exc:
+            if not _lock_wait_ran_out(exc):
                 raise
+            option = "timeout" if self._sqlite else "lock_timeout"
             raise StoreError(
                 f"database {redacted(self.url)} stayed locked by another writer for "
-                f"{sqlite_lock_timeout(self.url):g} s (URL option ?timeout=SECONDS): nothing "
+                f"{lock_timeout(self.url):g} s (URL option ?{option}=SECONDS): nothing "
                 "was written; an unfinished trade is resumed by recover"
             ) from exc
 
@@ -601,6 +604,13 @@ def _write_change(
     db.execute_many(_JOURNAL_SQL, journal)  # one statement for the step and its moves
 
 
+def _lock_wait_ran_out(exc: Exception) -> bool:
+    """SQLite's busy timeout, or PostgreSQL's lock_timeout (SQLSTATE 55P03)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc)
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
+
+
 def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
     if owner is None:
         return "no owner"
@@ -808,7 +818,7 @@ def head_revision() -> str:
 
 async def schema_revision(url: str) -> str | None:
     """The database's schema revision (None: empty database), without migrating it."""
-    engine = create_async_engine(async_url(url), poolclass=NullPool)
+    engine = create_async_engine(without_lock_timeout(async_url(url)), poolclass=NullPool)
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(
@@ -848,6 +858,7 @@ database must not each create the schema (SQLite's BEGIN IMMEDIATE serialises th
 def _migrate_to_head(connection: Connection) -> None:
     """Upgrade to the newest schema; refuse a database written by a newer pairexec."""
     if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL lock_timeout = 0")  # another's migration: wait
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)

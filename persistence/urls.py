@@ -30,20 +30,29 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-SQLITE_LOCK_TIMEOUT = 30.0
-"""Seconds a SQLite write waits for another process's write lock before it fails."""
+LOCK_TIMEOUT = 30.0
+"""Seconds a write waits for a lock another process holds before it fails (StoreError)."""
 
 
-def sqlite_lock_timeout(url: str) -> float:
-    """How long a write on this SQLite URL waits for the lock: ``?timeout=SECONDS`` (what
-    SQLAlchemy's sqlite driver reads too), else ``SQLITE_LOCK_TIMEOUT``."""
-    raw = make_url(url).query.get("timeout", SQLITE_LOCK_TIMEOUT)
+def lock_timeout(url: str) -> float:
+    """How long a write on ``url`` waits for another process's lock: ``?timeout=SECONDS`` on
+    SQLite (what its driver reads), ``?lock_timeout=SECONDS`` on PostgreSQL (its setting's
+    name; ``without_lock_timeout`` takes it out before the driver sees it), else
+    ``LOCK_TIMEOUT``. On PostgreSQL 0 means no limit, as it does there."""
+    key = "timeout" if is_sqlite(url) else "lock_timeout"
+    raw = make_url(url).query.get(key, LOCK_TIMEOUT)
     try:
         seconds = float(raw if isinstance(raw, (str, float, int)) else raw[-1])
     except ValueError:
-        raise ValueError(
-            f"timeout={raw!r} in the database URL is not a number of seconds"
-        ) from None
+        raise ValueError(f"{key}={raw!r} in the database URL is not a number of seconds") from None
     if not seconds >= 0:
-        raise ValueError(f"timeout={raw!r} in the database URL must be >= 0 seconds")
+        raise ValueError(f"{key}={raw!r} in the database URL must be >= 0 seconds")
     return seconds
+
+
+def without_lock_timeout(url: str) -> str:
+    """``url`` without pairexec's own ``lock_timeout`` option (drivers refuse unknown ones)."""
+    parsed = make_url(url)
+    if "lock_timeout" not in parsed.query:
+        return url
+    return parsed.difference_update_query(["lock_timeout"]).render_as_string(hide_password=False)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from fsm import ExecutionEngine, TradeState
 from fsm.client_ids import Leg
@@ -265,3 +269,40 @@ async def test_recover_reports_progress_as_each_trade_ends(exchange: FakeExchang
             outcomes = await engine.recover(lambda done, claimed: calls.append((done, claimed)))
     assert len(outcomes) == 3
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+
+
+@asynccontextmanager
+async def lock_held_elsewhere(db_url: str) -> AsyncIterator[None]:
+    """Another session holds SQLite's write lock, or PostgreSQL's lock on the trades table."""
+    if db_url.startswith("sqlite"):
+        blocker = sqlite3.connect(str(make_url(db_url).database), isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            blocker.close()  # ends its transaction
+        return
+    holder = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await holder.execute("BEGIN; LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        await holder.close()
+
+
+async def test_a_lock_held_by_another_session_fails_the_trade_after_the_urls_wait(
+    exchange: FakeExchange, db_url: str
+):
+    """SQLite (?timeout=) and PostgreSQL (?lock_timeout=): a write that cannot get its lock
+    fails after the URL's wait with a StoreError naming the option, before anything is sent;
+    once the lock is gone, trades go through again. (Without the bound it would wait forever:
+    the test gives up after 10 s.)"""
+    option = "timeout" if db_url.startswith("sqlite") else "lock_timeout"
+    async with ExecutionEngine(exchange, f"{db_url}?{option}=0.3", FAST) as engine:
+        async with lock_held_elsewhere(db_url):
+            expected = rf"locked by another writer for 0\.3 s \(URL option \?{option}="
+            with pytest.raises(StoreError, match=expected):
+                await asyncio.wait_for(engine.execute_pair_trade(btc_eth()), 10)
+        assert exchange.create_calls() == []
+        outcome = await engine.execute_pair_trade(btc_eth())
+    assert outcome.state is TradeState.DONE

@@ -23,6 +23,8 @@ from persistence import (
     TradeRecord,
     TradeStore,
     Transition,
+    head_revision,
+    schema_revision,
 )
 
 
@@ -194,9 +196,13 @@ async def test_a_closed_store_says_so(tmp_path: Path):
 
 
 @pytest.mark.parametrize("bad", ["abc", "-1"])
-async def test_a_bad_lock_timeout_in_the_url_is_refused_at_open(tmp_path: Path, bad: str):
-    store = TradeStore(f"sqlite:///{tmp_path / 'trades.db'}?timeout={bad}")
-    with pytest.raises(StoreError, match=f"timeout='{bad}' in the database URL"):
+async def test_the_lock_wait_option_is_honoured_and_a_bad_one_refused(db_url: str, bad: str):
+    option = "timeout" if db_url.startswith("sqlite") else "lock_timeout"
+    async with TradeStore(f"{db_url}?{option}=5") as store:  # the driver never sees ours
+        await new_trade(store, 1)
+    assert await schema_revision(f"{db_url}?{option}=5") == head_revision()
+    store = TradeStore(f"{db_url}?{option}={bad}")
+    with pytest.raises(StoreError, match=f"{option}='{bad}' in the database URL"):
         await store.open()
     assert not store.is_open
 
