@@ -7,12 +7,15 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from fsm.cli.main import RECOVER_ROWS
-from fsm.request import PairTradeRequest
+from fsm.cli.main import RECOVER_ROWS, _recover_summary, _recovered_row
+from fsm.cli.recorder import CallRecorder
+from fsm.request import PairTradeRequest, TradeOutcome
+from fsm.states import TradeState
 from fsm.venues.paper import PaperExchange
 from persistence import TradeRecord, TradeStore, head_revision
 
@@ -203,3 +206,22 @@ def test_recover_of_many_trades_prints_a_summary_not_a_row_each(tmp_path: Path):
 def test_recover_with_nothing_in_flight(tmp_path: Path):
     result = run("recover", cwd=tmp_path)
     assert result.returncode == 0 and "nothing to recover" in result.stdout
+
+
+def test_a_trade_that_appears_during_recover_is_reported_not_a_crash():
+    """recover() may claim a trade that was not in flight when the CLI listed them (its owner
+    died meanwhile): it is reported as new instead of failing the whole report."""
+    now = datetime.now(timezone.utc)
+    trade = TradeRecord(
+        "t1",
+        PairTradeRequest("X/USDT", "buy", 1, "Y/USDT", "sell"),
+        TradeState.DONE,
+        "done",
+        now,
+        now,
+    )
+    outcome = TradeOutcome("t1", TradeState.DONE, 1, 1, 0, "done")
+    row = _recovered_row(None, trade, outcome, CallRecorder(object()))
+    assert row.before == "(new)" and not row.needs_attention
+    table = _recover_summary([row])
+    assert table.row_count == 1

@@ -252,7 +252,9 @@ async def cmd_recover(args: argparse.Namespace) -> int:
                 lambda finished, claimed: bar.update(task, completed=finished, total=claimed)
             )
         after = await engine.store.load_many([o.trade_id for o in outcomes])
-    rows = [_recovered_row(before[o.trade_id], after[o.trade_id], o, exchange) for o in outcomes]
+    rows = [
+        _recovered_row(before.get(o.trade_id), after[o.trade_id], o, exchange) for o in outcomes
+    ]
     attention = [r for r in rows if r.needs_attention]
     if len(rows) <= RECOVER_ROWS:
         console.print(_recovered_table("recover", rows))
@@ -261,21 +263,25 @@ async def cmd_recover(args: argparse.Namespace) -> int:
         if attention:
             console.print(_recovered_table("trades that need attention", attention))
         console.print("per trade: pairexec status, pairexec show TRADE_ID")
-    if len(outcomes) < len(before):
-        console.print(
-            f"{len(before) - len(outcomes)} in-flight trade(s) left to the live process(es) "
-            "that hold them"
-        )
+    left = len(before.keys() - {o.trade_id for o in outcomes})
+    if left:
+        console.print(f"{left} in-flight trade(s) left to the live process(es) that hold them")
     if attention:
         errors.print(f"{len(attention)} trade(s) need attention (PARKED or unresolved)")
         return EXIT_ATTENTION
     return EXIT_OK
 
 
+_APPEARED = "(new)"
+"""The state before of a trade that became in flight while recover ran (claimed from a process
+that died meanwhile)."""
+
+
 @dataclass(frozen=True)
 class _Recovered:
     trade_id: str
-    before: TradeState
+    before: str
+    """The state it was in when recover started, or ``_APPEARED``."""
     after: TradeState
     lookups: int
     sends: int
@@ -288,12 +294,12 @@ class _Recovered:
 
 
 def _recovered_row(
-    before: TradeRecord, after: TradeRecord, outcome: TradeOutcome, exchange: CallRecorder
+    before: TradeRecord | None, after: TradeRecord, outcome: TradeOutcome, exchange: CallRecorder
 ) -> _Recovered:
     cids = {o.client_order_id for o in after.orders}
     return _Recovered(
         after.id,
-        before.state,
+        before.state.value if before is not None else _APPEARED,
         after.state,
         exchange.count("fetch_order", cids),
         exchange.count("create_order", cids),
@@ -309,7 +315,7 @@ def _recovered_table(title: str, rows: Sequence[_Recovered]) -> Table:
     for r in rows:
         table.add_row(
             r.trade_id[:12],
-            r.before.value,
+            r.before,
             render.state_text(r.after),
             str(r.lookups),
             str(r.sends),
@@ -320,16 +326,18 @@ def _recovered_table(title: str, rows: Sequence[_Recovered]) -> Table:
 
 
 def _recover_summary(rows: Sequence[_Recovered]) -> Table:
-    groups: dict[tuple[TradeState, TradeState], list[_Recovered]] = {}
+    groups: dict[tuple[str, TradeState], list[_Recovered]] = {}
     for r in rows:
         groups.setdefault((r.before, r.after), []).append(r)
     table = Table(title=f"recover: {len(rows)} trades", title_justify="left")
     for column in ("before", "after", "trades", "lookups", "sends", "cancels"):
         table.add_column(column, justify="left" if column in ("before", "after") else "right")
-    order = {state: i for i, state in enumerate(TradeState)}  # the FSM's own order
-    for (was, now), group in sorted(groups.items(), key=lambda g: (order[g[0][0]], order[g[0][1]])):
+    order = {state.value: i for i, state in enumerate(TradeState)}  # the FSM's own order
+    for (was, now), group in sorted(
+        groups.items(), key=lambda g: (order.get(g[0][0], len(order)), order[g[0][1].value])
+    ):
         table.add_row(
-            was.value,
+            was,
             render.state_text(now),
             str(len(group)),
             str(sum(r.lookups for r in group)),
