@@ -42,6 +42,7 @@ from persistence.db import (
     Conflict,
     Db,
     Params,
+    Row,
     Runner,
     SqliteRunner,
     as_utc,
@@ -172,7 +173,8 @@ def _now() -> datetime:
 
 
 _IDS_PER_QUERY = 500
-"""Ids per ``IN (...)`` list: well under every SQLite build's limit on bound parameters."""
+"""Ids per ``IN (...)`` list: well under the drivers' limits on bound parameters (asyncpg
+32,767; SQLite 32,766 in the default build)."""
 
 _TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) + ")"
 """The terminal states as a SQL list (constants from our own enum, not user input)."""
@@ -744,11 +746,15 @@ def _load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord
     trades = db.fetch_all(f"SELECT {_TRADE_COLUMNS} FROM trades WHERE {where_and_order}", params)
     if not trades:
         return []
-    ids_sql, ids = in_list("t", [t[0] for t in trades])
     orders: dict[str, list[OrderFacts]] = {t[0]: [] for t in trades}
-    for o in db.fetch_all(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
-    ):
+    trade_ids = list(orders)
+    rows: list[Row] = []
+    for start in range(0, len(trade_ids), _IDS_PER_QUERY):  # drivers bound the parameters
+        ids_sql, ids = in_list("t", trade_ids[start : start + _IDS_PER_QUERY])
+        rows += db.fetch_all(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
+        )
+    for o in rows:
         trade_id, leg, attempt, cid, symbol, side, amount, status, filled, sends, xid, avg = o
         orders[trade_id].append(
             OrderFacts(

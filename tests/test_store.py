@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,33 @@ async def test_count_by_state(db_url: str):
         first, _ = await new_trade(store, 1), await new_trade(store, 2)
         await store.apply(first, Change("gave up", TradeState.FAILED))
         assert await store.count_by_state() == {TradeState.PENDING: 1, TradeState.FAILED: 1}
+
+
+async def test_list_trades_beyond_the_drivers_parameter_limit(db_url: str):
+    """33,000 trades (asyncpg binds at most 32,767 parameters): each still comes with its
+    order, which a single IN list of their ids could not fetch."""
+    n = 33_000
+    now = datetime.now(timezone.utc)
+    count = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})"
+    async with TradeStore(db_url) as store:
+        await store._run(
+            lambda db: db.execute(
+                "INSERT INTO trades (id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio,"
+                " state, reason, version, created_at, updated_at) "
+                f"{count} SELECT 't' || i, 'X/USDT', 'buy', 1, 'Y/USDT', 'sell', 1, 'DONE', '',"
+                " 0, :now, :now FROM n",
+                {"now": now},
+            )
+        )
+        await store._run(
+            lambda db: db.execute(
+                "INSERT INTO orders (trade_id, leg, attempt, client_order_id, symbol, side,"
+                " amount, status, filled, sends, last_error, created_at, updated_at)"
+                " SELECT id, 'A', 1, 'c' || id, 'X/USDT', 'buy', 1, 'CLOSED', 1, 1, '', :now,"
+                " :now FROM trades",
+                {"now": now},
+            )
+        )
+        trades = await store.list_trades(limit=n)
+    assert len(trades) == n
+    assert all([o.client_order_id for o in t.orders] == [f"c{t.id}"] for t in trades)
