@@ -1,13 +1,19 @@
 """Sorting exchange errors by what they mean for the order, not by their type name.
 
 Only a definite answer from the exchange lets the engine treat an order as not placed. Anything
-that may have reached the exchange (timeouts, dropped connections, truncated or garbled replies,
-5xx, errors we do not recognise) means the order's existence is UNKNOWN and must be looked up by
-client order id. ``classify`` is the one place that decides this; the gateway, the per-venue
-lookups (``fsm.venues.ccxt_lookup``) and the engine only act on its answer.
+else (timeouts, dropped connections, truncated or garbled replies, 5xx, and every error we do
+not recognise) means the order's existence is UNKNOWN and must be looked up by client order id.
+``classify`` is the one place that decides this; the gateway, the per-venue lookups
+(``fsm.venues.ccxt_lookup``) and the engine only act on its answer.
 
-How ccxt reports what (verified in ccxt 4.5's ``async_support/base/exchange.py::fetch`` and
-``binance.py::handle_errors``):
+So REJECTED is never a default. It is an explicit list of ccxt classes (``DEFINITE_ANSWERS``,
+matched by exact class, so a class a ccxt upgrade adds stays UNKNOWN until someone decides about
+it), less the venue answers that ccxt files under one of those classes although the order may
+exist: "this client id is taken", "order creation timed out" (``OUTCOME_UNKNOWN_CODES``, by the
+venue's own code, and a last-resort text match).
+
+How ccxt reports what (verified in ccxt 4.5.90's ``async_support/base/exchange.py::fetch`` and
+the ``handle_errors`` of binance, okx, bybit and kucoin):
 
 - aiohttp timeouts become ``RequestTimeout``; ``aiohttp.ClientConnectionError`` (refused, reset,
   server disconnected) becomes ``ExchangeNotAvailable`` *from* the aiohttp error; any other
@@ -16,14 +22,24 @@ How ccxt reports what (verified in ccxt 4.5's ``async_support/base/exchange.py::
 - HTTP 418/429 become ``DDoSProtection``; a JSON error body is mapped by the venue's code table
   before the HTTP status is looked at (Binance -2010 -> ``InvalidOrder``, -2013 ->
   ``OrderNotFound``, -1001/-1007 -> ``OperationFailed``/``RequestTimeout``).
+- A code missing from that table ends in ``raise ExchangeError(feedback)  # unknown message``,
+  and the tables themselves map some "we do not know" answers to a bare ``ExchangeError``:
+  Bybit 10016 "System error" and 5004 "Server Timeout" (10000 "Server Timeout" is not listed at
+  all), Binance's options API -1007 "execution status unknown". A bare ``ExchangeError`` is
+  therefore no answer about the order.
+- The error text is ``exchange.id + ' ' + body``, the venue's raw JSON reply (Binance uses
+  ``exchange.id + ' ' + msg`` when it matched the message rather than the code), so the venue's
+  own code can be read back from it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import json
 import re
 import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import ccxt
 
@@ -56,22 +72,97 @@ class LookupInconclusive(Exception):
 
 
 _RETRY_LATER = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.OnMaintenance)
-_UNKNOWN = (
-    TimeoutError,
-    asyncio.TimeoutError,
-    ConnectionError,
-    OSError,
-    ccxt.OperationFailed,  # NetworkError, RequestTimeout, ExchangeNotAvailable, BadResponse...
-    ccxt.DuplicateOrderId,  # the client id is taken: the order exists, look it up
+
+DEFINITE_ANSWERS: frozenset[type[BaseException]] = frozenset(
+    {
+        # the venue refused who we are or what we may do: nothing was executed
+        ccxt.AuthenticationError,
+        ccxt.PermissionDenied,
+        ccxt.AccountNotEnabled,
+        ccxt.AccountSuspended,
+        # raised by ccxt itself before anything is sent
+        ccxt.ArgumentsRequired,
+        ccxt.NotSupported,
+        ccxt.InvalidProxySettings,  # Exchange.fetch checks the proxy settings first
+        ccxt.ExchangeClosedByUser,  # Exchange.fetch -> open(lazy=True), before the request
+        # the venue refused this order, for a reason it named
+        ccxt.BadRequest,
+        ccxt.BadSymbol,
+        ccxt.InsufficientFunds,
+        ccxt.InvalidOrder,
+        ccxt.OrderImmediatelyFillable,  # post-only that would take
+        ccxt.OrderNotFillable,  # FOK/IOC/post-only refused (Binance -5021/-5022)
+        ccxt.ContractUnavailable,  # OKX 51021-51030: contract not listed, suspended, settling
+        ccxt.MarketClosed,
+        ccxt.ManualInteractionNeeded,  # OKX 4088, Bybit 170241: a human must act on the account
+        ccxt.RestrictedLocation,  # OKX 51155, Bybit 170209, KuCoin 400500
+    }
 )
-_DUPLICATE = re.compile(r"duplicat", re.IGNORECASE)
-"""How venues say "this client id is already used": Binance -2010 "Duplicate order sent.", OKX
-51016 "Duplicated clOrdId", Bybit 110072 "OrderLinkedID is duplicate" / 170141 "Duplicate
-clientOrderId". ccxt maps them to InvalidOrder/BadRequest (a reject), but the order exists."""
+"""The ccxt classes that are a definite "no" to the request. Left out on purpose, so UNKNOWN:
+``ExchangeError`` itself (unmapped and "system error" codes); ``OperationRejected``, a bucket
+ccxt also fills with "unknown error" answers (aster.py maps -1000 UNKNOWN to it); ``NoChange``,
+``MarginModeAlreadySet``, ``InvalidAddress``, ``AddressPending`` (answers about settings and
+withdrawals, which say nothing about an order); ``OrderNotCached`` (ccxt's own cache, not the
+venue); ``DuplicateOrderId`` (the client id is taken: the order exists)."""
+
+OUTCOME_UNKNOWN_CODES: Mapping[str, Mapping[str, frozenset[str] | None]] = {
+    "binance": {
+        # NEW_ORDER_REJECTED is also "insufficient balance", filter failures...: only this
+        # message says the client id is taken
+        "-2010": frozenset({"Duplicate order sent."}),
+        "-4116": None,  # USD-M futures DUPLICATED_CLIENT_ORDER_ID (-> InvalidOrder on fapi)
+    },
+    "okx": {
+        "51016": None,  # Duplicated clOrdId (in data[].sCode of order endpoints)
+        "51011": None,  # Duplicated order ID
+    },
+    "bybit": {
+        "110072": None,  # OrderLinkedID is duplicate
+        "12141": None,  # Duplicate clientOrderId. (-> BadRequest)
+        "170141": None,  # Duplicate clientOrderId (spot)
+        "30001": None,  # order_link_id is repeated
+        "10014": None,  # Request is duplicate (-> BadRequest)
+        "110030": None,  # Duplicate orderId
+        "140030": None,  # Duplicate orderId
+        "170035": None,  # Submitted to the system for processing! (-> BadRequest)
+        "170146": None,  # Order creation timeout (-> InvalidOrder)
+        "170147": None,  # Order cancellation timeout (-> InvalidOrder)
+    },
+    "kucoin": {
+        "126044": None,  # clientOid duplicate
+        "126033": None,  # Duplicate order
+        "408000": None,  # Network timeout, please try again later (-> BadRequest)
+        # the generic bad-parameter code (also "account.available.amount"...): by its message
+        "400100": frozenset({"validation.createOrder.clientOidDuplicated"}),
+    },
+}
+"""Per venue family, the raw codes that ccxt maps to a definite class although they mean the
+order (or the cancel) may have taken effect, each with the messages it needs (None: any)."""
+
+VENUE_FAMILIES: Mapping[str, str] = {
+    **dict.fromkeys(("binance", "binanceus", "binanceusdm", "binancecoinm"), "binance"),
+    **dict.fromkeys(("okx", "myokx", "okxus"), "okx"),
+    **dict.fromkeys(("bybit", "bybiteu", "bybitid"), "bybit"),
+    **dict.fromkeys(("kucoin", "kucoinfutures"), "kucoin"),
+}
+"""ccxt ids whose class inherits the family's ``handle_errors`` and code table."""
+
+_CODE_KEYS = ("code", "retCode", "ret_code", "sCode")
+_MESSAGE_KEYS = ("msg", "retMsg", "ret_msg", "sMsg", "message")
+
+_MAY_EXIST_TEXT = re.compile(
+    r"duplicat|already exists?|repeated|time ?out|timed out|status unknown", re.IGNORECASE
+)
+"""The fallback for venues (and wordings) the code table does not know: "clientOid duplicate",
+"Order creation timeout", "execution status unknown". It can only turn a reject into a lookup,
+never the reverse, so a false match costs one lookup and a false miss is no worse than having no
+fallback."""
+
 _CHAIN_DEPTH = 8
 
 
 def classify(error: BaseException) -> ErrorMeaning:
+    """What ``error`` from an order call (create, fetch, cancel) proves about the order."""
     if isinstance(error, ConfirmedAbsent):
         return ErrorMeaning.NOT_FOUND
     if isinstance(error, LookupInconclusive):
@@ -80,15 +171,55 @@ def classify(error: BaseException) -> ErrorMeaning:
         return ErrorMeaning.NOT_FOUND
     if isinstance(error, _RETRY_LATER) or never_sent(error):
         return ErrorMeaning.RETRY_LATER
-    if isinstance(error, _UNKNOWN):
-        return ErrorMeaning.UNKNOWN
-    if isinstance(error, ccxt.ExchangeError):
-        if _transport_failure(error) or _DUPLICATE.search(str(error)):
-            return ErrorMeaning.UNKNOWN
+    definite = type(error) in DEFINITE_ANSWERS
+    if definite and not _transport_failure(error) and not may_exist(error):
         return ErrorMeaning.REJECTED
-    # Anything else (a bug in an adapter, an unexpected library error) may have happened after
-    # the request left: assume the worst.
+    # Everything else (a bare ExchangeError, a class nobody decided about, a bug in an adapter)
+    # may have happened after the request left: assume the worst.
     return ErrorMeaning.UNKNOWN
+
+
+def may_exist(error: BaseException) -> bool:
+    """True if the venue's answer, whatever class ccxt gave it, says the order may exist.
+
+    By the venue's raw code first, read back from the body ccxt puts in the text: codes are
+    stable where wording is not ("Codes are universal, but messages can vary", Binance's
+    error-code page). The text match only catches what the table does not list.
+    """
+    text = str(error)
+    venue, _, body = text.partition(" ")
+    table = OUTCOME_UNKNOWN_CODES.get(VENUE_FAMILIES.get(venue, ""), {})
+    for code, message in _venue_codes(body):
+        if code in table:
+            messages = table[code]
+            if messages is None or message in messages:
+                return True
+    return _MAY_EXIST_TEXT.search(text) is not None
+
+
+def _venue_codes(body: str) -> Iterator[tuple[str, str | None]]:
+    """``(code, message)`` of every error entry in a venue's JSON reply: the top-level one and
+    those in its lists (OKX puts each order's ``sCode``/``sMsg`` in ``data[]``)."""
+    start = body.find("{")
+    if start < 0:
+        return
+    try:
+        reply, _ = json.JSONDecoder().raw_decode(body, start)
+    except ValueError:
+        return
+    todo: list[tuple[Any, int]] = [(reply, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, list):
+            todo.extend((item, depth + 1) for item in node)
+            continue
+        if not isinstance(node, dict) or depth > 3:
+            continue
+        code = next((node[k] for k in _CODE_KEYS if node.get(k) is not None), None)
+        if code is not None:
+            message = next((node[k] for k in _MESSAGE_KEYS if node.get(k) is not None), None)
+            yield str(code), None if message is None else str(message)
+        todo.extend((value, depth + 1) for value in node.values() if isinstance(value, list))
 
 
 def never_sent(error: BaseException) -> bool:
@@ -105,7 +236,8 @@ def never_sent(error: BaseException) -> bool:
 
 
 def _transport_failure(error: BaseException) -> bool:
-    """An ExchangeError that ccxt raised from a transport error: the reply was lost, not a no."""
+    """Raised from (or while handling) a transport error: the reply was lost, so even a
+    definite-looking class is not the venue's answer."""
     causes = _chain(error, implicit=True)[1:]
     return any(isinstance(link, (ClientError, OSError)) for link in causes)
 

@@ -40,38 +40,37 @@ REJECTED, UNKNOWN = ErrorMeaning.REJECTED, ErrorMeaning.UNKNOWN
 RETRY_LATER, NOT_FOUND = ErrorMeaning.RETRY_LATER, ErrorMeaning.NOT_FOUND
 
 CCXT_CLASSES: dict[str, ErrorMeaning] = {
-    # the exchange answered "no": nothing was placed
-    "ExchangeError": REJECTED,
+    # a definite "no": nothing was placed (only these; see fsm.exchange_errors._DEFINITE)
     "AuthenticationError": REJECTED,
     "PermissionDenied": REJECTED,
     "AccountNotEnabled": REJECTED,
     "AccountSuspended": REJECTED,
-    "ArgumentsRequired": REJECTED,
+    "ArgumentsRequired": REJECTED,  # raised by ccxt before sending
+    "NotSupported": REJECTED,
+    "InvalidProxySettings": REJECTED,  # raised by ccxt before sending
+    "ExchangeClosedByUser": REJECTED,  # raised by ccxt before sending
     "BadRequest": REJECTED,
     "BadSymbol": REJECTED,
-    "OperationRejected": REJECTED,
-    "NoChange": REJECTED,
-    "MarginModeAlreadySet": REJECTED,
-    "MarketClosed": REJECTED,
-    "ManualInteractionNeeded": REJECTED,
-    "RestrictedLocation": REJECTED,
     "InsufficientFunds": REJECTED,
-    "InvalidAddress": REJECTED,
-    "AddressPending": REJECTED,
     "InvalidOrder": REJECTED,
-    "OrderNotCached": REJECTED,
     "OrderImmediatelyFillable": REJECTED,
     "OrderNotFillable": REJECTED,
     "ContractUnavailable": REJECTED,
-    "NotSupported": REJECTED,
-    "InvalidProxySettings": REJECTED,
-    "ExchangeClosedByUser": REJECTED,
+    "MarketClosed": REJECTED,
+    "ManualInteractionNeeded": REJECTED,
+    "RestrictedLocation": REJECTED,
     # "no such order"
     "OrderNotFound": NOT_FOUND,
-    # the client id is taken: the order exists
-    "DuplicateOrderId": UNKNOWN,
-    # the request may have reached the venue
+    # no definite answer about the order: look it up
     "BaseError": UNKNOWN,
+    "ExchangeError": UNKNOWN,  # ccxt's "unknown message": unmapped or "system error" codes
+    "OperationRejected": UNKNOWN,  # a bucket: aster maps -1000 UNKNOWN to it
+    "NoChange": UNKNOWN,  # about settings, not orders
+    "MarginModeAlreadySet": UNKNOWN,
+    "InvalidAddress": UNKNOWN,  # about withdrawals, not orders
+    "AddressPending": UNKNOWN,
+    "OrderNotCached": UNKNOWN,  # ccxt's own cache, not the venue
+    "DuplicateOrderId": UNKNOWN,  # the client id is taken: the order exists
     "OperationFailed": UNKNOWN,
     "NetworkError": UNKNOWN,
     "ExchangeNotAvailable": UNKNOWN,
