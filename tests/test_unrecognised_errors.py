@@ -1,4 +1,4 @@
-"""Never assume: an answer we do not recognise is not a rejection.
+"""Never assume: an answer we do not recognise is not a rejection, and ccxt never resends.
 
 Each venue error here is produced by that venue's real ccxt class (``handle_errors``, fed the
 venue's JSON body the way ``Exchange.fetch`` does), not built by hand, so what is classified is
@@ -18,6 +18,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from fsm import ExecutionEngine, TradeState
+from fsm.engine import EngineError
 from fsm.exchange_errors import (
     DEFINITE_ANSWERS,
     OUTCOME_UNKNOWN_CODES,
@@ -26,9 +27,16 @@ from fsm.exchange_errors import (
     classify,
 )
 from fsm.orders import OrderStatus
+from fsm.venues import ccxt_ids
+from fsm.venues.ccxt_ids import UnsupportedExchange, check_support
 from persistence import TradeStore
+from tests import fake_binance
 from tests.conftest import FAST, btc_eth
+from tests.fake_binance import FakeBinance, binance_client
 from tests.fake_exchange import FakeExchange
+
+# the fake server's fixtures, used by name
+fake, binance = fake_binance.fake, fake_binance.binance
 
 REJECTED, UNKNOWN = ErrorMeaning.REJECTED, ErrorMeaning.UNKNOWN
 CID = "0123456789abcdef0123456789abcdef"
@@ -322,3 +330,71 @@ def test_each_listed_code_is_one_ccxt_would_read_as_a_definite_reject() -> None:
         for code in codes:
             mapped = {table[code] for table in tables if code in table}
             assert mapped & DEFINITE_ANSWERS, f"{family} {code}: ccxt maps it to {mapped or None}"
+
+
+# --- 3. ccxt must not resend on its own -----------------------------------------------------
+
+
+async def test_ccxt_resends_a_timed_out_create_when_max_retries_on_failure_is_set(
+    binance: ccxt_async.binance, fake: FakeBinance
+) -> None:
+    """Why the setting is refused: fetch2 sends the same create again after a timeout."""
+    binance.options["maxRetriesOnFailure"] = 1
+    await binance.load_markets()
+    fake.fail("create", "BTC/USDT", "timeout_after_accept")
+
+    with pytest.raises(ccxt.BaseError):
+        await binance.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": CID})
+
+    assert [s.client_order_id for s in fake.seen("create")] == [CID, CID]
+
+
+@pytest.mark.parametrize(
+    "configure",
+    [
+        lambda ex: ex.options.__setitem__("maxRetriesOnFailure", 1),
+        lambda ex: ex.options.__setitem__("defaultMaxRetriesOnFailure", 2),
+        lambda ex: ex.options.__setitem__("order", {"maxRetriesOnFailure": 1}),  # one endpoint
+        lambda ex: setattr(ex, "maxRetriesOnFailure", 1),  # ccxt({"maxRetriesOnFailure": 1})
+    ],
+    ids=["options", "options-default", "options-per-endpoint", "attribute"],
+)
+async def test_start_refuses_an_exchange_ccxt_would_resend_on_and_sends_nothing(
+    fake: FakeBinance, tmp_path: Path, configure: Any
+) -> None:
+    exchange = binance_client(fake.url)
+    configure(exchange)
+    try:
+        engine = ExecutionEngine(exchange, store=f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+        with pytest.raises(EngineError, match="maxRetriesOnFailure") as refused:
+            await engine.start()
+    finally:
+        await exchange.close()
+
+    assert "set it to 0" in str(refused.value)
+    assert fake.requests == []  # not even the markets were loaded
+
+
+async def test_start_accepts_max_retries_on_failure_zero(fake: FakeBinance, tmp_path: Path) -> None:
+    exchange = binance_client(fake.url)
+    exchange.options["maxRetriesOnFailure"] = 0
+    try:
+        engine = ExecutionEngine(exchange, store=f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+        await engine.start()
+        await engine.close()
+    finally:
+        await exchange.close()
+
+    assert fake.seen("exchange_info")  # it went on to load the markets
+
+
+def test_check_support_names_the_setting_and_the_fix() -> None:
+    exchange = ccxt_async.binance({"options": {"maxRetriesOnFailure": 3}})
+
+    with pytest.raises(UnsupportedExchange) as refused:
+        check_support(exchange, ccxt_ids.BINANCE, CID)
+
+    text = str(refused.value)
+    assert text.startswith("binance: options['maxRetriesOnFailure']=3: ccxt resends")
+    assert "exchange.options['maxRetriesOnFailure'] = 0" in text
+    check_support(ccxt_async.binance(), ccxt_ids.BINANCE, CID)  # ccxt's default: no resends

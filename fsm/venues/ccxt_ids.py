@@ -25,6 +25,11 @@ in ccxt's source (ccxt 4.5, ``ccxt/async_support/<id>.py``):
   parameter would read the id as an exchange order id and answer "not found" for an order that
   exists).
 - objects without ``.has`` (the paper exchange, test doubles): ``fetch_order`` by client id.
+
+One ccxt setting is refused for every venue: ``maxRetriesOnFailure``. ccxt's ``fetch2``
+(``async_support/base/exchange.py``) resends a request that failed with ``OperationFailed``,
+``RequestTimeout`` included, that many times, so a create whose reply timed out would be sent
+again behind the engine's back; the engine looks such an order up by client id instead.
 """
 
 from __future__ import annotations
@@ -180,8 +185,17 @@ def scan_methods(exchange: Any, rules: ClientIdRules) -> tuple[str, ...]:
 
 
 def check_support(exchange: Any, rules: ClientIdRules, sample_client_id: str) -> None:
-    """Raise UnsupportedExchange unless orders can be placed and found again by client id."""
+    """Raise UnsupportedExchange unless orders can be placed and found again by client id, and
+    ccxt will not resend an order request on its own."""
     name = str(getattr(exchange, "id", None) or type(exchange).__name__)
+    resends = ccxt_resends(exchange)
+    if resends:
+        raise UnsupportedExchange(
+            f"{name}: {', '.join(resends)}: ccxt resends a request that failed or timed out "
+            "when maxRetriesOnFailure > 0, so a create_order could be placed twice; remove it "
+            "or set it to 0 (exchange.options['maxRetriesOnFailure'] = 0): pairexec looks an "
+            "order of unknown outcome up by client id instead of resending it"
+        )
     if not supports(exchange, "create_order"):
         raise UnsupportedExchange(f"{name} has no createOrder")
     if not rules.accepts(sample_client_id):
@@ -200,3 +214,35 @@ def check_support(exchange: Any, rules: ClientIdRules, sample_client_id: str) ->
             "fetchClosedOrders (or fetchOrders)"
             + (f"; missing {', '.join(missing)}" if missing else "")
         )
+
+
+_RETRY_OPTIONS = ("maxRetriesOnFailure", "defaultMaxRetriesOnFailure")
+"""The names ``fetch2`` reads through ``handle_option_and_params``: ``options[name]``, or
+``options[method][name]`` for one endpoint, each also with a ``default`` prefix."""
+
+
+def ccxt_resends(exchange: Any) -> list[str]:
+    """Each setting that lets ccxt resend failed requests, e.g.
+    ``["options['maxRetriesOnFailure']=1"]``, so the refusal names exactly what to change."""
+    found: list[str] = []
+    if not _never(getattr(exchange, "maxRetriesOnFailure", None)):
+        # not read by ccxt 4.5 (the constructor sets unknown config keys as attributes), but
+        # whoever set it meant retries; refuse it rather than rely on ccxt ignoring it
+        found.append(f"maxRetriesOnFailure={exchange.maxRetriesOnFailure!r}")
+    options = getattr(exchange, "options", None)
+    if not isinstance(options, Mapping):
+        return found
+    for option in _RETRY_OPTIONS:
+        if not _never(options.get(option)):
+            found.append(f"options[{option!r}]={options[option]!r}")
+    for method, method_options in options.items():
+        if isinstance(method_options, Mapping):
+            for option in _RETRY_OPTIONS:
+                if not _never(method_options.get(option)):
+                    found.append(f"options[{method!r}][{option!r}]={method_options[option]!r}")
+    return found
+
+
+def _never(retries: Any) -> bool:
+    """None or 0: ``fetch2`` sends the request once (its loop runs ``retries + 1`` times)."""
+    return retries is None or (isinstance(retries, int) and retries == 0)
