@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+
+MAX_SECONDS = 86_400.0
+"""Upper bound of every duration (a day). A trade execution core that waits longer than that
+for anything was given a typo, and the lease is added to a wall-clock time, which overflows
+(an exception mid-trade) long before a float does."""
+
+_DURATIONS = (
+    "call_timeout",
+    "lease_seconds",
+    "lookup_backoff",
+    "max_backoff",
+    "settle_timeout",
+    "settle_poll_interval",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class EngineConfig:
     """Relative remainder of a leg small enough to count as complete (float noise)."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not 0 < self.abort_fill_ratio <= self.full_fill_ratio <= 1:
             raise ValueError("need 0 < abort_fill_ratio <= full_fill_ratio <= 1")
         for name in (
@@ -63,7 +79,41 @@ class EngineConfig:
             raise ValueError("call_timeout must be > 0")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be > 0")
+        for name in _DURATIONS:
+            if getattr(self, name) > MAX_SECONDS:
+                raise ValueError(f"{name} must be at most {MAX_SECONDS:g} s (a day)")
+        if not 0 <= self.hedge_tolerance < 1:
+            raise ValueError("hedge_tolerance must be >= 0 and < 1")
+
+    def _check_types(self) -> None:
+        """Every field, by its declared type, before any comparison: NaN passes every ``<``
+        check (all comparisons with it are false), and a str or bool where a number belongs
+        fails far from here, mid-trade. Generic, so a field added later is covered too."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            if kind == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{f.name} must be a number, got {value!r}")
+                try:
+                    finite = math.isfinite(value)
+                except OverflowError:  # an int too big for a float
+                    finite = False
+                if not finite:
+                    raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{f.name} must be an integer, got {value!r}")
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be True or False, got {value!r}")
+            elif kind == "str" and not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, got {value!r}")
 
     def backoff(self, attempt: int) -> float:
-        """Delay before retry number ``attempt`` (1-based) of a lookup or rate-limited send."""
-        return float(min(self.lookup_backoff * 2.0 ** (attempt - 1), self.max_backoff))
+        """Delay before retry number ``attempt`` (1-based) of a lookup or rate-limited send.
+
+        The exponent is capped below float's range: with a thousand-odd attempts configured,
+        ``2.0 ** attempt`` raises OverflowError instead of reaching ``max_backoff``."""
+        doubling = 2.0 ** min(attempt - 1, 1023)
+        return float(min(self.lookup_backoff * doubling, self.max_backoff))

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 
 from fsm.states import TradeState
 
 SIDES = ("buy", "sell")
+
+MAX_AMOUNT = 1e15
+"""Largest leg amount (leg A's, and leg B's: ratio x amount) accepted. It is about the whole
+supply of the most plentiful listed tokens (SHIB: ~1e15 units), so no real order is larger;
+and near 2**53 (~9e15) a float stops holding whole units, so the market-step flooring and the
+fill comparisons the engine relies on would silently lose meaning."""
 
 
 class InvalidRequest(ValueError):
@@ -44,13 +51,24 @@ class PairTradeRequest:
                 raise InvalidRequest("signal_id must be a non-empty string or None")
             if len(signal_id) > 200:
                 raise InvalidRequest("signal_id is longer than 200 characters")
+            _text("signal_id", signal_id)
+        amount_x = _positive("amount_x", self.amount_x)
+        if amount_x > MAX_AMOUNT:
+            raise InvalidRequest(f"amount_x must be at most {MAX_AMOUNT:g}, got {amount_x!r}")
+        hedge_ratio = _positive("hedge_ratio", self.hedge_ratio)
+        leg_b = amount_x * hedge_ratio
+        if not 0 < leg_b <= MAX_AMOUNT:  # inf when it overflows, 0 when it underflows
+            raise InvalidRequest(
+                f"hedge_ratio x amount_x (leg B's size) must be > 0 and at most "
+                f"{MAX_AMOUNT:g}, got {hedge_ratio!r} x {amount_x!r} = {leg_b!r}"
+            )
         return PairTradeRequest(
             pair_x=pair_x,
             side_x=_side("side_x", self.side_x),
-            amount_x=_positive("amount_x", self.amount_x),
+            amount_x=amount_x,
             pair_y=pair_y,
             side_y=_side("side_y", self.side_y),
-            hedge_ratio=_positive("hedge_ratio", self.hedge_ratio),
+            hedge_ratio=hedge_ratio,
             signal_id=signal_id,
         )
 
@@ -63,7 +81,26 @@ class PairTradeRequest:
 def _symbol(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"{field} must be a non-empty market symbol such as 'BTC/USDT'")
-    return value.strip()
+    return _text(field, value.strip())
+
+
+def _text(field: str, value: str) -> str:
+    """Text that is stored and printed must be real text. A lone surrogate (what Python makes
+    of non-UTF-8 bytes in argv or a file name) cannot be encoded: SQLite raises mid-write and
+    PostgreSQL refuses it, after the trade was half stored. A control character (a newline, a
+    terminal escape) would forge lines or colours in every table and log that shows it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            f"{field} is not valid UTF-8 text (position {exc.start}): {value!r}"
+        ) from None
+    for position, char in enumerate(value):
+        if unicodedata.category(char) == "Cc":
+            raise InvalidRequest(
+                f"{field} contains a control character at position {position}: {value!r}"
+            )
+    return value
 
 
 def _side(field: str, value: object) -> str:
@@ -76,7 +113,12 @@ def _side(field: str, value: object) -> str:
 def _positive(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequest(f"{field} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range (10**400)
+        raise InvalidRequest(
+            f"{field} must be a finite number > 0, got an integer of {len(str(value))} digits"
+        ) from None
     if math.isnan(number) or math.isinf(number) or number <= 0:
         raise InvalidRequest(f"{field} must be a finite number > 0, got {value!r}")
     return number
