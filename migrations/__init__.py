@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 
@@ -20,3 +21,14 @@ def alembic_config(url: str | None = None) -> Config:
         # ConfigParser interpolation: a literal % in a password must be doubled.
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this pairexec's migrations. A database stamped with one
+    it does not know was written by a newer pairexec: there is nothing to upgrade it to, and
+    running an older schema's code on it would misread it.
+
+    Exact ids only: alembic's own lookup also accepts a unique prefix, which a stored
+    revision never is."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return revision in {s.revision for s in script.walk_revisions()}
