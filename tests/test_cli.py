@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fsm.cli.main import RECOVER_ROWS, _recover_summary, _recovered_row
+from fsm.cli.commands import RECOVER_ROWS, _recover_summary, _recovered_row
 from fsm.cli.recorder import CallRecorder
 from fsm.request import PairTradeRequest, TradeOutcome
 from fsm.states import TradeState
@@ -152,7 +152,7 @@ def test_bad_input_is_one_clear_line_and_nothing_is_sent(tmp_path: Path, args, w
 
 def test_argument_errors_exit_2(tmp_path: Path):
     result = run("trade", "BTC/USDT", "buy", "lots", "ETH/USDT", "sell", cwd=tmp_path)
-    assert result.returncode == 2 and "not a number" in result.stderr
+    assert_one_line_error(result, "not a number", "pairexec trade --help")
 
 
 def test_newer_schema_is_refused(tmp_path: Path):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fsm.cli.recorder import CallRecorder
 from fsm.client_ids import Leg
@@ -315,7 +316,7 @@ async def run_demo(console: Console, workdir: Path | None) -> int:
                 origin,
                 title,
                 observed,
-                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
+                Text("pass", style="green") if ok else Text("FAIL", style="red"),
             )
         await demo.close()
         console.print(table)

@@ -1,4 +1,7 @@
-"""How the CLI shows trades: rich tables on a terminal, plain text when piped."""
+"""How the CLI shows trades: rich tables on a terminal, plain text when piped.
+
+Every string here may hold user text (symbols, signal ids, reasons quoting them), so none is
+rich markup: the consoles print with markup off, and styles come as ``Text`` objects."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fsm.client_ids import Leg
 from fsm.states import TradeState
@@ -19,9 +23,8 @@ STATE_STYLE = {
 }
 
 
-def state_text(state: TradeState) -> str:
-    style = STATE_STYLE.get(state, "cyan")
-    return f"[{style}]{state.value}[/{style}]"
+def state_text(state: TradeState) -> Text:
+    return Text(state.value, style=STATE_STYLE.get(state, "cyan"))
 
 
 def pair_text(trade: TradeRecord) -> str:
@@ -66,7 +69,7 @@ def trades_table(trades: Sequence[TradeRecord], title: str) -> Table:
 
 def show_trade(console: Console, trade: TradeRecord, events: Sequence[EventRecord]) -> None:
     r = trade.request
-    console.print(f"[bold]trade {trade.id}[/bold]  {state_text(trade.state)}")
+    console.print(Text.assemble((f"trade {trade.id}", "bold"), "  ", state_text(trade.state)))
     console.print(f"  {pair_text(trade)}" + (f"  signal {r.signal_id}" if r.signal_id else ""))
     if trade.reason:
         console.print(f"  reason: {trade.reason}")

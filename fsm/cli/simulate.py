@@ -16,14 +16,17 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from fsm.cli.errors import CliError
+from fsm.cli.options import CliParser
 
 if TYPE_CHECKING:
     from tests.sim.report import Summary
@@ -32,34 +35,62 @@ EXIT_OK, EXIT_VIOLATIONS = 0, 1
 TRACED_FAILURES = 3
 """With -v, how many failing seeds get their full trace printed."""
 
-console = Console(highlight=False, soft_wrap=True)
+MAX_RUNS = 1_000_000
+"""About eight hours on two cores; the seeds are listed up front, so 10**12 would not even
+start (it would exhaust memory first)."""
+MAX_JOBS = 1024
+
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+"""Markup off: failure lines quote values from the scenarios verbatim."""
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``simulate`` subcommand (wired into ``fsm.cli.main``)."""
+def add_parser(commands: argparse._SubParsersAction[CliParser]) -> None:
+    """The ``simulate`` subcommand (wired into ``fsm.cli.main``). ``--seed`` and ``-v`` have
+    no default here: they may also come before the command name, and ``fsm.cli.options``
+    merges the two and fills in the defaults (seed 0, not verbose)."""
     sim = commands.add_parser(
         "simulate",
         help="run seeded chaos scenarios with engine crashes and check the invariants",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    sim.add_argument("--runs", type=_positive, default=200, help="scenarios (default 200)")
-    sim.add_argument("--seed", type=int, default=0, help="seed of the first scenario")
     sim.add_argument(
-        "--jobs", type=int, default=0, help="worker processes (default: one per CPU core)"
+        "--runs",
+        type=_bounded(1, MAX_RUNS),
+        default=200,
+        help=f"scenarios (default 200, at most {MAX_RUNS:,})",
     )
     sim.add_argument(
-        "-v", "--verbose", action="store_true", help="print the full trace of failing seeds"
+        "--seed",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="seed of the first scenario (default 0)",
+    )
+    sim.add_argument(
+        "--jobs",
+        type=_bounded(0, MAX_JOBS),
+        default=0,
+        help="worker processes (default 0: one per CPU core)",
+    )
+    sim.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the full trace of failing seeds",
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
-    return value
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, not {text}")
+        return value
+
+    return whole
 
 
 async def cmd_simulate(args: argparse.Namespace) -> int:
@@ -105,11 +136,11 @@ def _simulate(first: int, runs: int, jobs: int, verbose: bool) -> int:
     if verbose:
         _print_traces(summary, seeds)
     if summary.failing:
-        console.print(f"[red]{len(summary.failing)} failing seed(s):[/red]")
+        console.print(Text(f"{len(summary.failing)} failing seed(s):", style="red"))
         for line in summary.failure_lines():
-            console.print(line, markup=False)
+            console.print(line)
         return EXIT_VIOLATIONS
-    console.print("[green]no invariant violated[/green]")
+    console.print(Text("no invariant violated", style="green"))
     return EXIT_OK
 
 
@@ -132,4 +163,4 @@ def _print_traces(summary: Summary, seeds: list[int]) -> None:
     for seed in traced:
         console.rule(f"seed {seed}")
         for line in run_seed(seed, trace=True).trace:
-            console.print(line, markup=False)
+            console.print(line)

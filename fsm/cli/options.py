@@ -1,0 +1,329 @@
+"""What the command line accepts, checked before anything is opened or sent.
+
+Users type the shared options (``--db``, ``-v``, ``--exchange`` ...) before the command name
+or after it, so both places accept them. The copies before the command store into their own
+``before_*`` names and every copy defaults to ``argparse.SUPPRESS``: argparse copies whatever
+a subcommand's parser produced over the main parser's values, so a default there would
+silently undo ``pairexec --db X status``. ``resolve`` then merges the two (after the command
+wins, ``--chaos`` accumulates), refuses an option the command has no use for, and fills in
+the defaults, reading the environment (``PAIREXEC_DB``, ``PAIREXEC_EXCHANGE``) at that point.
+
+Every refusal is a ``CliError``: one line on stderr and exit 2, never a traceback. The
+imports are light on purpose (SQLAlchemy only for a URL, no persistence, no ccxt): a mistyped
+command line is refused in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from fsm.cli.errors import CliError
+from fsm.config import MAX_SECONDS, EngineConfig
+
+DEFAULT_DB = "sqlite:///pairexec.db"
+DB_ENV, EXCHANGE_ENV = "PAIREXEC_DB", "PAIREXEC_EXCHANGE"
+PAPER = "paper"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+BACKENDS = ("sqlite", "postgresql")
+MAX_LIMIT = 2**63 - 1
+"""The largest LIMIT SQLite and PostgreSQL take (a signed 64-bit integer); more overflows."""
+
+BEFORE = "before_"
+"""Prefix of the names the copies before the command store into (see the module doc)."""
+
+DB_HELP = (
+    "trades database: a URL (sqlite:///path/trades.db, postgresql://user@host/db) or a "
+    "file path, taken as SQLite if it ends in .db, .sqlite or .sqlite3 or contains a '/' "
+    f"(trades.db, data/trades, /var/lib/pairexec/trades.db); env {DB_ENV}; "
+    f"default {DEFAULT_DB}"
+)
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse's usage errors print the usage and then the error: two lines and more. Here
+    they are one line like every other error, with where to look for the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def seconds(text: str) -> float:
+    """A duration: NaN would never compare, inf never end, and beyond a day the lease's
+    wall-clock arithmetic overflows mid-trade (see ``fsm.config.MAX_SECONDS``)."""
+    value = number(text)
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds > 0 and at most {MAX_SECONDS:g} (a day), not {text!r}"
+        )
+    return value
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_LIMIT} (2**63 - 1), not {text}")
+    return value
+
+
+def check_utf8(argv: Sequence[str]) -> None:
+    """Python hands non-UTF-8 argv bytes over as lone surrogates; such text can be neither
+    stored (SQLite raises mid-write, PostgreSQL refuses it) nor printed, so it is refused
+    before it can reach either."""
+    for arg in argv:
+        _utf8(arg, "a command-line argument")
+
+
+def _utf8(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            shown = os.fsencode(value)  # the bytes as they were given
+        except UnicodeEncodeError:  # a surrogate no byte stands for: not from argv
+            shown = value.encode("utf-8", "backslashreplace")
+        raise CliError(f"{what} is not valid UTF-8 text: {shown!r}") from None
+
+
+# --- the database --------------------------------------------------------------------------
+
+
+def database_url(value: str, source: str) -> str:
+    """The database URL that ``value`` (from ``source``: the option or the variable) means.
+
+    A value without ``://`` is a file path when it looks like one: a SQLite suffix or a path
+    separator. Anything else is refused rather than guessed at: ``--db garbage`` would
+    otherwise create a database file named ``garbage`` in whatever directory this runs in.
+    """
+    _utf8(value, source)
+    if not value.strip():
+        raise CliError(f"{source} is empty: give a database URL or a file path ({DEFAULT_DB})")
+    from sqlalchemy.engine import URL, make_url  # here: SQLAlchemy is 0.3 s of imports
+    from sqlalchemy.exc import ArgumentError
+
+    if "://" not in value:
+        if _looks_like_path(value):
+            path = Path(value).expanduser().absolute()
+            # URL.create quotes what a URL would misread: "a?b.db" is not "a" with a query.
+            return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+        raise CliError(
+            f"{source} {value!r} is neither a database URL nor a file path: give a URL "
+            "(sqlite:///trades.db, postgresql://user@host/dbname) or a path ending in "
+            f"{', '.join(SQLITE_SUFFIXES)} or containing a '/' (./{value}.db)"
+        )
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise CliError(
+            f"{source} {_without_password(value)!r} is not a valid database URL: "
+            f"{_why_unparsable(value, exc)}"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in BACKENDS:
+        raise CliError(
+            f"{source} {url.render_as_string(hide_password=True)!r}: pairexec keeps trades in "
+            f"SQLite or PostgreSQL, not {backend!r} (sqlite:///trades.db, "
+            "postgresql://user@host/dbname)"
+        )
+    return value  # its options (?timeout=...) are checked by the store, which reads them
+
+
+def _looks_like_path(value: str) -> bool:
+    separators = [s for s in (os.sep, os.altsep, "/") if s]
+    return value.lower().endswith(SQLITE_SUFFIXES) or any(s in value for s in separators)
+
+
+def _without_password(value: str) -> str:
+    """An unparsable URL cannot be redacted by SQLAlchemy; its password must not be shown."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
+
+
+def _why_unparsable(value: str, exc: Exception) -> str:
+    parts = urlsplit(value)
+    try:
+        _ = parts.port
+    except ValueError:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        return f"its port {port!r} is not a number"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# --- options shared by the commands --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Common:
+    """One shared option: its flags, argparse keywords, and its default (computed when the
+    command line is resolved, so the environment is read then)."""
+
+    flags: tuple[str, ...]
+    dest: str
+    default: Callable[[], Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accumulates(self) -> bool:
+        return self.kwargs.get("action") == "append"
+
+
+COMMON = (
+    Common(
+        ("--db",),
+        "db",
+        lambda: os.environ.get(DB_ENV, DEFAULT_DB),
+        {"metavar": "DB", "help": DB_HELP},
+    ),
+    Common(
+        ("-v", "--verbose"),
+        "verbose",
+        lambda: False,
+        {"action": "store_true", "help": "log every transition to stderr"},
+    ),
+    Common(
+        ("--exchange",),
+        "exchange",
+        lambda: os.environ.get(EXCHANGE_ENV, PAPER),
+        {
+            "metavar": "NAME",
+            "help": f"'{PAPER}' (built-in simulator) or a ccxt exchange id; env {EXCHANGE_ENV} "
+            f"(default {PAPER}). Keys: env PAIREXEC_API_KEY / PAIREXEC_API_SECRET",
+        },
+    ),
+    Common(
+        ("--sandbox",),
+        "sandbox",
+        lambda: False,
+        {"action": "store_true", "help": "use the exchange's testnet"},
+    ),
+    Common(
+        ("--paper-state",),
+        "paper_state",
+        lambda: None,
+        {
+            "metavar": "FILE",
+            "help": "paper exchange state file (default: beside the DB, x.paper.db)",
+        },
+    ),
+    Common(
+        ("--chaos",),
+        "chaos",
+        list,
+        {
+            "action": "append",
+            "metavar": "SPEC",
+            "help": "paper faults, e.g. 'ETH/USDT:timeout_after_accept=1;BTC/USDT:fill=0.6'",
+        },
+    ),
+    Common(
+        ("--seed",),
+        "seed",
+        lambda: 0,
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "seed for probabilistic chaos (simulate: of the first scenario)",
+        },
+    ),
+    Common(
+        ("--lease-seconds",),
+        "lease_seconds",
+        lambda: EngineConfig.lease_seconds,
+        {
+            "type": seconds,
+            "metavar": "SECONDS",
+            "help": "how long a trade stays reserved to this process without renewal "
+            f"(default {EngineConfig.lease_seconds:g}); another process may take it over after",
+        },
+    ),
+)
+BY_DEST = {option.dest: option for option in COMMON}
+
+DATABASE = ("db", "verbose")
+TRADING = (*DATABASE, "exchange", "sandbox", "paper_state", "chaos", "seed", "lease_seconds")
+APPLIES: dict[str, tuple[str, ...]] = {
+    "trade": TRADING,
+    "recover": TRADING,
+    "worker": TRADING,
+    "status": DATABASE,
+    "show": DATABASE,
+    "db": DATABASE,
+    "demo": ("verbose",),
+    "simulate": ("verbose", "seed"),
+}
+"""Which shared options each command takes. simulate's ``--seed`` and ``-v`` are its own (in
+``fsm.cli.simulate``) but share the names, so ``pairexec -v simulate`` works too."""
+
+
+def add_before(parser: argparse.ArgumentParser) -> None:
+    """The shared options on the main parser, before the command name."""
+    everywhere = parser.add_argument_group("options of every command (before or after it)")
+    trading = parser.add_argument_group("options of trade, recover and worker (before or after)")
+    for option in COMMON:
+        group = everywhere if option.dest in DATABASE else trading
+        group.add_argument(
+            *option.flags, dest=BEFORE + option.dest, default=argparse.SUPPRESS, **option.kwargs
+        )
+
+
+def add_after(parser: argparse.ArgumentParser, dests: Sequence[str]) -> None:
+    """The shared options ``dests`` on a command's parser, after its name."""
+    for dest in dests:
+        option = BY_DEST[dest]
+        parser.add_argument(
+            *option.flags, dest=option.dest, default=argparse.SUPPRESS, **option.kwargs
+        )
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Merge the options given before and after the command, refuse the ones the command
+    does not take, fill in the defaults, and turn ``--db`` into a database URL."""
+    applies = APPLIES[args.command]
+    given = vars(args)
+    db_source = "--db"
+    for option in COMMON:
+        before = given.pop(BEFORE + option.dest, argparse.SUPPRESS)
+        after = given.get(option.dest, argparse.SUPPRESS)
+        if option.dest not in applies:
+            if before is not argparse.SUPPRESS:
+                raise CliError(f"{option.flags[-1]} does not apply to 'pairexec {args.command}'")
+            continue
+        if option.accumulates:
+            value: Any = [*_listed(before), *_listed(after)]
+        elif after is not argparse.SUPPRESS:
+            value = after
+        elif before is not argparse.SUPPRESS:
+            value = before
+        else:
+            value = option.default()
+            if option.dest == "db" and DB_ENV in os.environ:
+                db_source = DB_ENV
+        given[option.dest] = value
+    if "db" in applies:
+        args.db = database_url(args.db, db_source)
+    return args
+
+
+def _listed(value: Any) -> list[str]:
+    return [] if value is argparse.SUPPRESS else list(value)
