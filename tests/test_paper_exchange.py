@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -425,6 +427,20 @@ async def test_in_memory_and_custom_markets(make: Make) -> None:
     assert list(ex.markets) == ["FOO/EUR"]
     assert (await ex.create_order("FOO/EUR", "market", "buy", 2.5))["cost"] == 5
     assert (await ex.fetch_balance())["total"] == {"EUR": 5.0, "FOO": 2.5}
+
+
+def test_the_orders_query_binds_by_name(make: Make) -> None:
+    """Numbered placeholders (``?1``) are named ones to sqlite3: bound from a sequence they
+    warn on Python 3.12 and fail from 3.14. The source check holds on any Python."""
+    source = (REPO / "fsm" / "venues" / "paper.py").read_text()
+    assert not re.search(r"\?\d", source)
+    ex = make()
+    ex.book.place("BTC/USDT", "market", "buy", 0.001, None, "cid-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for symbol, status in ((None, None), ("BTC/USDT", None), (None, "closed")):
+            assert len(ex.book.orders(symbol, status)) == 1
+        assert ex.book.orders("ETH/USDT", "closed") == ex.book.orders(None, "open") == []
 
 
 # --- chaos text -----------------------------------------------------------------------------

@@ -346,9 +346,9 @@ class PaperBook:
         """All orders, oldest first, optionally only one symbol's and/or one status."""
         with self._transaction() as db:
             rows = db.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE (?1 IS NULL OR symbol = ?1)"
-                " AND (?2 IS NULL OR status = ?2) ORDER BY id",
-                (symbol, status),
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE (:symbol IS NULL OR symbol = :symbol)"
+                " AND (:status IS NULL OR status = :status) ORDER BY id",
+                {"symbol": symbol, "status": status},  # named: a sequence fails on Python 3.14
             )
             return [PaperOrder(*row) for row in rows]
 
