@@ -37,7 +37,7 @@ from fsm.decide import (
     decide,
 )
 from fsm.exchange_errors import ErrorMeaning, describe
-from fsm.gateway import Answered, ExchangeGateway, Failed
+from fsm.gateway import Answered, ExchangeGateway, Failed, NotBelieved
 from fsm.machine import is_terminal, next_state
 from fsm.markets import ANY_AMOUNT, MarketRules
 from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
@@ -463,7 +463,12 @@ class ExecutionEngine:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _lookup(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
-        """Find out whether an order whose outcome is unknown exists; never resend here."""
+        """Find out whether an order whose outcome is unknown exists; never resend here.
+
+        A lookup that fails proves nothing and leaves the trade to ``recover()``. A venue that
+        answers every lookup, but never with a report that can be this order (another order's,
+        an impossible fill: ``NotBelieved``), will not tell the truth by being asked later: the
+        trade is parked for a human instead of waiting for a recover that cannot end it."""
         if record.state is not TradeState.UNKNOWN:
             # After a crash the order is still INTENT: its create_order may have gone out.
             record = await self._apply(
@@ -473,10 +478,12 @@ class ExecutionEngine:
                 order_update=OrderUpdate(order.client_order_id, OrderStatus.UNKNOWN),
             )
         last_error = ""
+        not_believed = 0
         for attempt in range(1, self.config.lookup_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self.config.backoff(attempt - 1))
             result = await self.gateway.fetch(order)
+            not_believed += isinstance(result, NotBelieved)
             if isinstance(result, Answered):
                 report = result.report
                 return await self._apply(
@@ -494,6 +501,19 @@ class ExecutionEngine:
                     order_update=OrderUpdate(order.client_order_id, OrderStatus.ABSENT, filled=0.0),
                 )
             last_error = result.error
+        if not_believed == self.config.lookup_attempts:
+            # The venue answers, but never with this order as it can be: looking again later
+            # is no likelier to get the truth, and nothing may be sized from what it says.
+            return await self._apply(
+                record,
+                f"order {order.client_order_id}: {not_believed} of {not_believed} lookups "
+                f"answered with a report that cannot be this order ({last_error}); its fill "
+                "is unknown and nothing more was sent: check it on the exchange",
+                trigger="park",
+                order_update=OrderUpdate(
+                    order.client_order_id, OrderStatus.UNKNOWN, error=last_error
+                ),
+            )
         reason = (
             f"order {order.client_order_id} outcome still unknown after "
             f"{self.config.lookup_attempts} lookups ({last_error}); run recover"
@@ -502,7 +522,11 @@ class ExecutionEngine:
         raise _StopDriving(reason)
 
     async def _settle(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
-        """Give an open order time to fill, then cancel the rest and record the final fill."""
+        """Give an open order time to fill, then cancel the rest and record the final fill.
+
+        Polls that are not believed are ignored like failed ones. After the cancel, a report
+        not believed is asked for again, as a lookup would be, and parks the trade if every
+        answer is like it: the final fill, which sizes what follows, is then unknown."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.settle_timeout
         while loop.time() < deadline:
@@ -512,11 +536,28 @@ class ExecutionEngine:
                 return await self._record_final(record, order, result.report, "filled while open")
         cancel_error = await self.gateway.cancel(order)
         result = await self.gateway.fetch(order)
+        for attempt in range(1, self.config.lookup_attempts):  # a report not believed: ask again
+            if not isinstance(result, NotBelieved):
+                break
+            await asyncio.sleep(self.config.backoff(attempt))
+            result = await self.gateway.fetch(order)
         if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
             return await self._record_final(record, order, result.report, "remainder cancelled")
         detail = result.error if isinstance(result, Failed) else "still open"
         if cancel_error is not None:
             detail += f"; cancel: {cancel_error.error}"
+        if isinstance(result, NotBelieved):
+            n = self.config.lookup_attempts
+            return await self._apply(
+                record,
+                f"order {order.client_order_id} could not be settled: {n} of {n} lookups after "
+                f"the cancel answered with a report that cannot be this order ({detail}); its "
+                "final fill is unknown and nothing more was sent: check it on the exchange",
+                trigger="park",
+                order_update=OrderUpdate(
+                    order.client_order_id, OrderStatus.OPEN, error=result.error
+                ),
+            )
         reason = f"order {order.client_order_id} could not be settled ({detail}); run recover"
         await self._apply(record, reason)
         raise _StopDriving(reason)

@@ -23,7 +23,7 @@ from fsm.client_ids import Leg, client_order_id
 from fsm.config import EngineConfig
 from fsm.exchange_errors import ErrorMeaning, classify, describe
 from fsm.markets import MarketRules, rules_from_ccxt
-from fsm.orders import ExchangeReport, MalformedOrder, OrderFacts, parse_order
+from fsm.orders import ExchangeReport, MalformedOrder, NotBelievable, OrderFacts, parse_order
 from fsm.venues.ccxt_ids import check_support, rules_for
 from fsm.venues.ccxt_lookup import find_order
 from fsm.venues.ccxt_secrets import CredentialGuard
@@ -56,6 +56,14 @@ class Failed:
 
     meaning: ErrorMeaning
     error: str
+
+
+@dataclass(frozen=True)
+class NotBelieved(Failed):
+    """The exchange answered, but not with this order as it can be (another order's ids, an
+    impossible fill: ``fsm.orders.NotBelievable``). Its outcome is unknown, as after a lost
+    reply; unlike a lost reply, asking again may keep getting the same answer, so the engine
+    parks a trade whose lookups answer only like this instead of waiting for recover."""
 
 
 CallResult = Answered | Failed
@@ -91,13 +99,20 @@ class ExchangeGateway:
     def _failed(self, exc: Exception) -> Failed:
         return Failed(classify(exc), self._credentials.redact(describe(exc)))
 
-    async def _call(self, order: OrderFacts, call: Callable[[], Awaitable[Any]]) -> CallResult:
+    async def _call(
+        self, order: OrderFacts, call: Callable[[], Awaitable[Any]], *, new_send: bool = False
+    ) -> CallResult:
+        """The call's reply checked against ``order`` before anyone acts on it."""
         try:
             reply = await _within(self.config.call_timeout, call())
         except Exception as exc:
             return self._failed(exc)
         try:
-            return Answered(parse_order(reply, order.amount))
+            return Answered(parse_order(reply, order, new_send=new_send))
+        except NotBelievable as exc:
+            why = self._credentials.redact(str(exc))
+            log.warning("%s: not believed: %s", getattr(self.exchange, "id", "exchange"), why)
+            return NotBelieved(ErrorMeaning.UNKNOWN, f"not believed: {why}")
         except MalformedOrder as exc:
             return Failed(ErrorMeaning.UNKNOWN, self._credentials.redact(str(exc)))
 
@@ -117,6 +132,7 @@ class ExchangeGateway:
                 None,
                 {"clientOrderId": order.client_order_id},  # ccxt renames it per venue
             ),
+            new_send=True,
         )
 
     async def fetch(self, order: OrderFacts) -> CallResult:

@@ -70,6 +70,9 @@ FAULTS = {
     "not_found": "answer 400 -2013 'Order does not exist.' (-2011 for a cancel)",
     "lot_size": "answer 400 -1013 'Filter failure: LOT_SIZE', not processed",
     "auth_error": "answer 401 -2015 'Invalid API-key, IP, or permissions for action.'",
+    "overfill_after_accept": "process it, then report 1.5 x its amount as executed",
+    "other_order_after_accept": "process it, then answer with the book's newest other order",
+    "no_fill_after_accept": "process it, then answer FILLED without executedQty or fills",
 }
 
 
@@ -338,6 +341,8 @@ class FakeBinance:
             return response
         elif fault == "empty_200":
             return web.json_response({})
+        elif fault in _LIES:
+            body = self._lie(fault, body)
         elif fault == "http_503_after_accept":
             return _error(
                 503,
@@ -346,6 +351,18 @@ class FakeBinance:
                 "execution status unknown.",
             )
         return web.json_response(body)
+
+    def _lie(self, fault: str, body: Any) -> Any:
+        """An order reply that is not the order's truth (the ``_LIES`` faults)."""
+        if fault == "overfill_after_accept":
+            executed = _num(float(body["origQty"]) * 1.5)
+            fills = [{**f, "qty": executed} for f in body.get("fills", [])[:1]]
+            return {**body, "executedQty": executed, **({"fills": fills} if fills else {})}
+        if fault == "no_fill_after_accept":
+            lie = {k: v for k, v in body.items() if k not in ("executedQty", "fills")}
+            return {**lie, "status": "FILLED"}
+        others = [o for o in self.book.orders() if o.client_order_id != body["clientOrderId"]]
+        return self._order_json(others[-1], full="fills" in body) if others else body
 
     # --- endpoints -----------------------------------------------------------------------
 
@@ -551,6 +568,9 @@ class FakeBinance:
                 isWorking=True,
             )
         return body
+
+
+_LIES = ("overfill_after_accept", "other_order_after_accept", "no_fill_after_accept")
 
 
 def _num(value: float) -> str:
