@@ -301,6 +301,55 @@ async def test_faults_apply_in_order_and_accept_nothing(make: Make) -> None:
     await ex.create_order("BTC/USDT", "market", "buy", 0.001, None, cid(2))
 
 
+async def test_error_after_accept_places_the_order_then_raises_a_bare_exchange_error(
+    make: Make,
+) -> None:
+    """Bybit's 10016 "System error" reaches ccxt's code table as a bare ExchangeError: no
+    subclass says what happened, and the order may well be on the book."""
+    ex = make(chaos="ETH/USDT:error_after_accept=1")
+    with pytest.raises(ccxt.ExchangeError) as caught:
+        await ex.create_order("ETH/USDT", "market", "buy", 1.0, None, cid(1))
+    assert type(caught.value) is ccxt.ExchangeError and "System error" in str(caught.value)
+    placed = await ex.fetch_order("cid-1", "ETH/USDT", cid(1))
+    assert (placed["status"], placed["filled"]) == ("closed", 1.0)
+    assert (await ex.create_order("ETH/USDT", "market", "buy", 1.0, None, cid(2)))["filled"] == 1
+
+
+async def test_insane_reports_lie_in_turn_and_the_book_stays_true(make: Make) -> None:
+    ex = make(chaos="ETH/USDT:insane_reports=4;BTC/USDT:fill=0.5")
+    btc = await ex.create_order("BTC/USDT", "market", "buy", 0.001, None, cid(0))
+    overfill = await ex.create_order("ETH/USDT", "market", "buy", 1.0, None, cid(1))
+    other = await ex.fetch_order(overfill["id"], "ETH/USDT", cid(1))
+    no_fill = await ex.fetch_order(overfill["id"], "ETH/USDT", cid(1))
+    again = await ex.fetch_order(overfill["id"], "ETH/USDT", cid(1))  # the turns go round
+    truth = await ex.fetch_order(overfill["id"], "ETH/USDT", cid(1))  # the first 4 calls only
+
+    assert (overfill["clientOrderId"], overfill["filled"]) == ("cid-1", 1.5)
+    assert other == {**btc, "info": {**btc["info"], "paper_chaos": "another order"}}
+    assert (no_fill["status"], no_fill["filled"], no_fill["clientOrderId"]) == (
+        "closed",
+        None,
+        "cid-1",
+    )
+    assert again["filled"] == 1.5
+    assert [r["info"]["paper_chaos"] for r in (overfill, other, no_fill, again)] == [
+        "overfill",
+        "another order",
+        "closed without a fill",
+        "overfill",
+    ]
+    assert (truth["filled"], "paper_chaos" in truth["info"]) == (1.0, False)
+    [eth] = ex.orders_with_client_id("cid-1")
+    assert (eth["status"], eth["filled"]) == ("closed", 1.0)
+
+
+async def test_another_order_with_none_to_show_is_another_client_id(make: Make) -> None:
+    ex = make(chaos="ETH/USDT:insane_reports=2")
+    await ex.create_order("ETH/USDT", "market", "buy", 1.0, None, cid(1))  # the overfill
+    lie = await ex.fetch_order("cid-1", "ETH/USDT", cid(1))
+    assert lie["clientOrderId"] not in (None, "cid-1") and lie["filled"] == 1.0
+
+
 async def test_star_applies_to_symbols_without_their_own_entry(make: Make) -> None:
     ex = make(chaos=["*:fill=0.5", "BTC/USDT:fill=1"])
     eth = await ex.create_order("ETH/USDT", "market", "buy", 1.0, None, cid(1))

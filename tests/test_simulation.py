@@ -16,11 +16,16 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import ccxt
 import pytest
 
 import fsm.decide
+import fsm.gateway
 from fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from fsm.exchange_errors import ErrorMeaning
+from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
 from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 from persistence import TradeStore
 from tests.sim.checks import Submitted, check_scenario
@@ -29,7 +34,7 @@ from tests.sim.parallel import SimulationPool, default_jobs
 from tests.sim.report import Summary, known_bug, repro_command
 from tests.sim.runner import run_scenario, run_seed
 from tests.sim.runtime import Hang, run_deterministic
-from tests.sim.scenario import Scenario, Signal
+from tests.sim.scenario import Scenario, Signal, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "10000"))
@@ -123,9 +128,7 @@ def test_failure_report_names_the_seed_and_the_repro_command(
 def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another classic: a lookup that times out taken for "absent", so the order is resent
     although it may exist (the exchange refuses the reused client id: still a violation)."""
-    from fsm.exchange_errors import ErrorMeaning
     from fsm.gateway import CallResult, ExchangeGateway, Failed
-    from fsm.orders import OrderFacts
 
     real_fetch = ExchangeGateway.fetch
 
@@ -138,6 +141,94 @@ def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ExchangeGateway, "fetch", fetch)
     violations = _until_first_failure().failing[0].violations
     assert any("blind resend" in v or "exists on the exchange" in v for v in violations)
+
+
+def _btc_eth_scenario(chaos: str, config: EngineConfig | None = None) -> Scenario:
+    """One BTC/ETH trade (leg A buy 0.01 BTC, hedge 20 ETH per BTC) under ``chaos``."""
+    return Scenario(
+        seed=0,
+        markets={s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")},
+        signals=(Signal(PairTradeRequest("BTC/USDT", "buy", 0.01, "ETH/USDT", "sell", 20.0), 0),),
+        chaos=chaos,
+        recovery="calm",
+        crash=None,
+        recovery_crash=None,
+        config=config or EngineConfig(call_timeout=2.0),
+    )
+
+
+def _bare_exchange_error_taken_for_a_reject(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``classify`` as it was before 77512ac: a bare ccxt.ExchangeError was a refusal."""
+    real = fsm.gateway.classify
+
+    def classify(error: BaseException) -> ErrorMeaning:
+        return ErrorMeaning.REJECTED if type(error) is ccxt.ExchangeError else real(error)
+
+    monkeypatch.setattr(fsm.gateway, "classify", classify)
+
+
+def test_an_unrecognised_error_after_accept_taken_for_a_reject_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leg B is placed and the venue answers "System error" (Bybit 10016). Taken for a
+    refusal, leg A is unwound while leg B stands on the exchange: the checks must say so."""
+    _bare_exchange_error_taken_for_a_reject(monkeypatch)
+    result = run_scenario(_btc_eth_scenario("ETH/USDT:error_after_accept=1"))
+    placed = "is REJECTED but exists on the exchange (leg B rejected"
+    assert any(placed in v for v in result.violations), result.violations
+    assert any("over-unwound on the exchange" in v for v in result.violations)
+
+
+def test_an_unrecognised_error_after_accept_is_looked_up() -> None:
+    result = run_scenario(_btc_eth_scenario("ETH/USDT:error_after_accept=1"))
+    assert result.ok, result.violations
+    assert result.final_states == {"DONE": 1}
+
+
+def _believe_every_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway as it was before replies were checked: any order dict is the order."""
+
+    def believe(order: Any, facts: OrderFacts, *, new_send: bool = False) -> ExchangeReport:
+        status = {"open": OrderStatus.OPEN, "canceled": OrderStatus.CANCELED}.get(
+            order.get("status"), OrderStatus.CLOSED
+        )
+        filled = order.get("filled")
+        return ExchangeReport(
+            str(order["id"]), status, facts.amount if filled is None else filled, None
+        )
+
+    monkeypatch.setattr(fsm.gateway, "parse_order", believe)
+
+
+def test_a_hedge_sized_from_an_insane_report_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leg A's create reply says 1.5 x its amount filled: believed, leg B hedges a fill that
+    the exchange does not have, and the DB agrees with itself."""
+    _believe_every_reply(monkeypatch)
+    result = run_scenario(_btc_eth_scenario("BTC/USDT:insane_reports=1"))
+    assert any("over-hedged on the exchange" in v for v in result.violations), result.violations
+
+
+@pytest.mark.parametrize(
+    ("chaos", "state"),
+    [
+        ("BTC/USDT:insane_reports=1", "DONE"),  # the create's lie: looked up, then hedged
+        ("ETH/USDT:timeout_after_accept=1,insane_reports=2", "DONE"),  # two lies, third true
+        ("ETH/USDT:timeout_after_accept=1,insane_reports=3", "PARKED"),  # every lookup lies
+        ("BTC/USDT:insane_reports=4", "PARKED"),  # the create's answer, then every lookup
+    ],
+)
+def test_insane_reports_are_not_believed(chaos: str, state: str) -> None:
+    config = EngineConfig(call_timeout=2.0, lookup_attempts=3, settle_timeout=0.05)
+    result = run_scenario(_btc_eth_scenario(chaos, config))
+    assert result.ok, result.violations
+    assert result.final_states == {state: 1}
+
+
+def test_the_draws_include_unrecognised_errors_and_insane_reports() -> None:
+    """At a modest rate: each in about one scenario of thirteen."""
+    chaos = [generate(seed).chaos for seed in range(1000)]
+    for key in ("error_after_accept", "insane_reports"):
+        assert 40 <= sum(key in c for c in chaos) <= 120, key
 
 
 def _until_first_failure(limit: int = 300) -> Summary:
@@ -212,6 +303,17 @@ CORRUPTIONS: dict[str, tuple[Corrupt, str]] = {
     "client id not the deterministic one": (
         lambda db, paper: db.execute("UPDATE orders SET attempt = 2 WHERE leg = 'A'"),
         "not the deterministic id",
+    ),
+    "placed order recorded as rejected": (
+        lambda db, paper: db.execute("UPDATE orders SET status = 'REJECTED' WHERE leg = 'B'"),
+        "is REJECTED but exists on the exchange (leg B ",  # with the journal's cause
+    ),
+    "another order's report recorded": (
+        lambda db, paper: db.execute(
+            "UPDATE orders SET exchange_order_id = (SELECT exchange_order_id FROM orders"
+            " WHERE leg = 'A') WHERE leg = 'B'"
+        ),
+        "another order's report believed",
     ),
 }
 

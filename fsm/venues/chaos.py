@@ -2,7 +2,8 @@
 
 The faults are the ones that make pair trading dangerous on a real venue: partial fills, orders
 left open, timeouts before or after the exchange accepted an order, lookups and cancels that
-time out, rejections and throttling. A test or a demo names them in one line of text::
+time out, rejections and throttling, errors nobody recognises after an order was placed, and
+replies that lie about an order. A test or a demo names them in one line of text::
 
     ETH/USDT:timeout_after_accept=1;BTC/USDT:fill=0.6,leave_open=1;*:latency=0.01
 
@@ -11,10 +12,10 @@ whose closing sell fills in full), or for every symbol (``*``, ``*@sell``). A ca
 most specific entry, whole: ``SYMBOL@side``, then ``SYMBOL``, then ``*@side``, then ``*``.
 
 Fault counters (``timeout_*``, ``lookup_timeouts``, ``cancel_timeouts``, ``reject_*``,
-``rate_limit``) read either as a count or as a probability: an integer N >= 1 faults the first
-N calls that reach that check on the symbol (counted per symbol and entry); a value strictly
-between 0 and 1 faults each such call with that probability, drawn from the venue's own seeded
-RNG so a run can be replayed.
+``rate_limit``, ``error_after_accept``, ``insane_reports``) read either as a count or as a
+probability: an integer N >= 1 faults the first N calls that reach that check on the symbol
+(counted per symbol and entry); a value strictly between 0 and 1 faults each such call with
+that probability, drawn from the venue's own seeded RNG so a run can be replayed.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class SymbolChaos:
     """create_order raises ccxt.InvalidOrder; nothing is accepted."""
     rate_limit: float = 0
     """create_order raises ccxt.RateLimitExceeded; nothing is accepted."""
+    error_after_accept: float = 0
+    """create_order accepts and stores the order, then raises a bare ccxt.ExchangeError
+    ("System error", as ccxt raises Bybit's 10016): an error no table recognises, after the
+    order was placed, so only a lookup can tell it from a refusal."""
+    insane_reports: float = 0
+    """A create_order or fetch_order reply that is not the order's truth (the book is right):
+    in turn a fill of 1.5 x its amount, another order (another client id and symbol), and
+    "closed" without a fill."""
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SymbolChaos)}

@@ -535,6 +535,8 @@ class PaperExchange:
             config = ChaosConfig.parse(chaos or "", seed)
         self.chaos = config
         self._faults = FaultInjector(config)
+        self._lies = 0
+        """Lies told so far (``insane_reports``): picks the next one's kind."""
         self.book = PaperBook(path, markets=markets, balances=balances)
         self._inline = path is None
         specs = self.book.markets()
@@ -641,7 +643,11 @@ class PaperExchange:
             raise ccxt.RequestTimeout(
                 f"paper chaos: create_order on {symbol} timed out (the order was accepted)"
             )
-        return _ccxt_order(order)
+        if self._faults.strikes("error_after_accept", symbol, side):
+            raise ccxt.ExchangeError(
+                f"paper chaos: create_order on {symbol}: System error (the order was accepted)"
+            )
+        return await self._reply(_ccxt_order(order), symbol, side)
 
     async def _chaos_before(
         self,
@@ -666,7 +672,7 @@ class PaperExchange:
         cid, target = await self._chaos_before("fetch_order", "lookup_timeouts", id, symbol, params)
         fill_more = self._faults.settings(*target).fills_while_open
         order = await self._call(self.book.fetch, id, cid, symbol=symbol, fill_more=fill_more)
-        return _ccxt_order(order)
+        return await self._reply(_ccxt_order(order), *target)
 
     async def cancel_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
@@ -709,6 +715,25 @@ class PaperExchange:
 
     # --- internals -----------------------------------------------------------------------
 
+    async def _reply(self, reply: dict[str, Any], symbol: str, side: str | None) -> dict[str, Any]:
+        """``reply``, or (``insane_reports``) a lie about it: the lies take turns, so a count
+        of 3 tells each once. A lie is marked in ``info["paper_chaos"]`` for test harnesses,
+        which no engine reads."""
+        if not self._faults.strikes("insane_reports", symbol, side):
+            return reply
+        kind = _LIES[self._lies % len(_LIES)]
+        self._lies += 1
+        if kind == "overfill":
+            amount = float(reply["amount"])
+            lie = {**reply, "filled": amount * 1.5, "remaining": -amount / 2}
+        elif kind == "another order":
+            cid = reply["clientOrderId"]
+            others = [o for o in await self._call(self.book.orders) if o.client_order_id != cid]
+            lie = _ccxt_order(others[-1]) if others else {**reply, "clientOrderId": f"not-{cid}"}
+        else:  # "closed without a fill"
+            lie = {**reply, "status": "closed", "filled": None, "remaining": None}
+        return {**lie, "info": {**lie["info"], "paper_chaos": kind}}
+
     async def _latency(self, chaos: SymbolChaos) -> None:
         if chaos.latency > 0:
             await asyncio.sleep(chaos.latency)
@@ -732,6 +757,10 @@ class PaperExchange:
         if limit is not None:  # from ``since`` on: the first ones; otherwise the latest
             orders = orders[:limit] if since is not None else orders[max(len(orders) - limit, 0) :]
         return [_ccxt_order(o) for o in orders]
+
+
+_LIES = ("overfill", "another order", "closed without a fill")
+"""The kinds of reply ``insane_reports`` makes up, in turn."""
 
 
 def _ccxt_market(spec: MarketSpec) -> dict[str, Any]:

@@ -164,6 +164,10 @@ class RecordingExchange(ExchangeProxy):
         if method == "create_order" and filled < total:
             self._log.partial_fills += 1
         result = f"{order.get('status')} {filled:g}/{total:g}"
+        lie = (order.get("info") or {}).get("paper_chaos")
+        if lie:  # insane_reports: the venue lied about the order
+            self._log.faults[f"lie: {lie}"] += 1
+            result += f" [chaos: {lie}, {str(order.get('clientOrderId'))[:8]}]"
         if method == "fetch_ticker":
             result = f"last {order.get('last')}"
         self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
