@@ -53,6 +53,7 @@ from persistence.store import (
     NewOrder,
     OrderUpdate,
     StaleTrade,
+    StoreError,
     TradeRecord,
     TradeStore,
     Transition,
@@ -123,12 +124,16 @@ class ExecutionEngine:
                 await self._heartbeat
             self._heartbeat = None
         await self._prices.close()
-        if self.store.is_open:
-            await self.store.release(self.owner)  # what we leave unfinished, others may take
-        if self._owns_store:
-            await self.store.close()
-            self._owns_store = False
-        self._started = False
+        try:
+            if self.store.is_open:
+                await self.store.release(self.owner)  # what we leave unfinished, others may take
+        except StoreError as exc:  # the leases then run out by themselves: closing goes on
+            log.warning("could not release this engine's leases: %s", exc)
+        finally:
+            if self._owns_store:
+                self._owns_store = False
+                await self.store.close()
+            self._started = False
 
     async def __aenter__(self) -> ExecutionEngine:
         await self.start()

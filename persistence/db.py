@@ -11,7 +11,17 @@ they are written once for both backends:
   others are in. A job's result is delivered only after its transaction is durable: what the
   engine sends after a write was committed first (persist-before-send).
 - PostgreSQL runs each job in its own transaction on SQLAlchemy's async engine (asyncpg):
-  concurrency there is the server's business, and several processes share it.
+  concurrency there is the server's business, and several processes share it. A process runs
+  at most as many jobs at once as its connection pool holds, and the rest queue for a turn: a
+  burst of thousands of trades waits instead of failing on the pool's checkout timeout.
+
+Nothing here may wait without a bound: PostgreSQL statements and connects have client-side
+timeouts (``?command_timeout=``, ``?connect_timeout=``), SQLite lock waits ``?timeout=``. A
+SQLite file deleted or replaced while open is noticed before each commit: writing on into an
+unlinked file would lose every trade at the next restart. Each such failure is a
+``StoreError`` that names what ran out, and nothing of the transaction it stopped is
+committed (or, when the connection died during COMMIT itself, it is unknown whether it was:
+then the caller sends nothing on it, and ``recover()`` reads what was).
 
 Why not the ORM: profiling showed the ORM and the async adaptation layers were about half of
 the cost of a durable step; the rows here are few and simple.
@@ -21,7 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,12 +43,18 @@ from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, TextClause, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from persistence.urls import lock_timeout, without_lock_timeout
+from persistence.urls import (
+    command_timeout,
+    connect_timeout,
+    driver_url,
+    lock_timeout,
+    redacted,
+)
 
 T = TypeVar("T")
 
@@ -46,6 +65,10 @@ SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 """How SQLAlchemy stores a DateTime in SQLite: the schema's rows must read the same both ways."""
 
 
+class StoreError(RuntimeError):
+    """The database cannot be used (unreachable, wrong schema...). The message says why."""
+
+
 class Conflict(Exception):
     """A unique constraint refused a write; the message names the constraint."""
 
@@ -54,6 +77,9 @@ class Db(Protocol):
     """What a query needs: run a statement, read rows. Parameters are ``:name`` style."""
 
     dialect: str
+    began: float
+    """``time.monotonic()`` at or before the start of the transaction the job runs in: a
+    lease written in it lasts at least its length from then, whatever the clocks say."""
 
     def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one statement; the number of rows it changed."""
@@ -100,8 +126,9 @@ class SqliteDb:
 
     dialect = "sqlite"
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, began: float) -> None:
         self.connection = connection
+        self.began = began
 
     def execute(self, sql: str, params: Params | None = None) -> int:
         try:
@@ -123,6 +150,15 @@ def _sqlite_params(params: Params | None) -> Params:
     if not params:
         return {}
     return {k: _sqlite_time(v) if isinstance(v, datetime) else v for k, v in params.items()}
+
+
+def _main_file(connection: sqlite3.Connection) -> tuple[str, int, int] | None:
+    """The file behind the connection's main database, with its device and inode."""
+    for _, name, path in connection.execute("PRAGMA database_list").fetchall():
+        if name == "main" and path:
+            stat = os.stat(path)
+            return str(path), stat.st_dev, stat.st_ino
+    return None  # in memory, or a temporary database
 
 
 def executor_for_sqlite() -> ThreadPoolExecutor:
@@ -153,6 +189,8 @@ class SqliteRunner:
     _executor: ThreadPoolExecutor | None = None
     _queue: list[_Job[Any]] = field(default_factory=list)
     _drainer: asyncio.Task[None] | None = None
+    _file: tuple[str, int, int] | None = None
+    """The database file's path, device and inode when it was opened (None in memory)."""
 
     async def open(self, migrate: Callable[[Connection], None]) -> None:
         self._executor = executor_for_sqlite()
@@ -182,10 +220,29 @@ class SqliteRunner:
                 connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
+            self._file = _main_file(connection)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _check_file(self) -> None:
+        """Refuse to commit into a file that is no longer the database's path: once unlinked
+        (or replaced), every trade written there is gone at the next open, while the orders
+        sent for them stay on the exchange."""
+        if self._file is None:
+            return
+        path, device, inode = self._file
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (device, inode):
+            raise StoreError(
+                f"the database file {path} was {'deleted' if now is None else 'replaced'} "
+                "while the store had it open: nothing more is committed to it (a restart "
+                "would not see it); restore the file, then restart and run recover"
+            )
 
     def _migrate(self, migrate: Callable[[Connection], None]) -> None:
         """Alembic wants a SQLAlchemy connection: one wrapped around ours, for the upgrade."""
@@ -234,14 +291,14 @@ class SqliteRunner:
         finally:  # cancelled (loop shutting down): nobody may wait forever
             for job in batch + self._queue:
                 if not job.future.done():
-                    job.future.set_exception(RuntimeError("the trade store was shut down"))
+                    job.future.set_exception(StoreError("the trade store was shut down"))
             self._queue = []
 
     def _transaction(self, jobs: list[tuple[Callable[[Db], Any], bool]]) -> list[_Outcome]:
         """In the database thread: the jobs in one transaction, each in its own savepoint."""
         assert self._connection is not None
         connection = self._connection
-        db = SqliteDb(connection)
+        db = SqliteDb(connection, time.monotonic())
         writes = any(w for _, w in jobs)
         outcomes: list[_Outcome] = []
         try:
@@ -252,13 +309,21 @@ class SqliteRunner:
                     outcomes.append(_Outcome(value=run(db)))
                     connection.execute("RELEASE job")
                 except Exception as exc:
+                    if not connection.in_transaction:
+                        # SQLite rolled the whole transaction back itself (disk full, I/O
+                        # error): the jobs before this one are undone too.
+                        raise
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
                     outcomes.append(_Outcome(error=exc))
+            self._check_file()
             connection.execute("COMMIT")
-        except BaseException as exc:  # no lock, or the commit failed: nothing here was written
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+        except BaseException as exc:  # no lock, file gone, commit failed: nothing was written
+            try:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            except sqlite3.Error:  # the connection is beyond use; exc says why
+                pass
             return [_Outcome(error=exc) for _ in jobs]
         return outcomes
 
@@ -281,9 +346,10 @@ class SqliteRunner:
 class SaDb:
     """``Db`` over a SQLAlchemy connection (inside ``run_sync``: calls look synchronous)."""
 
-    def __init__(self, connection: Connection, texts: dict[str, TextClause]) -> None:
+    def __init__(self, connection: Connection, texts: dict[str, TextClause], began: float) -> None:
         self.connection = connection
         self.dialect = connection.dialect.name
+        self.began = began
         self._texts = texts
 
     def _text(self, sql: str) -> TextClause:
@@ -313,40 +379,138 @@ def _conflicts() -> Iterator[None]:
         raise Conflict(str(exc.orig)) from exc
 
 
+POOL_TIMEOUT = 30.0
+"""SQLAlchemy's own bound on waiting for a free connection: a backstop only, since a job
+takes a connection only once it has a turn, and there are as many turns as connections."""
+
+POOL_SIZE = 15
+"""Connections a store keeps to PostgreSQL, and so jobs it runs at once. As many as
+SQLAlchemy's default pool allows (5 + 10 overflow), but all kept open once made: the overflow
+ones were closed and reopened over and over in a burst (118 new connections in one run of
+1,000 trades at once), each costing a TCP handshake and an authentication."""
+
+
+class _ConnectTimedOut(Exception):
+    """Opening a connection took longer than ``connect_timeout``."""
+
+
 class AsyncEngineRunner:
-    """Runs each store job in its own transaction on a SQLAlchemy async engine."""
+    """Runs each store job in its own transaction on a SQLAlchemy async engine.
+
+    Jobs take turns for the pool's connections (``_turns``): the pool's own wait for a free
+    connection fails after its timeout, and a burst of trades stepping at once would turn into
+    pairs with leg A filled and no hedge. A turn is waited for without a limit, as a lock
+    is: it comes once the jobs ahead are done, and each of those is bounded.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
         self._texts: dict[str, TextClause] = {}
+        self._turns = asyncio.Semaphore(POOL_SIZE)
+        self._command_timeout = command_timeout(url)  # here: a bad option fails at open
+        self._connect_timeout = connect_timeout(url)
 
     async def open(self, migrate: Callable[[Connection], None]) -> None:
-        url = make_url(without_lock_timeout(self.url))
-        options: dict[str, Any] = {}
-        if url.get_driver_name() == "asyncpg":  # a bounded wait for locks, as on SQLite
-            wait_ms = str(int(lock_timeout(self.url) * 1000))
-            options["connect_args"] = {"server_settings": {"lock_timeout": wait_ms}}
-        engine = create_async_engine(url, pool_pre_ping=True, **options)
+        engine = create_async_engine(
+            driver_url(self.url),
+            pool_size=POOL_SIZE,
+            max_overflow=0,
+            pool_timeout=POOL_TIMEOUT,
+            connect_args=connect_args(self.url),
+        )
+        event.listen(engine.sync_engine, "do_connect", _bounded_connect)
         try:
-            async with engine.begin() as conn:
-                await conn.run_sync(migrate)
+            with self._bounded("opening the database"):
+                async with engine.begin() as conn:
+                    await conn.run_sync(migrate)
         except BaseException:
-            await engine.dispose()
+            await self._dispose(engine)
             raise
         self._engine = engine
 
     async def run(self, job: Callable[[Db], T], writes: bool) -> T:
         if self._engine is None:
-            raise RuntimeError("the trade store is not open (call await store.open())")
-        async with self._engine.begin() as conn:
-            result: T = await conn.run_sync(lambda sync: job(SaDb(sync, self._texts)))
-            return result
+            raise StoreError("the trade store is not open (call await store.open())")
+        async with self._turns:
+            began = time.monotonic()
+            with self._bounded("running a statement"):
+                for first_try in (True, False):
+                    async with self._engine.connect() as conn:
+                        try:
+                            result: T = await conn.run_sync(
+                                lambda sync: job(SaDb(sync, self._texts, began))
+                            )
+                        except DBAPIError as exc:
+                            if first_try and exc.connection_invalidated:
+                                # Dead before COMMIT, so nothing of it was written: once more,
+                                # on a new connection (instead of pinging before every job).
+                                continue
+                            raise
+                        await conn.commit()  # a failure here: unknown whether it committed
+                        return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _bounded(self, doing: str) -> Iterator[None]:
+        """asyncpg's timeouts as errors that say which bound ran out, and how to change it."""
+        try:
+            yield
+        except _ConnectTimedOut as exc:
+            raise StoreError(
+                f"database {redacted(self.url)}: no connection within {self._connect_timeout:g} s"
+                " (URL option ?connect_timeout=SECONDS); nothing was written, an unfinished "
+                "trade is resumed by recover"
+            ) from exc
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise StoreError(
+                f"database {redacted(self.url)} did not answer within "
+                f"{self._command_timeout:g} s while {doing} (URL option "
+                "?command_timeout=SECONDS): its write, if any, is not known to be saved, "
+                "nothing is sent on it, and recover resumes an unfinished trade from what was"
+            ) from exc
 
     async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await self._dispose(engine)
+
+    async def _dispose(self, engine: AsyncEngine) -> None:
+        """Close the pool's connections, each within its bound; past it, drop them unsaid: a
+        server that stopped answering must not keep ``close()`` waiting."""
+        try:
+            await _within(self._command_timeout + 1, engine.dispose())
+        except (Exception, asyncio.TimeoutError):
+            await engine.dispose(close=False)  # the sockets go with the connection objects
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """What asyncpg is given besides ``driver_url(url)``: pairexec's bounds, as its arguments
+    (``command_timeout`` covers every query, BEGIN, COMMIT and the close)."""
+    if make_url(driver_url(url)).get_driver_name() != "asyncpg":
+        return {}
+    return {
+        "command_timeout": command_timeout(url),
+        "timeout": connect_timeout(url),
+        "server_settings": {"lock_timeout": str(int(lock_timeout(url) * 1000))},
+    }
+
+
+async def _within(seconds: float, call: Any) -> Any:
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await call
+    return await asyncio.wait_for(call, seconds)  # pragma: no cover - Python 3.10
+
+
+def _bounded_connect(
+    dialect: Dialect, record: ConnectionPoolEntry, cargs: Any, cparams: dict[str, Any]
+) -> Any:
+    """Open a connection, telling a connect that timed out from a statement that did."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        raise _ConnectTimedOut(str(exc)) from exc
 
 
 class Runner(Protocol):

@@ -10,6 +10,8 @@ Design rules:
 - How each backend runs these transactions (one SQLite thread with group commit; PostgreSQL
   through SQLAlchemy's async engine) is ``persistence.db``'s business; the queries below are
   written once for both.
+- Whatever the driver raises reaches callers as ``StoreError`` with the driver's exception
+  as its cause, except the store's own answers (``StaleTrade``, a duplicate).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -46,22 +48,43 @@ from persistence.db import (
     Runner,
     SqliteRunner,
     as_utc,
+    connect_args,
     in_list,
 )
+from persistence.db import StoreError as StoreError  # raised by the runners too; ours to export
 from persistence.urls import (
     async_url,
+    driver_url,
     is_memory_sqlite,
     is_sqlite,
     lock_timeout,
     redacted,
-    without_lock_timeout,
 )
 
+try:  # the PostgreSQL driver is optional ('.[postgres]')
+    from asyncpg import InterfaceError as _AsyncpgInterfaceError
+    from asyncpg import InternalClientError as _AsyncpgClientError
+    from asyncpg import PostgresError as _AsyncpgServerError
+
+    _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+        _AsyncpgServerError,
+        _AsyncpgInterfaceError,
+        _AsyncpgClientError,
+    )
+except ImportError:  # pragma: no cover - installed with the tests
+    _DRIVER_ERRORS = ()
+
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.Error,
+    SQLAlchemyError,  # DBAPIError, pool timeouts, a connection invalidated under us
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncio.TimeoutError,
+    *_DRIVER_ERRORS,
+)
+"""What a database or its driver may raise; ``_run`` reports each as a ``StoreError``."""
+
 T = TypeVar("T")
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used (unreachable, wrong schema...). The message says why."""
 
 
 class StaleTrade(RuntimeError):
@@ -214,8 +237,8 @@ class TradeStore:
     async def open(self) -> None:
         if self._runner is not None:
             return
-        runner: Runner = SqliteRunner(self.url) if self._sqlite else AsyncEngineRunner(self.url)
         try:
+            runner: Runner = SqliteRunner(self.url) if self._sqlite else AsyncEngineRunner(self.url)
             async with _migrating():
                 await runner.open(_migrate_to_head)
         except StoreError:
@@ -237,18 +260,27 @@ class TradeStore:
         await self.close()
 
     async def _run(self, job: Callable[[Db], T], *, writes: bool = True) -> T:
+        """Run ``job`` in a transaction. The one place driver errors become ``StoreError``:
+        a caller must not have to know two drivers' exception trees to tell "the database
+        failed" (stop, send nothing, let recover resume) from its own bug."""
         if self._runner is None:
             raise StoreError("the trade store is not open (call await store.open())")
         try:
             return await self._runner.run(job, writes)
-        except (sqlite3.OperationalError, DBAPIError) as exc:
-            if not _lock_wait_ran_out(exc):
-                raise
-            option = "timeout" if self._sqlite else "lock_timeout"
+        except (Conflict, StaleTrade, StoreError):
+            raise
+        except _DATABASE_ERRORS as exc:
+            if _lock_wait_ran_out(exc):
+                option = "timeout" if self._sqlite else "lock_timeout"
+                raise StoreError(
+                    f"database {redacted(self.url)} stayed locked by another writer for "
+                    f"{lock_timeout(self.url):g} s (URL option ?{option}=SECONDS): nothing "
+                    "was written; an unfinished trade is resumed by recover"
+                ) from exc
             raise StoreError(
-                f"database {redacted(self.url)} stayed locked by another writer for "
-                f"{lock_timeout(self.url):g} s (URL option ?{option}=SECONDS): nothing "
-                "was written; an unfinished trade is resumed by recover"
+                f"database {redacted(self.url)} failed: {_describe(exc)}; the write may not "
+                "have been saved and nothing is sent on it; an unfinished trade is resumed "
+                "by recover"
             ) from exc
 
     # --- writes --------------------------------------------------------------------------
@@ -275,41 +307,50 @@ class TradeStore:
         change = first(pending) if first is not None else None
         record = after(pending, change, now) if change is not None else pending
 
+        cause = "trade accepted" + (f" (signal {request.signal_id})" if request.signal_id else "")
+        accepted = _event_params(pending.id, None, TradeState.PENDING, cause, None, now)
+
         def insert(db: Db) -> None:
+            # The row goes in as the first step leaves it (the step is journaled all the same):
+            # a compare-and-set on a row this transaction just wrote could not fail.
             db.execute(
                 "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
                 " pair_y, side_y, hedge_ratio, state, reason, version, owner, lease_expires_at,"
                 " created_at, updated_at) VALUES (:id, :signal_id, :inflight_key, :pair_x,"
-                " :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio, :state, '', 0, :owner,"
-                " :until, :now, :now)",
+                " :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio, :state, :reason, :version,"
+                " :owner, :until, :now, :now)",
                 {
                     "id": pending.id,
                     "signal_id": request.signal_id,
-                    "inflight_key": request.inflight_key,
+                    "inflight_key": request.inflight_key,  # refuses a duplicate in flight
                     "pair_x": request.pair_x,
                     "side_x": request.side_x,
                     "amount_x": request.amount_x,
                     "pair_y": request.pair_y,
                     "side_y": request.side_y,
                     "hedge_ratio": request.hedge_ratio,
-                    "state": TradeState.PENDING.value,
+                    "state": record.state.value,
+                    "reason": record.reason,
+                    "version": record.version,
                     "owner": lease.owner if lease else None,
                     "until": lease.until if lease else None,
                     "now": now,
                 },
             )
-            cause = "trade accepted" + (
-                f" (signal {request.signal_id})" if request.signal_id else ""
-            )
-            _journal(db, pending.id, None, TradeState.PENDING, cause, None, now)
-            if change is not None:
-                _write_change(db, pending, change, record, lease, now)
+            if change is None:
+                db.execute_many(_JOURNAL_SQL, [accepted])
+                return
+            if record.state in TERMINAL_STATES:
+                db.execute(
+                    "UPDATE trades SET inflight_key = NULL WHERE id = :id", {"id": pending.id}
+                )
+            _write_facts(db, pending.id, TradeState.PENDING, change, now, accepted)
 
         try:
             await self._run(insert)
         except Conflict as exc:
             if not any(key in str(exc) for key in ("signal_id", "inflight_key")):
-                raise
+                raise StoreError(f"the database refused trade {pending.id}: {exc}") from exc
             return await self._duplicate_of(request)
         return record
 
@@ -341,7 +382,10 @@ class TradeStore:
         """
         now = _now()
         updated = after(record, change, now)
-        await self._run(lambda db: _write_change(db, record, change, updated, lease, now))
+        try:
+            await self._run(lambda db: _write_change(db, record, change, updated, lease, now))
+        except Conflict as exc:  # an order's client id or (leg, attempt) is taken
+            raise StoreError(f"the database refused a write of trade {record.id}: {exc}") from exc
         return updated
 
     # --- leases --------------------------------------------------------------------------
@@ -543,18 +587,6 @@ def _event_params(
     }
 
 
-def _journal(
-    db: Db,
-    trade_id: str,
-    from_state: TradeState | None,
-    to_state: TradeState,
-    cause: str,
-    cid: str | None,
-    at: datetime,
-) -> None:
-    db.execute(_JOURNAL_SQL, _event_params(trade_id, from_state, to_state, cause, cid, at))
-
-
 def _write_change(
     db: Db,
     record: TradeRecord,
@@ -587,30 +619,49 @@ def _write_change(
             f"trade {record.id} is no longer {expected.value} as last seen"
             + (f" under {lease.owner}" if lease else "")
         )
+    _write_facts(db, record.id, expected, change, now)
+
+
+def _write_facts(
+    db: Db,
+    trade_id: str,
+    expected: TradeState,
+    change: Change,
+    now: datetime,
+    *journal_first: Params,
+) -> None:
+    """The orders ``change`` adds or updates, and its journal (after ``journal_first``)."""
     cid = None
     if change.new_order is not None:
         cid = change.new_order.client_order_id
-        _insert_order(db, record.id, change.new_order, now)
+        _insert_order(db, trade_id, change.new_order, now)
     if change.order_update is not None:
         cid = change.order_update.client_order_id
-        _update_order(db, record.id, change.order_update, now)
+        _update_order(db, trade_id, change.order_update, now)
     state = change.to_state or expected
-    journal = [_event_params(record.id, expected, state, change.cause, cid, now)]
+    journal = [*journal_first, _event_params(trade_id, expected, state, change.cause, cid, now)]
     for move in change.then:
         cid = None
         if move.new_order is not None:
             cid = move.new_order.client_order_id
-            _insert_order(db, record.id, move.new_order, now)
-        journal.append(_event_params(record.id, state, move.to_state, move.cause, cid, now))
+            _insert_order(db, trade_id, move.new_order, now)
+        journal.append(_event_params(trade_id, state, move.to_state, move.cause, cid, now))
         state = move.to_state
     db.execute_many(_JOURNAL_SQL, journal)  # one statement for the step and its moves
 
 
-def _lock_wait_ran_out(exc: Exception) -> bool:
+def _lock_wait_ran_out(exc: BaseException) -> bool:
     """SQLite's busy timeout, or PostgreSQL's lock_timeout (SQLSTATE 55P03)."""
     if isinstance(exc, sqlite3.OperationalError):
         return "locked" in str(exc)
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a driver error: its type and message (SQLAlchemy's add a URL to docs)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
@@ -824,14 +875,20 @@ def head_revision() -> str:
 
 async def schema_revision(url: str) -> str | None:
     """The database's schema revision (None: empty database), without migrating it."""
-    engine = create_async_engine(without_lock_timeout(async_url(url)), poolclass=NullPool)
+    url = async_url(url)
+    try:
+        engine = create_async_engine(
+            driver_url(url), poolclass=NullPool, connect_args=connect_args(url)
+        )
+    except Exception as exc:
+        raise StoreError(f"cannot read database {redacted(url)}: {exc}") from exc
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
             )
     except Exception as exc:
-        raise StoreError(f"cannot read database {redacted(url)}: {exc}") from exc
+        raise StoreError(f"cannot read database {redacted(url)}: {_describe(exc)}") from exc
     finally:
         await engine.dispose()
 
@@ -861,11 +918,19 @@ MIGRATION_LOCK = 0x70A1_2E8E
 database must not each create the schema (SQLite's BEGIN IMMEDIATE serialises them already)."""
 
 
+MIGRATION_POLL = 0.05
+"""Seconds between tries for the migration lock: another process's migration is waited for
+without a limit, but in short statements, each within ``command_timeout``, so that a server
+that stopped answering is still noticed."""
+
+
 def _migrate_to_head(connection: Connection) -> None:
     """Upgrade to the newest schema; refuse a database written by a newer pairexec."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("SET LOCAL lock_timeout = 0")  # another's migration: wait
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        try_lock = f"SELECT pg_try_advisory_xact_lock({MIGRATION_LOCK})"
+        while not connection.exec_driver_sql(try_lock).scalar():
+            connection.exec_driver_sql(f"SELECT pg_sleep({MIGRATION_POLL})")
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)
     current = MigrationContext.configure(connection).get_current_revision()
