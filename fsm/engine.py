@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fsm import crashpoints
@@ -240,17 +240,36 @@ class ExecutionEngine:
     # --- leases --------------------------------------------------------------------------
 
     def _lease(self) -> Lease:
-        until = datetime.now(timezone.utc) + timedelta(seconds=self.config.lease_seconds)
-        return Lease(self.owner, until)
+        """A lease counted by the database's clock from when it is written: this machine's
+        clock, however wrong, cannot make another worker's lease look expired."""
+        return Lease(self.owner, seconds=self.config.lease_seconds)
+
+    def _lease_lapsing(self, trade_id: str) -> bool:
+        """True once this engine's lease on the trade may have run out, or was taken: then
+        another process may be driving it, and nothing may be sent for it from here. The
+        store knows when the lease was last written (its transaction's start, by the local
+        monotonic clock); the last third of the lease is kept as a margin, for the send to
+        reach the exchange and for clocks that tick at slightly different rates."""
+        margin = self.config.lease_seconds / 3
+        return time.monotonic() >= self.store.lease_deadline(self.owner, trade_id) - margin
 
     async def _renew_leases(self) -> None:
-        """Keep our trades' leases alive between steps (long lookups, backoffs, queues)."""
+        """Keep our trades' leases alive between steps (long lookups, backoffs, queues).
+
+        A renewal that fails is only logged here: the leases' deadlines then stop moving, and
+        ``_send`` refuses to send once one has passed. A trade the renewal no longer matches
+        (another owner took it) is lost at once."""
         while True:
             await asyncio.sleep(self.config.lease_seconds / 3)
+            held = sorted(self._held)
             try:
-                await self.store.renew(self._lease(), sorted(self._held))
-            except Exception:  # a missed renewal is retried; losing a lease is safe
+                kept = await self.store.renew(self._lease(), held)
+            except Exception:
                 log.warning("lease renewal failed", exc_info=True)
+                continue
+            for trade_id in held:
+                if trade_id not in kept and trade_id in self._held:
+                    log.warning("trade %s: its lease was taken by another owner", trade_id)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -425,6 +444,11 @@ class ExecutionEngine:
         leg = f"leg {order.leg.value}" if order.leg is not Leg.UNWIND else "unwind"
         crashpoints.reached(f"intent:{order.leg.value}")
         for attempt in range(1, self.config.rate_limit_attempts + 1):
+            if self._lease_lapsing(record.id):  # another process may be driving it by now
+                raise _StopDriving(
+                    f"{leg} {order.client_order_id} not sent: this process's lease on the "
+                    "trade may have run out or been taken (renewals failed?); run recover"
+                )
             result = await self.gateway.create(order)
             crashpoints.reached(f"sent:{order.leg.value}")
             if isinstance(result, Answered):

@@ -10,6 +10,11 @@ Design rules:
 - How each backend runs these transactions (one SQLite thread with group commit; PostgreSQL
   through SQLAlchemy's async engine) is ``persistence.db``'s business; the queries below are
   written once for both.
+- Leases are judged by the database's clock: on PostgreSQL the server's ``now()`` sets and
+  compares expiry times, so a worker whose clock runs ahead cannot take a live trade. (SQLite
+  is one machine: its clock is everyone's.) The store also knows, by the local monotonic
+  clock, since when each lease it wrote is surely held (``lease_deadline``), so the engine
+  can refuse to send once it might not be.
 - Whatever the driver raises reaches callers as ``StoreError`` with the driver's exception
   as its cause, except the store's own answers (``StaleTrade``, a duplicate).
 """
@@ -17,13 +22,14 @@ Design rules:
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from alembic import command
@@ -168,10 +174,19 @@ class Change:
 
 @dataclass(frozen=True)
 class Lease:
-    """Who drives a trade, and until when that claim holds without renewal."""
+    """Who drives a trade, and for how long that claim holds without renewal.
+
+    ``seconds``: from the moment the database writes it, by the database's clock (what the
+    engine uses: no worker's own clock can make a lease look expired early). ``until``: an
+    instant given by the writer's clock (tools and tests that set a lease by hand)."""
 
     owner: str
-    until: datetime
+    until: datetime | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.until is None) == (self.seconds is None):
+            raise ValueError("a Lease has either until or seconds")
 
 
 @dataclass(frozen=True)
@@ -223,6 +238,9 @@ class TradeStore:
         self.url = async_url(url)
         self._sqlite = is_sqlite(self.url)
         self._runner: Runner | None = None
+        self._leases: dict[tuple[str, str], float] = {}
+        """(owner, trade id) → ``time.monotonic()`` before which that lease surely holds:
+        the start of the transaction that last wrote it, plus its length."""
 
     @property
     def is_open(self) -> bool:
@@ -283,6 +301,32 @@ class TradeStore:
                 "by recover"
             ) from exc
 
+    async def _run_leased(self, job: Callable[[Db], T]) -> tuple[T, float]:
+        """``job``'s result, and when its transaction began (what a lease it wrote counts
+        from)."""
+        return await self._run(lambda db: (job(db), db.began))
+
+    def lease_deadline(self, owner: str, trade_id: str) -> float:
+        """The ``time.monotonic()`` until which ``owner`` surely holds ``trade_id``'s lease,
+        as far as this store wrote it (``-inf``: not held, or lost to another owner). Past it,
+        another process may have claimed the trade."""
+        return self._leases.get((owner, trade_id), -math.inf)
+
+    def _held(self, lease: Lease | None, trade_ids: Sequence[str], began: float) -> None:
+        if lease is None:
+            return
+        if lease.seconds is not None:
+            length = lease.seconds
+        else:
+            assert lease.until is not None
+            length = (lease.until - _now()).total_seconds()
+        for trade_id in trade_ids:
+            self._leases[(lease.owner, trade_id)] = began + length
+
+    def _forget(self, owner: str, trade_ids: Sequence[str]) -> None:
+        for trade_id in trade_ids:
+            self._leases.pop((owner, trade_id), None)
+
     # --- writes --------------------------------------------------------------------------
 
     async def create_trade(
@@ -313,12 +357,13 @@ class TradeStore:
         def insert(db: Db) -> None:
             # The row goes in as the first step leaves it (the step is journaled all the same):
             # a compare-and-set on a row this transaction just wrote could not fail.
+            expiry, expiry_params = _lease_expiry(db, lease)
             db.execute(
                 "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
                 " pair_y, side_y, hedge_ratio, state, reason, version, owner, lease_expires_at,"
                 " created_at, updated_at) VALUES (:id, :signal_id, :inflight_key, :pair_x,"
                 " :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio, :state, :reason, :version,"
-                " :owner, :until, :now, :now)",
+                f" :owner, {expiry}, :now, :now)",
                 {
                     "id": pending.id,
                     "signal_id": request.signal_id,
@@ -333,8 +378,8 @@ class TradeStore:
                     "reason": record.reason,
                     "version": record.version,
                     "owner": lease.owner if lease else None,
-                    "until": lease.until if lease else None,
                     "now": now,
+                    **expiry_params,
                 },
             )
             if change is None:
@@ -347,11 +392,12 @@ class TradeStore:
             _write_facts(db, pending.id, TradeState.PENDING, change, now, accepted)
 
         try:
-            await self._run(insert)
+            _, began = await self._run_leased(insert)
         except Conflict as exc:
             if not any(key in str(exc) for key in ("signal_id", "inflight_key")):
                 raise StoreError(f"the database refused trade {pending.id}: {exc}") from exc
             return await self._duplicate_of(request)
+        self._held(lease, [record.id], began)
         return record
 
     async def _duplicate_of(self, request: PairTradeRequest) -> Duplicate:
@@ -383,9 +429,20 @@ class TradeStore:
         now = _now()
         updated = after(record, change, now)
         try:
-            await self._run(lambda db: _write_change(db, record, change, updated, lease, now))
+            _, began = await self._run_leased(
+                lambda db: _write_change(db, record, change, updated, lease, now)
+            )
+        except StaleTrade:
+            if lease is not None:
+                self._forget(lease.owner, [record.id])
+            raise
         except Conflict as exc:  # an order's client id or (leg, attempt) is taken
             raise StoreError(f"the database refused a write of trade {record.id}: {exc}") from exc
+        if lease is not None:
+            if updated.state in TERMINAL_STATES:
+                self._forget(lease.owner, [record.id])
+            else:
+                self._held(lease, [record.id], began)
         return updated
 
     # --- leases --------------------------------------------------------------------------
@@ -402,15 +459,17 @@ class TradeStore:
 
         Rows being claimed by someone else right now are skipped (FOR UPDATE SKIP LOCKED on
         PostgreSQL; on SQLite the write lock taken by BEGIN IMMEDIATE serialises claimers), so
-        two recoverers never get the same trade. Each claim is journaled.
+        two recoverers never get the same trade. Each claim is journaled. Whether a lease has
+        expired is the database's judgement (PostgreSQL's ``now()``), not this worker's clock.
         """
         now = _now()
         dead_sql, dead_params = in_list("dead", list(dead_owners))
 
         def take(db: Db) -> list[str]:
+            clock, clock_params = _db_now(db)
             query = (
                 f"SELECT id, state, owner FROM trades WHERE state NOT IN {_TERMINAL_SQL}"
-                " AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < :now"
+                f" AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < {clock}"
                 f" OR owner = :owner OR owner IN {dead_sql})"
                 " ORDER BY created_at, id"
             )
@@ -418,7 +477,7 @@ class TradeStore:
                 query += f" LIMIT {int(limit)}"
             if db.dialect == "postgresql":
                 query += " FOR UPDATE SKIP LOCKED"
-            rows = db.fetch_all(query, {"now": now, "owner": lease.owner, **dead_params})
+            rows = db.fetch_all(query, {"owner": lease.owner, **dead_params, **clock_params})
             journal = [
                 _event_params(id_, TradeState(state), TradeState(state), cause, None, now)
                 for id_, state, owner in rows
@@ -426,26 +485,52 @@ class TradeStore:
                 for cause in [f"claimed by {lease.owner} ({_why_free(owner, dead_owners)})"]
             ]
             db.execute_many(_JOURNAL_SQL, journal)
+            expiry, expiry_params = _lease_expiry(db, lease)
             db.execute_many(
-                "UPDATE trades SET owner = :owner, lease_expires_at = :until WHERE id = :id",
-                [{"id": r[0], "owner": lease.owner, "until": lease.until} for r in rows],
+                f"UPDATE trades SET owner = :owner, lease_expires_at = {expiry} WHERE id = :id",
+                [{"id": r[0], "owner": lease.owner, **expiry_params} for r in rows],
             )
             return [str(r[0]) for r in rows]
 
-        return await self._run(take)
+        claimed, began = await self._run_leased(take)
+        self._held(lease, claimed, began)
+        return claimed
 
-    async def renew(self, lease: Lease, trade_ids: Sequence[str]) -> int:
-        """Extend ``lease`` on the trades it still owns; returns how many."""
+    async def renew(self, lease: Lease, trade_ids: Sequence[str]) -> set[str]:
+        """Extend ``lease`` on those of ``trade_ids`` it still owns; returns their ids. The
+        others were taken by another owner (or are gone): the lease on them is lost, and
+        ``lease_deadline`` says so at once.
+
+        The ids go in lists of ``_IDS_PER_QUERY`` (drivers bound the parameters of one
+        statement), all in one transaction."""
         if not trade_ids:
-            return 0
-        ids_sql, ids = in_list("id", list(trade_ids))
-        return await self._run(
-            lambda db: db.execute(
-                f"UPDATE trades SET lease_expires_at = :until WHERE id IN {ids_sql}"
-                " AND owner = :owner",
-                {"until": lease.until, "owner": lease.owner, **ids},
-            )
-        )
+            return set()
+        ids = list(trade_ids)
+
+        def extend(db: Db) -> set[str]:
+            expiry, expiry_params = _lease_expiry(db, lease)
+            kept: set[str] = set()
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                ids_sql, chunk = in_list("id", ids[start : start + _IDS_PER_QUERY])
+                update = (
+                    f"UPDATE trades SET lease_expires_at = {expiry} WHERE id IN {ids_sql}"
+                    " AND owner = :owner"
+                )
+                params = {"owner": lease.owner, **expiry_params, **chunk}
+                if db.dialect == "postgresql":
+                    rows = db.fetch_all(update + " RETURNING id", params)
+                else:  # RETURNING needs SQLite 3.35; our write lock keeps the two consistent
+                    db.execute(update, params)
+                    rows = db.fetch_all(
+                        f"SELECT id FROM trades WHERE id IN {ids_sql} AND owner = :owner", params
+                    )
+                kept.update(str(r[0]) for r in rows)
+            return kept
+
+        kept, began = await self._run_leased(extend)
+        self._held(lease, sorted(kept), began)
+        self._forget(lease.owner, [t for t in ids if t not in kept])
+        return kept
 
     async def release(self, owner: str, trade_id: str | None = None) -> None:
         """Let anyone claim the trade (or every trade of ``owner``) now: the owner stopped."""
@@ -457,6 +542,8 @@ class TradeStore:
         if trade_id is not None:
             sql += " AND id = :id"
             params["id"] = trade_id
+        # Not held from here on, whether or not the write below gets through.
+        self._forget(owner, [trade_id] if trade_id else [t for o, t in self._leases if o == owner])
         await self._run(lambda db: db.execute(sql, params))
 
     async def lease_holders(self) -> list[LeaseHolder]:
@@ -611,9 +698,10 @@ def _write_change(
     if updated.state in TERMINAL_STATES:
         sets += ", inflight_key = NULL"
     if lease is not None:
-        sets += ", lease_expires_at = :until"
+        expiry, expiry_params = _lease_expiry(db, lease)
+        sets += f", lease_expires_at = {expiry}"
         where += " AND owner = :owner"
-        params.update(until=lease.until, owner=lease.owner)
+        params.update(owner=lease.owner, **expiry_params)
     if db.execute(f"UPDATE trades SET {sets} WHERE {where}", params) != 1:
         raise StaleTrade(
             f"trade {record.id} is no longer {expected.value} as last seen"
@@ -648,6 +736,26 @@ def _write_facts(
         journal.append(_event_params(trade_id, state, move.to_state, move.cause, cid, now))
         state = move.to_state
     db.execute_many(_JOURNAL_SQL, journal)  # one statement for the step and its moves
+
+
+def _lease_expiry(db: Db, lease: Lease | None) -> tuple[str, Params]:
+    """SQL for when ``lease`` runs out, as written now, with its parameters. On PostgreSQL a
+    lease of N seconds is the server's ``now()`` + N: every worker's lease is on one clock,
+    whatever its own says. SQLite runs on this machine: its clock is the database's."""
+    if lease is None:
+        return "NULL", {}
+    if lease.seconds is None:
+        return ":lease_until", {"lease_until": lease.until}
+    if db.dialect == "postgresql":
+        return "now() + make_interval(secs => :lease_seconds)", {"lease_seconds": lease.seconds}
+    return ":lease_until", {"lease_until": _now() + timedelta(seconds=lease.seconds)}
+
+
+def _db_now(db: Db) -> tuple[str, Params]:
+    """SQL for the database's current time (see ``_lease_expiry``)."""
+    if db.dialect == "postgresql":
+        return "now()", {}
+    return ":db_now", {"db_now": _now()}
 
 
 def _lock_wait_ran_out(exc: BaseException) -> bool:
