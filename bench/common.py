@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fsm.config import EngineConfig
-from fsm.request import PairTradeRequest
-from fsm.venues.paper import MarketSpec
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.venues.paper import MarketSpec
 
 BENCH_CONFIG = EngineConfig(
     lookup_backoff=0.0, max_backoff=0.0, settle_timeout=0.0, settle_poll_interval=0.0

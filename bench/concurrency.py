@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, median, stopwatch, synthetic_markets
-from fsm.engine import ExecutionEngine
-from fsm.request import PairTradeRequest
-from fsm.states import TradeState
-from fsm.venues.paper import PaperExchange
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.states import TradeState
+from pairexec.fsm.venues.paper import PaperExchange
 
 LATENCY = "*:latency=0.02"
 SLOW_LATENCY = "*:latency=0.1"

@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthetic_markets
-from fsm.engine import ExecutionEngine
-from fsm.venues.paper import PaperExchange
-from persistence import TradeStore
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeStore
 
 
 async def _engine_run(url: str, n: int) -> tuple[float, int, int]:

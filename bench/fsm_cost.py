@@ -16,8 +16,8 @@ from collections.abc import Callable
 from transitions import Machine
 from transitions.extensions.asyncio import AsyncMachine
 
-from fsm.machine import next_state
-from fsm.states import TRANSITIONS, TradeState
+from pairexec.fsm.machine import next_state
+from pairexec.fsm.states import TRANSITIONS, TradeState
 
 # A typical life: PENDING -> LEG_A_SENT -> LEG_A_FILLED -> LEG_B_SENT -> DONE
 PATH = ["send_leg_a", "leg_a_filled", "send_leg_b", "leg_b_filled"]

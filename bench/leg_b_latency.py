@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, percentile, synthetic_markets
-from fsm.client_ids import Leg, client_order_id
-from fsm.engine import ExecutionEngine
-from fsm.request import PairTradeRequest
-from fsm.venues.paper import PaperExchange
-from fsm.venues.proxy import ExchangeProxy, OrderCall
+from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
 class Stamps(ExchangeProxy):

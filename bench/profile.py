@@ -20,10 +20,10 @@ from typing import Any
 from unittest import mock
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, synthetic_markets
-from fsm.engine import ExecutionEngine
-from fsm.venues.paper import PaperExchange
-from persistence import TradeStore
-from persistence.db import SqliteRunner
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeStore
+from pairexec.persistence.db import SqliteRunner
 
 LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
     ("waiting for the DB thread (SQLite, fsync)", lambda f, n: "epoll" in n or "select" in n),

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthetic_markets
-from fsm.client_ids import Leg, client_order_id
-from fsm.engine import ExecutionEngine
-from fsm.orders import OrderStatus
-from fsm.request import PairTradeRequest
-from fsm.states import TradeState
-from fsm.venues.paper import PaperBook, PaperExchange
-from persistence import Change, NewOrder, OrderUpdate, TradeRecord, TradeStore
+from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.states import TradeState
+from pairexec.fsm.venues.paper import PaperBook, PaperExchange
+from pairexec.persistence import Change, NewOrder, OrderUpdate, TradeRecord, TradeStore
 
 S = TradeState
 

@@ -7,13 +7,13 @@ cycle for whoever imports ``persistence`` first.
 
 from typing import TYPE_CHECKING, Any
 
-from fsm.config import EngineConfig
-from fsm.machine import IllegalTransition
-from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
-from fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.machine import IllegalTransition
+from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
 
 if TYPE_CHECKING:
-    from fsm.engine import ExecutionEngine
+    from pairexec.fsm.engine import ExecutionEngine
 
 __all__ = [
     "TERMINAL_STATES",
@@ -30,7 +30,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "ExecutionEngine":
-        from fsm.engine import ExecutionEngine
+        from pairexec.fsm.engine import ExecutionEngine
 
         return ExecutionEngine
     raise AttributeError(f"module 'fsm' has no attribute {name!r}")

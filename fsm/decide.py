@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fsm.client_ids import Leg
-from fsm.config import EngineConfig
-from fsm.markets import ANY_AMOUNT, MarketRules
-from fsm.orders import OrderFacts, OrderStatus
-from fsm.states import TERMINAL_STATES, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
+from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.states import TERMINAL_STATES, TradeState
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
-"""The README's state diagram, generated from ``fsm.states.TRANSITIONS``.
+"""The README's state diagram, generated from ``pairexec.fsm.states.TRANSITIONS``.
 
-``python -m fsm.diagram`` prints it; a test checks the README holds exactly this text, so the
+``python -m pairexec.fsm.diagram`` prints it; a test checks the README holds exactly this text, so
+the
 picture a reader checks against is the table the engine runs.
 """
 
 from __future__ import annotations
 
-from fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
 
 
 def mermaid() -> str:

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fsm import crashpoints
-from fsm.client_ids import Leg, client_order_id
-from fsm.config import EngineConfig
-from fsm.decide import (
+from pairexec.fsm import crashpoints
+from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.decide import (
     Action,
     GiveUp,
     Lookup,
@@ -36,17 +36,17 @@ from fsm.decide import (
     TradeFacts,
     decide,
 )
-from fsm.exchange_errors import ErrorMeaning, describe
-from fsm.gateway import Answered, ExchangeGateway, Failed, NotBelieved
-from fsm.machine import is_terminal, next_state
-from fsm.markets import ANY_AMOUNT, MarketRules
-from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
-from fsm.owners import is_dead_locally, new_owner_id
-from fsm.prices import PriceBook
-from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
-from fsm.states import TradeState
-from fsm.venues.ccxt_ids import UnsupportedExchange
-from persistence.store import (
+from pairexec.fsm.exchange_errors import ErrorMeaning, describe
+from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed, NotBelieved
+from pairexec.fsm.machine import is_terminal, next_state
+from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
+from pairexec.fsm.orders import ExchangeReport, OrderFacts, OrderStatus
+from pairexec.fsm.owners import is_dead_locally, new_owner_id
+from pairexec.fsm.prices import PriceBook
+from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
+from pairexec.fsm.states import TradeState
+from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
+from pairexec.persistence.store import (
     Change,
     Duplicate,
     Lease,

@@ -4,7 +4,7 @@ Only a definite answer from the exchange lets the engine treat an order as not p
 else (timeouts, dropped connections, truncated or garbled replies, 5xx, and every error we do
 not recognise) means the order's existence is UNKNOWN and must be looked up by client order id.
 ``classify`` is the one place that decides this; the gateway, the per-venue lookups
-(``fsm.venues.ccxt_lookup``) and the engine only act on its answer.
+(``pairexec.fsm.venues.ccxt_lookup``) and the engine only act on its answer.
 
 So REJECTED is never a default. It is an explicit list of ccxt classes (``DEFINITE_ANSWERS``,
 matched by exact class, so a class a ccxt upgrade adds stays UNKNOWN until someone decides about

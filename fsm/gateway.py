@@ -1,13 +1,14 @@
 """The engine's only contact with the exchange: three calls, each answered as a plain result.
 
 Every call is bounded by ``EngineConfig.call_timeout`` and every failure is sorted by what it
-means for the order (``fsm.exchange_errors``), so the engine never inspects exceptions itself.
-Exceptions that are not ``Exception`` (cancellation, interpreter exit) pass through untouched.
+means for the order (``pairexec.fsm.exchange_errors``), so the engine never inspects exceptions
+itself. Exceptions that are not ``Exception`` (cancellation, interpreter exit) pass through
+untouched.
 
-What differs between venues (how a client order id is passed and how an order is found by it)
-is data in ``fsm.venues.ccxt_ids``; the lookups themselves are ``fsm.venues.ccxt_lookup``. The
-paper exchange and test doubles (no ccxt ``has``) use ccxt's unified ``clientOrderId`` for all
-three calls, as before.
+What differs between venues (how a client order id is passed and how an order is found by
+it) is data in ``pairexec.fsm.venues.ccxt_ids``; the lookups themselves are
+``pairexec.fsm.venues.ccxt_lookup``. The paper exchange and test doubles (no ccxt ``has``) use
+ccxt's unified ``clientOrderId`` for all three calls, as before.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fsm.client_ids import Leg, client_order_id
-from fsm.config import EngineConfig
-from fsm.exchange_errors import ErrorMeaning, classify, describe
-from fsm.markets import MarketRules, rules_from_ccxt
-from fsm.orders import ExchangeReport, MalformedOrder, NotBelievable, OrderFacts, parse_order
-from fsm.venues.ccxt_ids import check_support, rules_for
-from fsm.venues.ccxt_lookup import find_order
-from fsm.venues.ccxt_secrets import CredentialGuard
+from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.exchange_errors import ErrorMeaning, classify, describe
+from pairexec.fsm.markets import MarketRules, rules_from_ccxt
+from pairexec.fsm.orders import (
+    ExchangeReport,
+    MalformedOrder,
+    NotBelievable,
+    OrderFacts,
+    parse_order,
+)
+from pairexec.fsm.venues.ccxt_ids import check_support, rules_for
+from pairexec.fsm.venues.ccxt_lookup import find_order
+from pairexec.fsm.venues.ccxt_secrets import CredentialGuard
 
 log = logging.getLogger("pairexec.gateway")
 
@@ -61,7 +68,7 @@ class Failed:
 @dataclass(frozen=True)
 class NotBelieved(Failed):
     """The exchange answered, but not with this order as it can be (another order's ids, an
-    impossible fill: ``fsm.orders.NotBelievable``). Its outcome is unknown, as after a lost
+    impossible fill: ``pairexec.fsm.orders.NotBelievable``). Its outcome is unknown, as after a lost
     reply; unlike a lost reply, asking again may keep getting the same answer, so the engine
     parks a trade whose lookups answer only like this instead of waiting for recover."""
 
@@ -142,7 +149,7 @@ class ExchangeGateway:
 
     async def price(self, symbol: str) -> float | None:
         """A recent price of ``symbol`` (last trade, else mid quote), None if the venue will
-        not say; only ever used to check a minimum order value (see ``fsm.prices``)."""
+        not say; only ever used to check a minimum order value (see ``pairexec.fsm.prices``)."""
         try:
             ticker = await _within(self.config.call_timeout, self.exchange.fetch_ticker(symbol))
         except Exception as exc:

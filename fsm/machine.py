@@ -4,7 +4,8 @@ Why not a machine (or an ``AsyncMachine``) per trade: building one costs far mor
 trade's own bookkeeping (measured in ``bench/fsm_cost.py``), and ``AsyncMachine`` cancels a
 model's running transition when another trigger arrives on the same model, which would let a
 late callback interrupt an order in flight. Instead the engine runs exactly one driver per
-trade (``fsm.engine``), does its I/O outside the machine, and asks this module only whether a
+trade (``pairexec.fsm.engine``), does its I/O outside the machine, and asks this module only
+whether a
 trigger is allowed from the trade's current state and where it leads. The store then applies
 the move with a compare-and-set on the persisted state, so even two processes cannot both
 apply a transition from the same state.
@@ -16,7 +17,7 @@ import functools
 
 from transitions import Machine
 
-from fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
 
 
 class IllegalTransition(RuntimeError):

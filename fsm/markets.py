@@ -3,7 +3,7 @@ Pure data, read once from ccxt's markets.
 
 The engine rounds every amount down to the market's step before persisting the order (so the
 stored amount is what is sent), and never decides to send an amount the exchange must reject:
-a remainder below the minimum is dust, handled by an explicit decision in ``fsm.decide``.
+a remainder below the minimum is dust, handled by an explicit decision in ``pairexec.fsm.decide``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from fsm.client_ids import Leg
+from pairexec.fsm.client_ids import Leg
 
 
 class OrderStatus(str, enum.Enum):

@@ -6,7 +6,7 @@ import math
 import unicodedata
 from dataclasses import dataclass
 
-from fsm.states import TradeState
+from pairexec.fsm.states import TradeState
 
 SIDES = ("buy", "sell")
 

@@ -1,9 +1,9 @@
 """The trade state machine as one table.
 
 Every trade moves only along the rows of ``TRANSITIONS``; the README diagram is generated
-from this table (``python -m fsm.diagram``) and a test keeps the two identical. The table
+from this table (``python -m pairexec.fsm.diagram``) and a test keeps the two identical. The table
 is loaded into a single shared ``transitions.Machine`` that validates it and answers "where
-does trigger T lead from state S"; trades are *not* machine models (see ``fsm.machine``).
+does trigger T lead from state S"; trades are *not* machine models (see ``pairexec.fsm.machine``).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, make_url, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.models import Base
-from persistence.urls import async_url, is_sqlite, without_lock_timeout
+from pairexec.persistence.models import Base
+from pairexec.persistence.urls import async_url, is_sqlite, without_lock_timeout
 
 config = context.config
 target_metadata = Base.metadata

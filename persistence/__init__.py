@@ -1,6 +1,6 @@
 """Durable storage of pair trades (SQLAlchemy models, the async trade store)."""
 
-from persistence.store import (
+from pairexec.persistence.store import (
     Change,
     Duplicate,
     EventRecord,

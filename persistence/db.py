@@ -48,7 +48,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from persistence.urls import (
+from pairexec.persistence.urls import (
     command_timeout,
     connect_timeout,
     driver_url,

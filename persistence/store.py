@@ -8,7 +8,8 @@ Design rules:
 - "One trade per signal id" and "one in-flight trade per pair key" are unique constraints, so
   they hold across processes, not only inside one.
 - How each backend runs these transactions (one SQLite thread with group commit; PostgreSQL
-  through SQLAlchemy's async engine) is ``persistence.db``'s business; the queries below are
+  through SQLAlchemy's async engine) is ``pairexec.persistence.db``'s business; the queries below
+  are
   written once for both.
 - Leases are judged by the database's clock: on PostgreSQL the server's ``now()`` sets and
   compares expiry times, so a worker whose clock runs ahead cannot take a live trade. (SQLite
@@ -40,12 +41,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from fsm.client_ids import Leg
-from fsm.orders import OrderFacts, OrderStatus
-from fsm.request import PairTradeRequest
-from fsm.states import TERMINAL_STATES, TradeState
-from migrations import alembic_config
-from persistence.db import (
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.states import TERMINAL_STATES, TradeState
+from pairexec.migrations import alembic_config
+from pairexec.persistence.db import (
     AsyncEngineRunner,
     Conflict,
     Db,
@@ -57,8 +58,10 @@ from persistence.db import (
     connect_args,
     in_list,
 )
-from persistence.db import StoreError as StoreError  # raised by the runners too; ours to export
-from persistence.urls import (
+from pairexec.persistence.db import (
+    StoreError as StoreError,  # raised by the runners too; ours to export
+)
+from pairexec.persistence.urls import (
     async_url,
     driver_url,
     is_memory_sqlite,
@@ -230,7 +233,7 @@ _ORDER_COLUMNS = (
 class TradeStore:
     """Async access to the trades database; migrates it to the newest schema on ``open()``.
 
-    Every method is one transaction, run by the backend's runner (``persistence.db``): on
+    Every method is one transaction, run by the backend's runner (``pairexec.persistence.db``): on
     SQLite, concurrent calls share commits; on PostgreSQL each is its own transaction.
     """
 

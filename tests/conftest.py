@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from fsm import EngineConfig, ExecutionEngine, PairTradeRequest
-from persistence import TradeStore
+from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec.persistence import TradeStore
 from tests.fake_exchange import FakeExchange
 
 FAST = EngineConfig(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from fsm.client_ids import Leg
-from fsm.orders import OrderStatus
-from fsm.states import TERMINAL_STATES, TradeState
-from fsm.venues.paper import PaperExchange
-from persistence import TradeStore
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.states import TERMINAL_STATES, TradeState
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeStore
 
 
 async def check_invariants(db_url: str, paper: PaperExchange) -> list[str]:

@@ -3,7 +3,7 @@ create_order, recovered by a new engine, with one exchange order per leg.
 
 The fake Binance server runs in the test process and outlives the engine: the engine runs in a
 subprocess (this module's ``__main__``), trading through a real ``ccxt.async_support.binance``
-client, with ``PAIREXEC_TEST_KILL_AT`` set (``fsm.crashpoints``), so it kills itself with
+client, with ``PAIREXEC_TEST_KILL_AT`` set (``pairexec.fsm.crashpoints``), so it kills itself with
 SIGKILL exactly there:
 
 - ``intent:B``: leg B's client id is committed, its POST /api/v3/order never made;
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from fsm import ExecutionEngine, TradeState
-from fsm.client_ids import Leg
-from fsm.crashpoints import ENV_VAR
-from fsm.venues.paper import PaperExchange
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.crashpoints import ENV_VAR
+from pairexec.fsm.venues.paper import PaperExchange
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client
 from tests.invariants import check_invariants

@@ -1,6 +1,6 @@
 """Throttling, refused connections, rejects, open orders and market rules through real ccxt.
 
-What each fault must mean for an order (``fsm.exchange_errors.classify``), seen end to end:
+What each fault must mean for an order (``pairexec.fsm.exchange_errors.classify``), seen end to end:
 429/418/maintenance and a refused connection mean "not accepted, retry later" (same client id,
 no lookup); -2010 insufficient balance and filter failures are definite rejects (no lookup, no
 resend); an order left open is settled with a real DELETE /api/v3/order by client id.
@@ -15,11 +15,11 @@ from dataclasses import replace
 import ccxt.async_support as ccxt_async
 import pytest
 
-from fsm import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeState
-from fsm.engine import EngineError
-from fsm.markets import TICK_SIZE, MarketRules
-from fsm.orders import OrderStatus
-from persistence import TradeStore
+from pairexec.fsm import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeState
+from pairexec.fsm.engine import EngineError
+from pairexec.fsm.markets import TICK_SIZE, MarketRules
+from pairexec.fsm.orders import OrderStatus
+from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, Seen, binance_client

@@ -1,7 +1,8 @@
 """API credentials never reach the logs or the trade database, even at DEBUG with real ccxt.
 
 ccxt logs every request with its headers at DEBUG, and Binance's key travels in a header
-(``X-MBX-APIKEY``), so without ``fsm.venues.ccxt_secrets`` a bot logging at DEBUG writes its
+(``X-MBX-APIKEY``), so without ``pairexec.fsm.venues.ccxt_secrets`` a bot logging at DEBUG writes
+its
 key to its log. Signed query strings (``signature=...``) also end up in error texts that the
 engine journals; those are redacted too.
 """
@@ -14,13 +15,13 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from fsm import ExecutionEngine, TradeState
-from fsm.cli.recorder import CallRecorder
-from fsm.client_ids import Leg
-from fsm.exchange_errors import ErrorMeaning
-from fsm.gateway import ExchangeGateway, Failed
-from fsm.orders import OrderFacts, OrderStatus
-from fsm.venues.ccxt_secrets import CredentialGuard
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.exchange_errors import ErrorMeaning
+from pairexec.fsm.gateway import ExchangeGateway, Failed
+from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.venues.ccxt_secrets import CredentialGuard
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import API_KEY, SECRET, FakeBinance, binance_client

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import ccxt.async_support as ccxt_async
 import pytest
 
-from fsm import ExecutionEngine, TradeState
-from persistence import TradeStore
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance

@@ -1,4 +1,5 @@
-"""Per-venue client-order-id rules (``fsm.venues.ccxt_ids``), checked against installed ccxt.
+"""Per-venue client-order-id rules (``pairexec.fsm.venues.ccxt_ids``), checked against installed
+ccxt.
 
 The table's claims ("ccxt sends clientOrderId as orderLinkId on Bybit", "Kraken's fetch_order
 would send it as userref", ...) are verified here by running the gateway on *real* ccxt
@@ -18,17 +19,17 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from fsm import ExecutionEngine
-from fsm.cli.recorder import CallRecorder
-from fsm.client_ids import Leg, client_order_id
-from fsm.config import EngineConfig
-from fsm.engine import EngineError
-from fsm.exchange_errors import ErrorMeaning
-from fsm.gateway import Answered, ExchangeGateway, Failed
-from fsm.orders import OrderFacts, OrderStatus
-from fsm.venues import ccxt_ids
-from fsm.venues.ccxt_ids import UnsupportedExchange, check_support, rules_for
-from fsm.venues.paper import PaperExchange
+from pairexec.fsm import ExecutionEngine
+from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.engine import EngineError
+from pairexec.fsm.exchange_errors import ErrorMeaning
+from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed
+from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.venues import ccxt_ids
+from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support, rules_for
+from pairexec.fsm.venues.paper import PaperExchange
 from tests.fake_exchange import FakeExchange
 
 CID = client_order_id("venues", Leg.B, 1)

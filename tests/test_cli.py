@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from fsm.cli.commands import RECOVER_ROWS, _recover_summary, _recovered_row
-from fsm.cli.recorder import CallRecorder
-from fsm.request import PairTradeRequest, TradeOutcome
-from fsm.states import TradeState
-from fsm.venues.paper import PaperExchange
-from persistence import TradeRecord, TradeStore, head_revision
+from pairexec.fsm.cli.commands import RECOVER_ROWS, _recover_summary, _recovered_row
+from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.request import PairTradeRequest, TradeOutcome
+from pairexec.fsm.states import TradeState
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeRecord, TradeStore, head_revision
 
 
 def run(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fsm.cli", *args],
+        [sys.executable, "-m", "pairexec.fsm.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

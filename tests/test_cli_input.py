@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from fsm.cli import commands, main, options
-from fsm.cli.errors import CliError
-from migrations import known_revision
-from persistence import TradeStore, head_revision
+from pairexec.fsm.cli import commands, main, options
+from pairexec.fsm.cli.errors import CliError
+from pairexec.migrations import known_revision
+from pairexec.persistence import TradeStore, head_revision
 from tests.test_cli import assert_one_line_error, paper_orders
 
 TRADE = ("trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell")
@@ -36,7 +36,7 @@ def run(
     for name in (options.DB_ENV, options.EXCHANGE_ENV):
         environ.pop(name, None)
     result = subprocess.run(
-        [sys.executable, "-m", "fsm.cli", *args],
+        [sys.executable, "-m", "pairexec.fsm.cli", *args],
         cwd=cwd,
         capture_output=True,
         timeout=timeout,

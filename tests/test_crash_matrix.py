@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from fsm.client_ids import Leg
-from fsm.crashpoints import ENV_VAR
-from fsm.states import TradeState
-from fsm.venues.paper import PaperExchange
-from persistence import TradeStore
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.crashpoints import ENV_VAR
+from pairexec.fsm.states import TradeState
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeStore
 from tests.invariants import check_invariants
 
 TRADE = ["trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--hedge-ratio", "2"]
@@ -56,7 +56,15 @@ def pairexec(args: list[str], tmp: Path, kill_at: str | None = None, chaos: str 
         env[ENV_VAR] = kill_at
     extra = ["--chaos", chaos] if chaos else []
     return subprocess.run(
-        [sys.executable, "-m", "fsm.cli", *args, "--db", f"sqlite:///{tmp / 't.db'}", *extra],
+        [
+            sys.executable,
+            "-m",
+            "pairexec.fsm.cli",
+            *args,
+            "--db",
+            f"sqlite:///{tmp / 't.db'}",
+            *extra,
+        ],
         env=env,
         capture_output=True,
         text=True,

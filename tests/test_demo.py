@@ -10,7 +10,7 @@ from pathlib import Path
 
 def test_demo_passes_all_scenarios(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "fsm.cli", "demo", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "pairexec.fsm.cli", "demo", "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fsm import ExecutionEngine, PairTradeRequest, TradeState
-from persistence import Duplicate, TradeStore
+from pairexec.fsm import ExecutionEngine, PairTradeRequest, TradeState
+from pairexec.persistence import Duplicate, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import FakeExchange
 
@@ -70,7 +70,7 @@ async def test_inflight_key_is_enforced_by_the_database_across_stores(db_url: st
         assert second.existing.id == first.id
 
         # Once the first trade is terminal its key is released.
-        from persistence import Change
+        from pairexec.persistence import Change
 
         await one.apply(first, Change("test", TradeState.FAILED))
         third = await two.create_trade(btc_eth().validated())

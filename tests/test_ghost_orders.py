@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from fsm import ExecutionEngine, TradeState
-from fsm.orders import OrderStatus
-from persistence import TradeStore
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.orders import OrderStatus
+from pairexec.persistence import TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import FakeExchange
 

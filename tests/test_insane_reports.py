@@ -20,9 +20,9 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import pytest
 
-from fsm import ExecutionEngine, TradeState
-from fsm.client_ids import Leg
-from fsm.orders import (
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.orders import (
     FILL_TOLERANCE,
     MalformedOrder,
     NotBelievable,
@@ -30,7 +30,7 @@ from fsm.orders import (
     OrderStatus,
     parse_order,
 )
-from persistence import TradeStore
+from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client

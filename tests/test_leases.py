@@ -12,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-import persistence.store
-from fsm import ExecutionEngine, PairTradeRequest, TradeState
-from fsm.client_ids import Leg
-from persistence import Change, Lease, StaleTrade, StoreError, TradeRecord, TradeStore
+import pairexec.persistence.store
+from pairexec.fsm import ExecutionEngine, PairTradeRequest, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.persistence import Change, Lease, StaleTrade, StoreError, TradeRecord, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import Call, FakeExchange
 
@@ -134,7 +134,7 @@ async def test_a_lease_is_judged_by_the_databases_clock_not_the_workers(
         assert isinstance(live, TradeRecord)
         if db_url.startswith("postgresql"):
             ahead = datetime.now(timezone.utc) + timedelta(hours=1)
-            monkeypatch.setattr(persistence.store, "_now", lambda: ahead)
+            monkeypatch.setattr(pairexec.persistence.store, "_now", lambda: ahead)
         assert await store.claim(Lease("skewed", seconds=30)) == []
         # and its own lease, written with the server's clock, is not an hour long
         mine = await store.create_trade(request(2), Lease("skewed", seconds=0.2))
@@ -249,7 +249,7 @@ async def test_a_worker_an_hour_ahead_does_not_take_a_trade_during_a_slow_leg_b(
         await leg_b_slow.wait()
         if db_url.startswith("postgresql"):
             ahead = datetime.now(timezone.utc) + timedelta(hours=1)
-            monkeypatch.setattr(persistence.store, "_now", lambda: ahead)
+            monkeypatch.setattr(pairexec.persistence.store, "_now", lambda: ahead)
         assert await skewed.recover() == []
         monkeypatch.undo()
         outcome = await running

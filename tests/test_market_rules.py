@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from fsm import EngineConfig, TradeState
-from fsm.client_ids import Leg
-from fsm.decide import GiveUp, Move, Resend, Submit, TradeFacts, decide
-from fsm.markets import DECIMAL_PLACES, TICK_SIZE, MarketRules, rules_from_ccxt
-from fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm import EngineConfig, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.decide import GiveUp, Move, Resend, Submit, TradeFacts, decide
+from pairexec.fsm.markets import DECIMAL_PLACES, TICK_SIZE, MarketRules, rules_from_ccxt
+from pairexec.fsm.orders import OrderFacts, OrderStatus
 
 CFG = EngineConfig()
 MARKETS = {
@@ -96,8 +96,8 @@ async def test_hedge_below_minimum_after_a_partial_fill_unwinds_leg_a(tmp_path):
     """Found by the chaos simulation: from LEG_A_PARTIAL (or FILLED) the only safe move when
     leg B cannot be sent is to unwind leg A; the table once lacked that edge and the engine
     stopped with an IllegalTransition, leaving leg A naked."""
-    from fsm import ExecutionEngine, PairTradeRequest
-    from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+    from pairexec.fsm import ExecutionEngine, PairTradeRequest
+    from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 
     markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}
     paper = PaperExchange(None, markets=markets, chaos="BTC/USDT@buy:fill=0.6")
@@ -174,8 +174,8 @@ def test_an_absent_order_sized_before_its_price_was_known_is_not_resent():
 
 
 async def test_no_leg_b_order_below_the_minimum_order_value_reaches_the_paper_exchange(tmp_path):
-    from fsm import ExecutionEngine, PairTradeRequest
-    from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+    from pairexec.fsm import ExecutionEngine, PairTradeRequest
+    from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 
     markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}  # both: min 5 USDT
     paper = PaperExchange(None, markets=markets)
@@ -195,8 +195,8 @@ async def test_no_leg_b_order_below_the_minimum_order_value_reaches_the_paper_ex
 async def test_a_leg_a_fill_reported_without_a_price_gets_its_value_from_the_ticker(tmp_path):
     """Leg A 40% filled (0.00008 BTC = 4.8 USDT, below the abort ratio) is too small to unwind;
     the venue's answer has no average price, so BTC's price must come from fetch_ticker."""
-    from fsm import ExecutionEngine, PairTradeRequest
-    from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+    from pairexec.fsm import ExecutionEngine, PairTradeRequest
+    from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 
     class NoAverage(PaperExchange):
         async def create_order(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from typing import Any
 import ccxt
 import pytest
 
-from fsm import ExecutionEngine, TradeState
-from fsm.exchange_errors import ErrorMeaning, classify
-from fsm.venues.chaos import ChaosConfig, SymbolChaos
-from fsm.venues.paper import MarketSpec, PaperExchange
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.exchange_errors import ErrorMeaning, classify
+from pairexec.fsm.venues.chaos import ChaosConfig, SymbolChaos
+from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
 from tests.conftest import FAST, btc_eth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -398,7 +398,7 @@ async def test_probabilistic_chaos_is_replayable_from_the_seed(tmp_path: Path, m
 
 _CHILD = """
 import asyncio, os, signal, sys
-from fsm.venues.paper import PaperExchange
+from pairexec.fsm.venues.paper import PaperExchange
 
 async def main():
     ex = PaperExchange(sys.argv[1])

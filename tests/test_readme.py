@@ -33,7 +33,7 @@ def test_library_example_compiles_and_uses_the_public_api():
 
 
 def test_every_command_the_readme_shows_exists():
-    from fsm.cli.main import COMMANDS
+    from pairexec.fsm.cli.main import COMMANDS
 
     shown = {
         line.split()[1]

@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from fsm import ExecutionEngine, TradeState
-from fsm.client_ids import Leg
-from fsm.orders import OrderStatus
-from persistence import StoreError, TradeStore
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.orders import OrderStatus
+from pairexec.persistence import StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import Call, FakeExchange, SimulatedCrash
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fsm import ExecutionEngine, TradeState
-from fsm.orders import OrderStatus
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.orders import OrderStatus
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import FakeExchange
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from fsm.crashpoints import ENV_VAR as KILL_ENV
-from fsm.states import TERMINAL_STATES
-from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
-from persistence import TradeStore
+from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
+from pairexec.fsm.states import TERMINAL_STATES
+from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.persistence import TradeStore
 from tests.conftest import PG_ADMIN, drop_pg_database, new_pg_database, pg_url
 from tests.invariants import check_invariants
 
@@ -39,7 +39,16 @@ def pg_db(pg_template: str) -> Iterator[str]:
 
 
 def cli(*args: str, db: str, paper: Path) -> list[str]:
-    return [sys.executable, "-m", "fsm.cli", *args, "--db", db, "--paper-state", str(paper)]
+    return [
+        sys.executable,
+        "-m",
+        "pairexec.fsm.cli",
+        *args,
+        "--db",
+        db,
+        "--paper-state",
+        str(paper),
+    ]
 
 
 def environment(host: str, kill_at: str | None = None) -> dict[str, str]:

@@ -21,13 +21,13 @@ from typing import Any
 import ccxt
 import pytest
 
-import fsm.decide
-import fsm.gateway
-from fsm import EngineConfig, ExecutionEngine, PairTradeRequest
-from fsm.exchange_errors import ErrorMeaning
-from fsm.orders import ExchangeReport, OrderFacts, OrderStatus
-from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
-from persistence import TradeStore
+import pairexec.fsm.decide
+import pairexec.fsm.gateway
+from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec.fsm.exchange_errors import ErrorMeaning
+from pairexec.fsm.orders import ExchangeReport, OrderFacts, OrderStatus
+from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.persistence import TradeStore
 from tests.sim.checks import Submitted, check_scenario
 from tests.sim.fast_store import Snapshot, scenario_database
 from tests.sim.parallel import SimulationPool, default_jobs
@@ -116,7 +116,7 @@ def test_failure_report_names_the_seed_and_the_repro_command(
     """A classic bug: hedging the *requested* leg A amount instead of its fill. The simulation
     must catch it and say how to replay the failing seed."""
     monkeypatch.setattr(
-        fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
+        pairexec.fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
     )
     summary = _until_first_failure()
     report = "\n".join(summary.failure_lines())
@@ -128,7 +128,7 @@ def test_failure_report_names_the_seed_and_the_repro_command(
 def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another classic: a lookup that times out taken for "absent", so the order is resent
     although it may exist (the exchange refuses the reused client id: still a violation)."""
-    from fsm.gateway import CallResult, ExchangeGateway, Failed
+    from pairexec.fsm.gateway import CallResult, ExchangeGateway, Failed
 
     real_fetch = ExchangeGateway.fetch
 
@@ -159,12 +159,12 @@ def _btc_eth_scenario(chaos: str, config: EngineConfig | None = None) -> Scenari
 
 def _bare_exchange_error_taken_for_a_reject(monkeypatch: pytest.MonkeyPatch) -> None:
     """``classify`` as it was before 77512ac: a bare ccxt.ExchangeError was a refusal."""
-    real = fsm.gateway.classify
+    real = pairexec.fsm.gateway.classify
 
     def classify(error: BaseException) -> ErrorMeaning:
         return ErrorMeaning.REJECTED if type(error) is ccxt.ExchangeError else real(error)
 
-    monkeypatch.setattr(fsm.gateway, "classify", classify)
+    monkeypatch.setattr(pairexec.fsm.gateway, "classify", classify)
 
 
 def test_an_unrecognised_error_after_accept_taken_for_a_reject_is_caught(
@@ -197,7 +197,7 @@ def _believe_every_reply(monkeypatch: pytest.MonkeyPatch) -> None:
             str(order["id"]), status, facts.amount if filled is None else filled, None
         )
 
-    monkeypatch.setattr(fsm.gateway, "parse_order", believe)
+    monkeypatch.setattr(pairexec.fsm.gateway, "parse_order", believe)
 
 
 def test_a_hedge_sized_from_an_insane_report_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,7 +246,7 @@ def _until_first_failure(limit: int = 300) -> Summary:
 
 
 def test_cli_exits_0_and_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    from fsm.cli.main import main
+    from pairexec.fsm.cli.main import main
 
     assert main(["simulate", "--runs", "3", "--seed", "5", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
@@ -256,10 +256,10 @@ def test_cli_exits_0_and_prints_the_summary(capsys: pytest.CaptureFixture[str]) 
 def test_cli_exits_1_with_the_failing_seeds(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fsm.cli.main import main
+    from pairexec.fsm.cli.main import main
 
     monkeypatch.setattr(
-        fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
+        pairexec.fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
     )
     seed = _until_first_failure().failing[0].seed
     capsys.readouterr()

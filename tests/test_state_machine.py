@@ -8,19 +8,21 @@ from pathlib import Path
 import pytest
 from transitions.extensions.asyncio import AsyncMachine
 
-from fsm import TERMINAL_STATES, TRANSITIONS, EngineConfig, IllegalTransition, TradeState
-from fsm.client_ids import Leg
-from fsm.decide import GiveUp, Lookup, Move, Resend, Settle, Submit, TradeFacts, decide
-from fsm.diagram import mermaid
-from fsm.machine import next_state
-from fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm import TERMINAL_STATES, TRANSITIONS, EngineConfig, IllegalTransition, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.decide import GiveUp, Lookup, Move, Resend, Settle, Submit, TradeFacts, decide
+from pairexec.fsm.diagram import mermaid
+from pairexec.fsm.machine import next_state
+from pairexec.fsm.orders import OrderFacts, OrderStatus
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_diagram_is_the_transition_table():
     text = README.read_text()
-    assert f"```mermaid\n{mermaid()}\n```" in text, "run: python -m fsm.diagram, paste in README"
+    assert f"```mermaid\n{mermaid()}\n```" in text, (
+        "run: python -m pairexec.fsm.diagram, paste in README"
+    )
     for state in TradeState:
         assert f"`{state.value}`" in text, f"README does not describe state {state.value}"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import persistence.store
-from fsm import PairTradeRequest, TradeState
-from fsm.client_ids import Leg
-from fsm.orders import OrderStatus
-from persistence import (
+import pairexec.persistence.store
+from pairexec.fsm import PairTradeRequest, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.orders import OrderStatus
+from pairexec.persistence import (
     Change,
     Duplicate,
     NewOrder,
@@ -209,7 +209,7 @@ async def test_the_lock_wait_option_is_honoured_and_a_bad_one_refused(db_url: st
 
 
 async def test_load_many_reads_every_asked_trade_in_chunks(db_url: str, monkeypatch):
-    monkeypatch.setattr(persistence.store, "_IDS_PER_QUERY", 2)  # 5 ids: 3 queries
+    monkeypatch.setattr(pairexec.persistence.store, "_IDS_PER_QUERY", 2)  # 5 ids: 3 queries
     async with TradeStore(db_url) as store:
         trades = [await new_trade(store, n) for n in range(5)]
         asked = [t.id for t in trades] + ["no-such-trade"]

@@ -21,13 +21,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import persistence.db
-from fsm import ExecutionEngine, PairTradeRequest, TradeOutcome, TradeState
-from fsm.client_ids import Leg
-from fsm.venues.paper import MarketSpec, PaperExchange
-from persistence import StoreError, TradeStore, head_revision, schema_revision
-from persistence.db import connect_args
-from persistence.urls import driver_url
+import pairexec.persistence.db
+from pairexec.fsm import ExecutionEngine, PairTradeRequest, TradeOutcome, TradeState
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
+from pairexec.persistence import StoreError, TradeStore, head_revision, schema_revision
+from pairexec.persistence.db import connect_args
+from pairexec.persistence.urls import driver_url
 from tests.conftest import FAST, PG_ADMIN, btc_eth, drop_pg_database, new_pg_database, pg_url
 from tests.fake_exchange import Call, FakeExchange
 
@@ -204,7 +204,7 @@ async def test_a_burst_of_2000_trades_queues_for_connections_and_all_complete(
     """Thousands of trades at once on 15 connections: jobs wait for a turn, never for the
     pool. The pool's own wait is cut to 50 ms here, so any job that waited on it would fail
     (it did: "QueuePool limit ... reached", leg A filled and no hedge)."""
-    monkeypatch.setattr(persistence.db, "POOL_TIMEOUT", 0.05)
+    monkeypatch.setattr(pairexec.persistence.db, "POOL_TIMEOUT", 0.05)
     markets = {f"C{i}/USDT": MarketSpec(f"C{i}/USDT", 1.0, 0.001, 0.001, 0.0) for i in range(24)}
     sides = [("buy", "sell"), ("sell", "buy"), ("buy", "buy"), ("sell", "sell")]
     keys = [(x, y, s) for x, y in itertools.permutations(markets, 2) for s in sides][:BURST]

@@ -17,19 +17,19 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from fsm import ExecutionEngine, TradeState
-from fsm.engine import EngineError
-from fsm.exchange_errors import (
+from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec.fsm.engine import EngineError
+from pairexec.fsm.exchange_errors import (
     DEFINITE_ANSWERS,
     OUTCOME_UNKNOWN_CODES,
     VENUE_FAMILIES,
     ErrorMeaning,
     classify,
 )
-from fsm.orders import OrderStatus
-from fsm.venues import ccxt_ids
-from fsm.venues.ccxt_ids import UnsupportedExchange, check_support
-from persistence import TradeStore
+from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.venues import ccxt_ids
+from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support
+from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client

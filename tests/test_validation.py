@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from fsm import EngineConfig, InvalidRequest, PairTradeRequest
-from fsm.request import MAX_AMOUNT
+from pairexec.fsm import EngineConfig, InvalidRequest, PairTradeRequest
+from pairexec.fsm.request import MAX_AMOUNT
 from tests.fake_exchange import FakeExchange
 
 GOOD = {

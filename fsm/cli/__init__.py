@@ -1,1 +1,1 @@
-"""The ``pairexec`` command line (see ``fsm.cli.main``)."""
+"""The ``pairexec`` command line (see ``pairexec.fsm.cli.main``)."""

@@ -1,5 +1,5 @@
 import sys
 
-from fsm.cli.main import main
+from pairexec.fsm.cli.main import main
 
 sys.exit(main())

@@ -1,6 +1,7 @@
 """What each ``pairexec`` command does, once its command line has been checked.
 
-Kept apart from ``fsm.cli.main`` because it needs the engine, the store and ccxt (seconds of
+Kept apart from ``pairexec.fsm.cli.main`` because it needs the engine, the store and ccxt (seconds
+of
 imports): a mistyped command line is refused before any of that is loaded.
 """
 
@@ -21,19 +22,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from fsm.cli import render
-from fsm.cli.errors import CliError
-from fsm.cli.recorder import CallRecorder
-from fsm.cli.simulate import cmd_simulate
-from fsm.cli.venue import open_exchange
-from fsm.config import EngineConfig
-from fsm.engine import EngineError, ExecutionEngine
-from fsm.machine import is_terminal
-from fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
-from fsm.states import TradeState
-from migrations import known_revision
-from persistence import StoreError, TradeRecord, TradeStore, head_revision, schema_revision
-from persistence.urls import is_memory_sqlite, is_sqlite, redacted
+from pairexec.fsm.cli import render
+from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.cli.simulate import cmd_simulate
+from pairexec.fsm.cli.venue import open_exchange
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.engine import EngineError, ExecutionEngine
+from pairexec.fsm.machine import is_terminal
+from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
+from pairexec.fsm.states import TradeState
+from pairexec.migrations import known_revision
+from pairexec.persistence import StoreError, TradeRecord, TradeStore, head_revision, schema_revision
+from pairexec.persistence.urls import is_memory_sqlite, is_sqlite, redacted
 
 EXIT_OK, EXIT_NOT_EXECUTED, EXIT_BAD_INPUT, EXIT_ATTENTION = 0, 1, 2, 3
 
@@ -312,7 +313,7 @@ async def cmd_db(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from fsm.cli.demo import run_demo
+    from pairexec.fsm.cli.demo import run_demo
 
     return await run_demo(console, Path(args.workdir) if args.workdir else None)
 

@@ -19,16 +19,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fsm.cli.recorder import CallRecorder
-from fsm.client_ids import Leg
-from fsm.config import EngineConfig
-from fsm.crashpoints import ENV_VAR as KILL_ENV
-from fsm.engine import ExecutionEngine
-from fsm.request import PairTradeRequest, TradeOutcome
-from fsm.states import TradeState
-from fsm.venues.chaos import ChaosConfig
-from fsm.venues.paper import PaperExchange
-from persistence import TradeRecord, TradeStore
+from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.request import PairTradeRequest, TradeOutcome
+from pairexec.fsm.states import TradeState
+from pairexec.fsm.venues.chaos import ChaosConfig
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeRecord, TradeStore
 
 DEMO_CONFIG = EngineConfig(
     lookup_backoff=0.01, max_backoff=0.05, settle_timeout=0.1, settle_poll_interval=0.02
@@ -240,7 +240,7 @@ async def killed_mid_trade(d: Demo) -> Check:
         [
             sys.executable,
             "-m",
-            "fsm.cli",
+            "pairexec.fsm.cli",
             "trade",
             "BTC/USDT",
             "buy",

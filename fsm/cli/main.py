@@ -6,7 +6,7 @@ an unusable database/exchange (one line on stderr, nothing sent); 3 a trade need
 
 This module only parses and checks the command line, with light imports: a bad one is
 refused in a fraction of a second, before the engine, the store and ccxt are loaded
-(``fsm.cli.commands``).
+(``pairexec.fsm.cli.commands``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from fsm.cli import options
-from fsm.cli.errors import CliError
-from fsm.cli.options import CliParser
-from fsm.cli.simulate import add_parser as add_simulate_parser
-from fsm.states import TradeState
+from pairexec import __version__
+from pairexec.fsm.cli import options
+from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.cli.options import CliParser
+from pairexec.fsm.cli.simulate import add_parser as add_simulate_parser
+from pairexec.fsm.states import TradeState
 
 EXIT_BAD_INPUT, EXIT_ATTENTION = 2, 3
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "accepted before or after the command (pairexec --db X status = pairexec status --db X).",
         epilog="exit codes: 0 ok, 1 trade not executed, 2 bad input, 3 needs attention",
     )
+    parser.add_argument("--version", action="version", version=f"pairexec {__version__}")
     options.add_before(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -116,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from fsm.cli import commands  # the engine, the store, ccxt: only for a usable command line
+    from pairexec.fsm.cli import (
+        commands,  # the engine, the store, ccxt: only for a usable command line
+    )
 
     # Everything imported so far (ccxt alone is ~190k objects) lives as long as the process:
     # exempt it from the cyclic GC, whose full passes over it cost ~70 ms each, mid-trade.

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from fsm.cli.errors import CliError
-from fsm.config import MAX_SECONDS, EngineConfig
+from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.config import MAX_SECONDS, EngineConfig
 
 DEFAULT_DB = "sqlite:///pairexec.db"
 DB_ENV, EXCHANGE_ENV = "PAIREXEC_DB", "PAIREXEC_EXCHANGE"
@@ -67,7 +67,7 @@ def number(text: str) -> float:
 
 def seconds(text: str) -> float:
     """A duration: NaN would never compare, inf never end, and beyond a day the lease's
-    wall-clock arithmetic overflows mid-trade (see ``fsm.config.MAX_SECONDS``)."""
+    wall-clock arithmetic overflows mid-trade (see ``pairexec.fsm.config.MAX_SECONDS``)."""
     value = number(text)
     if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
         raise argparse.ArgumentTypeError(
@@ -273,7 +273,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "simulate": ("verbose", "seed"),
 }
 """Which shared options each command takes. simulate's ``--seed`` and ``-v`` are its own (in
-``fsm.cli.simulate``) but share the names, so ``pairexec -v simulate`` works too."""
+``pairexec.fsm.cli.simulate``) but share the names, so ``pairexec -v simulate`` works too."""
 
 
 def add_before(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fsm.venues.proxy import ExchangeProxy, OrderCall
+from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
 class CallRecorder(ExchangeProxy):

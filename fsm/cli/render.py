@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fsm.client_ids import Leg
-from fsm.states import TradeState
-from persistence import EventRecord, TradeRecord
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.states import TradeState
+from pairexec.persistence import EventRecord, TradeRecord
 
 STATE_STYLE = {
     TradeState.DONE: "green",

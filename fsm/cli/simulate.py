@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from fsm.cli.errors import CliError
-from fsm.cli.options import CliParser
+from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.cli.options import CliParser
 
 if TYPE_CHECKING:
     from tests.sim.report import Summary
@@ -45,8 +45,9 @@ console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def add_parser(commands: argparse._SubParsersAction[CliParser]) -> None:
-    """The ``simulate`` subcommand (wired into ``fsm.cli.main``). ``--seed`` and ``-v`` have
-    no default here: they may also come before the command name, and ``fsm.cli.options``
+    """The ``simulate`` subcommand (wired into ``pairexec.fsm.cli.main``). ``--seed`` and ``-v``
+    have
+    no default here: they may also come before the command name, and ``pairexec.fsm.cli.options``
     merges the two and fills in the defaults (seed 0, not verbose)."""
     sim = commands.add_parser(
         "simulate",

@@ -14,9 +14,9 @@ from typing import Any
 import ccxt
 from sqlalchemy.engine import make_url
 
-from fsm.cli.errors import CliError
-from fsm.cli.options import PAPER
-from persistence.urls import is_memory_sqlite, is_sqlite
+from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.cli.options import PAPER
+from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
 
 __all__ = ["PAPER", "open_exchange", "paper_state_path"]
 
@@ -51,8 +51,8 @@ def open_exchange(
     sandbox: bool = False,
 ) -> Any:
     if name == PAPER:
-        from fsm.venues.chaos import ChaosConfig
-        from fsm.venues.paper import PaperExchange
+        from pairexec.fsm.venues.chaos import ChaosConfig
+        from pairexec.fsm.venues.paper import PaperExchange
 
         try:
             config = ChaosConfig.parse(";".join(chaos), seed=seed) if chaos else None

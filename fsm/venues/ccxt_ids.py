@@ -55,7 +55,8 @@ class UnsupportedExchange(ValueError):
 
 @dataclass(frozen=True)
 class ClientIdRules:
-    """What one venue does with client order ids. Frozen data; ``fsm.gateway`` acts on it."""
+    """What one venue does with client order ids. Frozen data; ``pairexec.fsm.gateway`` acts on
+    it."""
 
     name: str
     lookup: Lookup

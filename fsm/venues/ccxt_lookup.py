@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsm.exchange_errors import ConfirmedAbsent, LookupInconclusive, describe
-from fsm.orders import OrderFacts
-from fsm.venues.ccxt_ids import ClientIdRules, Lookup, scan_methods, supports
+from pairexec.fsm.exchange_errors import ConfirmedAbsent, LookupInconclusive, describe
+from pairexec.fsm.orders import OrderFacts
+from pairexec.fsm.venues.ccxt_ids import ClientIdRules, Lookup, scan_methods, supports
 
 
 async def find_order(exchange: Any, rules: ClientIdRules, order: OrderFacts) -> Any:

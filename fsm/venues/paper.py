@@ -11,7 +11,7 @@ Two layers:
   knows nothing of asyncio or ccxt's dict formats (only ccxt's exception classes, which is how
   every venue says "rejected"), so an HTTP fake-exchange server can reuse it.
 - ``PaperExchange``: the ccxt async unified interface over a book, plus the seeded faults of
-  ``fsm.venues.chaos``.
+  ``pairexec.fsm.venues.chaos``.
 
 Like a real venue, a client order id can be used once (``ccxt.DuplicateOrderId`` after that),
 which is what makes a resend with the same id safe.
@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 
 import ccxt
 
-from fsm.venues.ccxt_ids import unified_client_id
-from fsm.venues.chaos import ANY_SYMBOL, ChaosConfig, FaultInjector, SymbolChaos
+from pairexec.fsm.venues.ccxt_ids import unified_client_id
+from pairexec.fsm.venues.chaos import ANY_SYMBOL, ChaosConfig, FaultInjector, SymbolChaos
 
 T = TypeVar("T")
 

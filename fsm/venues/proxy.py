@@ -1,6 +1,6 @@
 """One base for every wrapper that watches an exchange's order calls.
 
-The CLI counts calls per client order id (``fsm.cli.recorder``); the simulation records and
+The CLI counts calls per client order id (``pairexec.fsm.cli.recorder``); the simulation records and
 audits them and kills the "process" around them (``tests.sim``); a bench timestamps them. Each
 needs the same three ccxt signatures and the same pass-through of everything else (``id``,
 ``has``, ``load_markets``, ``fetch_ticker``...), so venue detection and the engine see the venue
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fsm.venues.ccxt_ids import unified_client_id
+from pairexec.fsm.venues.ccxt_ids import unified_client_id
 
 
 @dataclass(frozen=True)

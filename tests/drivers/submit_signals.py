@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from fsm import EngineConfig, ExecutionEngine, PairTradeRequest
-from fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 
 NOTIONAL = 50.0  # USDT per leg: above every default market's minimum order value
 

@@ -30,13 +30,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fsm.client_ids import Leg, client_order_id
-from fsm.config import EngineConfig
-from fsm.orders import OrderFacts, OrderStatus
-from fsm.request import TradeOutcome
-from fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
-from fsm.venues.paper import MarketSpec, PaperExchange
-from persistence import EventRecord, TradeRecord
+from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.request import TradeOutcome
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
+from pairexec.persistence import EventRecord, TradeRecord
 from tests.invariants import check_invariants
 from tests.sim.fast_store import Snapshot, invariants_read
 

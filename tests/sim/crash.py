@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fsm.venues.proxy import ExchangeProxy, OrderCall
-from persistence import TradeStore
+from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
+from pairexec.persistence import TradeStore
 from tests.fake_exchange import SimulatedCrash
 from tests.sim.scenario import Crash
 

@@ -25,9 +25,9 @@ from unittest import mock
 
 from sqlalchemy.exc import SADeprecationWarning
 
-import persistence.store
+import pairexec.persistence.store
 import tests.invariants
-from persistence import EventRecord, TradeRecord, TradeStore, head_revision
+from pairexec.persistence import EventRecord, TradeRecord, TradeStore, head_revision
 from tests.sim.runtime import run_deterministic
 
 
@@ -82,13 +82,13 @@ def _at_head(connection: Any) -> bool:
 
 @contextmanager
 def skip_migration_at_head() -> Iterator[None]:
-    migrate = persistence.store._migrate_to_head
+    migrate = pairexec.persistence.store._migrate_to_head
 
     def migrate_unless_at_head(connection: Any) -> None:
         if not _at_head(connection):
             migrate(connection)
 
-    with mock.patch.object(persistence.store, "_migrate_to_head", migrate_unless_at_head):
+    with mock.patch.object(pairexec.persistence.store, "_migrate_to_head", migrate_unless_at_head):
         yield
 
 

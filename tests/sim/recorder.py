@@ -27,7 +27,7 @@ from typing import Any
 
 import ccxt
 
-from fsm.venues.proxy import ExchangeProxy, OrderCall
+from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
 @dataclass(frozen=True)

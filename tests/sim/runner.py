@@ -16,10 +16,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from fsm.engine import ExecutionEngine
-from fsm.request import InvalidRequest
-from fsm.venues.paper import PaperExchange
-from persistence import TradeStore
+from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.request import InvalidRequest
+from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.persistence import TradeStore
 from tests.fake_exchange import SimulatedCrash
 from tests.sim.checks import Submitted, check_scenario
 from tests.sim.crash import CrashingExchange, CrashingStore, CrashSwitch

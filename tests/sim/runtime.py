@@ -7,7 +7,7 @@ connection in a thread, the paper exchange uses ``asyncio.to_thread``) and on th
 printed by CI would not reproduce. Here:
 
 - ``asyncio.to_thread`` / ``run_in_executor`` run the function at once in the loop's thread;
-- so does the SQLite store's own database thread (``persistence.db.executor_for_sqlite``);
+- so does the SQLite store's own database thread (``pairexec.persistence.db.executor_for_sqlite``);
 - the clock is virtual: when nothing is ready, the loop jumps to the next timer instead of
   sleeping, so a 2 s settle timeout costs nothing and always polls the same number of times;
 - a loop with nothing ready and no timer is a hang in real life: here it raises ``Hang``, as
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from unittest import mock
 
-import persistence.db
+import pairexec.persistence.db
 
 T = TypeVar("T")
 
@@ -88,7 +88,7 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
 
 @contextmanager
 def _inline_store_thread() -> Iterator[None]:
-    with mock.patch.object(persistence.db, "executor_for_sqlite", _InlineExecutor):
+    with mock.patch.object(pairexec.persistence.db, "executor_for_sqlite", _InlineExecutor):
         yield
 
 

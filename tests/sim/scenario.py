@@ -11,10 +11,10 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from fsm.config import EngineConfig
-from fsm.markets import MarketRules
-from fsm.request import PairTradeRequest
-from fsm.venues.paper import DEFAULT_MARKETS, MarketSpec
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.markets import MarketRules
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.venues.paper import DEFAULT_MARKETS, MarketSpec
 
 CALL_TIMEOUT = 2.0
 """Seconds (virtual) one exchange call may take; a larger chaos latency makes it time out."""
@@ -54,7 +54,8 @@ class Scenario:
     markets: dict[str, MarketSpec]
     signals: tuple[Signal, ...]
     chaos: str
-    """Paper exchange faults while trading (``fsm.venues.chaos`` syntax), seeded by ``seed``."""
+    """Paper exchange faults while trading (``pairexec.fsm.venues.chaos`` syntax), seeded by
+    ``seed``."""
     recovery: str
     """Faults while recovering: "same" (the exchange stays as flaky), "calm" (chaos off)."""
     crash: Crash | None
