@@ -19,7 +19,7 @@ from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
 from pairexec.fsm.orders import OrderFacts, OrderStatus
-from pairexec.fsm.states import TERMINAL_STATES, TradeState
+from pairexec.fsm.states import TERMINAL_STATES, TradeState, Trigger
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class TradeFacts:
 class Submit:
     """Persist a new order (intent, client id) with ``trigger``, then send it."""
 
-    trigger: str
+    trigger: Trigger
     leg: Leg
     attempt: int
     symbol: str
@@ -55,7 +55,7 @@ class Submit:
 class Resend:
     """The order was confirmed absent: send it again under the same client order id."""
 
-    trigger: str
+    trigger: Trigger
     order: OrderFacts
     cause: str
 
@@ -78,7 +78,7 @@ class Settle:
 class Move:
     """A pure state change (e.g. leg A classified, trade done)."""
 
-    trigger: str
+    trigger: Trigger
     cause: str
 
 
@@ -94,7 +94,11 @@ Action = Submit | Resend | Lookup | Settle | Move | GiveUp
 
 # --- the decision --------------------------------------------------------------------------
 
-_TRIGGER_FOR_LEG = {Leg.A: "send_leg_a", Leg.B: "send_leg_b", Leg.UNWIND: "unwind"}
+_TRIGGER_FOR_LEG = {
+    Leg.A: Trigger.SEND_LEG_A,
+    Leg.B: Trigger.SEND_LEG_B,
+    Leg.UNWIND: Trigger.UNWIND,
+}
 
 
 def opposite(side: str) -> str:
@@ -137,9 +141,11 @@ def decide(
     plan = _Plan(trade, orders, config, markets or {}, prices or {})
     if trade.state is TradeState.PENDING:
         if resuming:
-            return Move("never_sent", "not resumed: leg A was never sent before the restart")
+            return Move(Trigger.NEVER_SENT, "not resumed: leg A was never sent before the restart")
         amount = plan.markets.get(trade.pair_x, ANY_AMOUNT).floor(trade.amount_x)
-        return Submit("send_leg_a", Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent")
+        return Submit(
+            Trigger.SEND_LEG_A, Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent"
+        )
     if trade.state in (TradeState.LEG_A_FILLED, TradeState.LEG_A_PARTIAL):
         return plan.first_leg_b()
 
@@ -202,17 +208,21 @@ class _Plan:
         text = f"leg A filled {leg_a.filled:g} of {trade.amount_x:g} ({ratio:.0%})"
         if leg_a.filled <= 0:
             why = "rejected" if leg_a.status is OrderStatus.REJECTED else "nothing filled"
-            return Move("leg_a_failed", f"leg A {why}; nothing executed")
+            return Move(Trigger.LEG_A_FAILED, f"leg A {why}; nothing executed")
         if ratio >= config.full_fill_ratio:
-            return Move("leg_a_filled", text)
+            return Move(Trigger.LEG_A_FILLED, text)
         if ratio >= config.abort_fill_ratio:
-            return Move("leg_a_partial", text)
+            return Move(Trigger.LEG_A_PARTIAL, text)
         abort = f"{text} < abort ratio {config.abort_fill_ratio:g}"
         if not config.unwind_on_abort:
-            return Move("leg_a_too_small", f"{abort}: leg A left open (unwind_on_abort=False)")
+            return Move(
+                Trigger.LEG_A_TOO_SMALL, f"{abort}: leg A left open (unwind_on_abort=False)"
+            )
         amount = self._sendable(trade.pair_x, leg_a.filled, leg_a.filled)
         if amount is None:
-            return Move("leg_a_too_small", f"{abort}: below {trade.pair_x}'s minimum, left open")
+            return Move(
+                Trigger.LEG_A_TOO_SMALL, f"{abort}: below {trade.pair_x}'s minimum, left open"
+            )
         return self._unwind(1, amount, f"{abort}: unwind leg A")
 
     def first_leg_b(self) -> Action:
@@ -225,7 +235,7 @@ class _Plan:
                 f"{self._value_note(trade.pair_y, target)}"
             )
         return Submit(
-            "send_leg_b",
+            Trigger.SEND_LEG_B,
             Leg.B,
             1,
             trade.pair_y,
@@ -243,11 +253,12 @@ class _Plan:
             dust = target - done
             note = f" (remainder {dust:g} below market minimum)" if dust > 0 else ""
             return Move(
-                "leg_b_filled", f"leg B filled {done:g}, hedging leg A {self.filled_a:g}{note}"
+                Trigger.LEG_B_FILLED,
+                f"leg B filled {done:g}, hedging leg A {self.filled_a:g}{note}",
             )
         if leg_b.status is not OrderStatus.REJECTED and leg_b.attempt < config.leg_attempts:
             return Submit(
-                "send_leg_b",
+                Trigger.SEND_LEG_B,
                 Leg.B,
                 leg_b.attempt + 1,
                 trade.pair_y,
@@ -263,11 +274,13 @@ class _Plan:
         trade = self.trade
         unhedged = unwind_target(trade, self.orders)
         if not self.config.unwind_on_abort:
-            return Move("park", f"{problem}; leg A's {unhedged:g} unhedged (unwind_on_abort=False)")
+            return Move(
+                Trigger.PARK, f"{problem}; leg A's {unhedged:g} unhedged (unwind_on_abort=False)"
+            )
         amount = self._sendable(trade.pair_x, unhedged, unhedged)
         if amount is None:
             return Move(
-                "park",
+                Trigger.PARK,
                 f"{problem}; leg A's unhedged {unhedged:g} is below the minimum"
                 f"{self._value_note(trade.pair_x, unhedged)}",
             )
@@ -283,7 +296,7 @@ class _Plan:
     def _unwind(self, attempt: int, amount: float, cause: str) -> Submit:
         trade = self.trade
         return Submit(
-            "unwind", Leg.UNWIND, attempt, trade.pair_x, opposite(trade.side_x), amount, cause
+            Trigger.UNWIND, Leg.UNWIND, attempt, trade.pair_x, opposite(trade.side_x), amount, cause
         )
 
     def after_unwind(self, unwind: OrderFacts) -> Action:
@@ -294,11 +307,11 @@ class _Plan:
         if remainder is None:
             dust = target - done
             note = f" ({dust:g} below market minimum left)" if dust > 0 else ""
-            return Move("unwound", f"unwound {done:g} of leg A{note}")
+            return Move(Trigger.UNWOUND, f"unwound {done:g} of leg A{note}")
         if unwind.status is OrderStatus.REJECTED or unwind.attempt >= config.leg_attempts:
             why = "rejected" if unwind.status is OrderStatus.REJECTED else "out of attempts"
             return Move(
-                "park",
+                Trigger.PARK,
                 f"unwind incomplete ({why}): {target - done:g} {trade.pair_x} of leg A still open",
             )
         return self._unwind(unwind.attempt + 1, remainder, f"unwind remainder {remainder:g}")

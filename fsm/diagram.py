@@ -1,19 +1,18 @@
 """The README's state diagram, generated from ``pairexec.fsm.states.TRANSITIONS``.
 
-``python -m pairexec.fsm.diagram`` prints it; a test checks the README holds exactly this text, so
-the
-picture a reader checks against is the table the engine runs.
+``python -m pairexec.fsm.diagram`` prints it; a test checks the README holds exactly this
+text, so the picture a reader checks against is the table the engine runs.
 """
 
 from __future__ import annotations
 
-from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState, Trigger
 
 
 def mermaid() -> str:
     lines = ["stateDiagram-v2", f"    [*] --> {TradeState.PENDING.value}"]
     for trigger, sources, dest in TRANSITIONS:
-        if trigger == "park":
+        if trigger is Trigger.PARK:
             lines.append(f"    note right of {dest.value}: park — from any non-terminal state")
             continue
         for source in sources:

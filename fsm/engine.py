@@ -44,7 +44,7 @@ from pairexec.fsm.orders import ExchangeReport, OrderFacts, OrderStatus
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
 from pairexec.fsm.prices import PriceBook
 from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
-from pairexec.fsm.states import TradeState
+from pairexec.fsm.states import TradeState, Trigger
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
 from pairexec.persistence.store import (
     Change,
@@ -359,7 +359,7 @@ class ExecutionEngine:
         record: TradeRecord,
         cause: str,
         *,
-        trigger: str | None = None,
+        trigger: Trigger | None = None,
         new_order: NewOrder | None = None,
         order_update: OrderUpdate | None = None,
     ) -> TradeRecord:
@@ -481,7 +481,7 @@ class ExecutionEngine:
             return await self._apply(
                 record,
                 f"{leg} outcome unknown: {result.error}",
-                trigger="outcome_unknown",
+                trigger=Trigger.OUTCOME_UNKNOWN,
                 order_update=OrderUpdate(
                     order.client_order_id,
                     OrderStatus.UNKNOWN,
@@ -503,7 +503,7 @@ class ExecutionEngine:
             record = await self._apply(
                 record,
                 f"resuming: create_order of {order.client_order_id} may have been sent",
-                trigger="outcome_unknown",
+                trigger=Trigger.OUTCOME_UNKNOWN,
                 order_update=OrderUpdate(order.client_order_id, OrderStatus.UNKNOWN),
             )
         last_error = ""
@@ -519,14 +519,14 @@ class ExecutionEngine:
                     record,
                     f"lookup found {order.client_order_id}: {report.status.value.lower()}, "
                     f"filled {report.filled:g}",
-                    trigger="reconciled",
+                    trigger=Trigger.RECONCILED,
                     order_update=_reported(order, report),
                 )
             if result.meaning is ErrorMeaning.NOT_FOUND:
                 return await self._apply(
                     record,
                     f"lookup: {order.client_order_id} confirmed absent on the exchange",
-                    trigger="reconciled",
+                    trigger=Trigger.RECONCILED,
                     order_update=OrderUpdate(order.client_order_id, OrderStatus.ABSENT, filled=0.0),
                 )
             last_error = result.error
@@ -538,7 +538,7 @@ class ExecutionEngine:
                 f"order {order.client_order_id}: {not_believed} of {not_believed} lookups "
                 f"answered with a report that cannot be this order ({last_error}); its fill "
                 "is unknown and nothing more was sent: check it on the exchange",
-                trigger="park",
+                trigger=Trigger.PARK,
                 order_update=OrderUpdate(
                     order.client_order_id, OrderStatus.UNKNOWN, error=last_error
                 ),
@@ -582,7 +582,7 @@ class ExecutionEngine:
                 f"order {order.client_order_id} could not be settled: {n} of {n} lookups after "
                 f"the cancel answered with a report that cannot be this order ({detail}); its "
                 "final fill is unknown and nothing more was sent: check it on the exchange",
-                trigger="park",
+                trigger=Trigger.PARK,
                 order_update=OrderUpdate(
                     order.client_order_id, OrderStatus.OPEN, error=result.error
                 ),

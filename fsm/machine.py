@@ -5,10 +5,9 @@ trade's own bookkeeping (measured in ``bench/fsm_cost.py``), and ``AsyncMachine`
 model's running transition when another trigger arrives on the same model, which would let a
 late callback interrupt an order in flight. Instead the engine runs exactly one driver per
 trade (``pairexec.fsm.engine``), does its I/O outside the machine, and asks this module only
-whether a
-trigger is allowed from the trade's current state and where it leads. The store then applies
-the move with a compare-and-set on the persisted state, so even two processes cannot both
-apply a transition from the same state.
+whether a trigger is allowed from the trade's current state and where it leads. The store then
+applies the move with a compare-and-set on the persisted state, so even two processes cannot
+both apply a transition from the same state.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import functools
 
 from transitions import Machine
 
-from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState, Trigger
 
 
 class IllegalTransition(RuntimeError):
@@ -39,7 +38,7 @@ _MACHINE = _build_machine()
 
 
 @functools.cache  # asked at every step; the table is fixed (an IllegalTransition is not cached)
-def next_state(state: TradeState, trigger: str) -> TradeState:
+def next_state(state: TradeState, trigger: Trigger | str) -> TradeState:
     """Where ``trigger`` leads from ``state``, or IllegalTransition."""
     if trigger not in _MACHINE.events:
         raise IllegalTransition(f"unknown trigger {trigger!r}")

@@ -1,9 +1,10 @@
 """The trade state machine as one table.
 
 Every trade moves only along the rows of ``TRANSITIONS``; the README diagram is generated
-from this table (``python -m pairexec.fsm.diagram``) and a test keeps the two identical. The table
-is loaded into a single shared ``transitions.Machine`` that validates it and answers "where
-does trigger T lead from state S"; trades are *not* machine models (see ``pairexec.fsm.machine``).
+from this table (``python -m pairexec.fsm.diagram``) and a test keeps the two identical. The
+table is loaded into a single shared ``transitions.Machine`` that validates it and answers
+"where does trigger T lead from state S"; trades are *not* machine models (see
+``pairexec.fsm.machine``).
 """
 
 from __future__ import annotations
@@ -43,30 +44,62 @@ class TradeState(str, enum.Enum):
     exchange keeps rejecting). The reason column says what is open. Terminal for the engine."""
 
 
+class Trigger(str, enum.Enum):
+    """What moves a trade: one name per kind of event or decision, as journaled and drawn."""
+
+    __str__ = str.__str__  # the name as it reads in the table and the diagram, on any Python
+
+    SEND_LEG_A = "send_leg_a"
+    NEVER_SENT = "never_sent"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    RECONCILED = "reconciled"
+    LEG_A_FILLED = "leg_a_filled"
+    LEG_A_PARTIAL = "leg_a_partial"
+    LEG_A_FAILED = "leg_a_failed"
+    LEG_A_TOO_SMALL = "leg_a_too_small"
+    SEND_LEG_B = "send_leg_b"
+    LEG_B_FILLED = "leg_b_filled"
+    UNWIND = "unwind"
+    UNWOUND = "unwound"
+    PARK = "park"
+
+
 TERMINAL_STATES: frozenset[TradeState] = frozenset(
     {TradeState.DONE, TradeState.ABORTED, TradeState.FAILED, TradeState.PARKED}
 )
 
 S = TradeState
+T = Trigger
 _ANY_ACTIVE = [s for s in TradeState if s not in TERMINAL_STATES]
 
 # trigger, source state(s), destination. Read top to bottom it is the life of a trade.
-TRANSITIONS: list[tuple[str, list[TradeState], TradeState]] = [
-    ("send_leg_a", [S.PENDING, S.RECONCILED], S.LEG_A_SENT),
-    ("never_sent", [S.PENDING], S.FAILED),
-    ("outcome_unknown", [S.LEG_A_SENT, S.LEG_B_SENT, S.UNWINDING], S.UNKNOWN),
-    ("reconciled", [S.UNKNOWN], S.RECONCILED),
-    ("leg_a_filled", [S.LEG_A_SENT, S.RECONCILED], S.LEG_A_FILLED),
-    ("leg_a_partial", [S.LEG_A_SENT, S.RECONCILED], S.LEG_A_PARTIAL),
-    ("leg_a_failed", [S.LEG_A_SENT, S.RECONCILED], S.FAILED),
-    ("leg_a_too_small", [S.LEG_A_SENT, S.RECONCILED], S.ABORTED),
-    ("send_leg_b", [S.LEG_A_FILLED, S.LEG_A_PARTIAL, S.LEG_B_SENT, S.RECONCILED], S.LEG_B_SENT),
-    ("leg_b_filled", [S.LEG_B_SENT, S.RECONCILED], S.DONE),
+#
+# RECONCILED appears as a source of most rows: it means "a lookup answered, decide again", and
+# the decision from there is whatever it would have been had the order's reply arrived in time
+# (send or resend, classify leg A, finish, unwind). That is why recovery needs no rows of its own.
+TRANSITIONS: list[tuple[Trigger, list[TradeState], TradeState]] = [
+    # a confirmed-absent leg A is resent from RECONCILED under the same client id
+    (T.SEND_LEG_A, [S.PENDING, S.RECONCILED], S.LEG_A_SENT),
+    # PENDING at a restart: leg A was never sent, and a stale signal must not trade hours late
+    (T.NEVER_SENT, [S.PENDING], S.FAILED),
+    (T.OUTCOME_UNKNOWN, [S.LEG_A_SENT, S.LEG_B_SENT, S.UNWINDING], S.UNKNOWN),
+    (T.RECONCILED, [S.UNKNOWN], S.RECONCILED),
+    (T.LEG_A_FILLED, [S.LEG_A_SENT, S.RECONCILED], S.LEG_A_FILLED),
+    (T.LEG_A_PARTIAL, [S.LEG_A_SENT, S.RECONCILED], S.LEG_A_PARTIAL),
+    (T.LEG_A_FAILED, [S.LEG_A_SENT, S.RECONCILED], S.FAILED),
+    # leg A filled below abort_fill_ratio and is left or too small to close: nothing to hedge
+    (T.LEG_A_TOO_SMALL, [S.LEG_A_SENT, S.RECONCILED], S.ABORTED),
+    # LEG_B_SENT -> LEG_B_SENT: a remainder order after a partly filled leg B
+    (T.SEND_LEG_B, [S.LEG_A_FILLED, S.LEG_A_PARTIAL, S.LEG_B_SENT, S.RECONCILED], S.LEG_B_SENT),
+    (T.LEG_B_FILLED, [S.LEG_B_SENT, S.RECONCILED], S.DONE),
+    # from LEG_A_SENT: leg A filled too little; from LEG_A_*: the hedge is below the market's
+    # minimum; from LEG_B_SENT: leg B refused or short; UNWINDING -> UNWINDING: a remainder
     (
-        "unwind",
+        T.UNWIND,
         [S.LEG_A_SENT, S.LEG_A_FILLED, S.LEG_A_PARTIAL, S.LEG_B_SENT, S.UNWINDING, S.RECONCILED],
         S.UNWINDING,
     ),
-    ("unwound", [S.UNWINDING, S.RECONCILED], S.ABORTED),
-    ("park", _ANY_ACTIVE, S.PARKED),
+    (T.UNWOUND, [S.UNWINDING, S.RECONCILED], S.ABORTED),
+    # a human is needed: from any state, because what cannot be resolved is found anywhere
+    (T.PARK, _ANY_ACTIVE, S.PARKED),
 ]

@@ -8,9 +8,8 @@ Design rules:
 - "One trade per signal id" and "one in-flight trade per pair key" are unique constraints, so
   they hold across processes, not only inside one.
 - How each backend runs these transactions (one SQLite thread with group commit; PostgreSQL
-  through SQLAlchemy's async engine) is ``pairexec.persistence.db``'s business; the queries below
-  are
-  written once for both.
+  through SQLAlchemy's async engine) is ``pairexec.persistence.db``'s business; the queries
+  below are written once for both.
 - Leases are judged by the database's clock: on PostgreSQL the server's ``now()`` sets and
   compares expiry times, so a worker whose clock runs ahead cannot take a live trade. (SQLite
   is one machine: its clock is everyone's.) The store also knows, by the local monotonic

@@ -5,9 +5,8 @@ to trade: ``GET /api/v3/ping|time|exchangeInfo|ticker/24hr``, signed ``GET /api/
 ``POST|GET|DELETE /api/v3/order``, ``GET /api/v3/openOrders`` and ``GET /api/v3/allOrders``.
 Signed requests are checked like Binance does (``X-MBX-APIKEY`` header, HMAC-SHA256
 ``signature`` over the query or body, ``timestamp`` within ``recvWindow``). Orders are matched
-by the paper exchange's core (``pairexec.fsm.venues.paper.PaperBook``), so a client order id can be
-used
-once: a reused ``newClientOrderId`` is answered -2010 "Duplicate order sent.".
+by the paper exchange's core (``pairexec.fsm.venues.paper.PaperBook``), so a client order id can
+be used once: a reused ``newClientOrderId`` is answered -2010 "Duplicate order sent.".
 
 Faults are scripted per request kind and symbol, consumed in order, like
 ``tests/fake_exchange.py``: ``fake.fail("create", "ETH/USDT", "timeout_after_accept")``.

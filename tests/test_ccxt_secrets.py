@@ -2,8 +2,7 @@
 
 ccxt logs every request with its headers at DEBUG, and Binance's key travels in a header
 (``X-MBX-APIKEY``), so without ``pairexec.fsm.venues.ccxt_secrets`` a bot logging at DEBUG writes
-its
-key to its log. Signed query strings (``signature=...``) also end up in error texts that the
+its key to its log. Signed query strings (``signature=...``) also end up in error texts that the
 engine journals; those are redacted too.
 """
 

@@ -1,8 +1,7 @@
 """What each ``pairexec`` command does, once its command line has been checked.
 
-Kept apart from ``pairexec.fsm.cli.main`` because it needs the engine, the store and ccxt (seconds
-of
-imports): a mistyped command line is refused before any of that is loaded.
+Kept apart from ``pairexec.fsm.cli.main`` because it needs the engine, the store and ccxt
+(seconds of imports): a mistyped command line is refused before any of that is loaded.
 """
 
 from __future__ import annotations

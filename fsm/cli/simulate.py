@@ -46,9 +46,8 @@ console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 def add_parser(commands: argparse._SubParsersAction[CliParser]) -> None:
     """The ``simulate`` subcommand (wired into ``pairexec.fsm.cli.main``). ``--seed`` and ``-v``
-    have
-    no default here: they may also come before the command name, and ``pairexec.fsm.cli.options``
-    merges the two and fills in the defaults (seed 0, not verbose)."""
+    have no default here: they may also come before the command name, and
+    ``pairexec.fsm.cli.options`` merges the two and fills in the defaults (seed 0, not verbose)."""
     sim = commands.add_parser(
         "simulate",
         help="run seeded chaos scenarios with engine crashes and check the invariants",
