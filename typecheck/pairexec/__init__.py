@@ -1,0 +1,1 @@
+../../src/pairexec/__init__.py

@@ -1,0 +1,1 @@
+../../src/pairexec/__main__.py
