@@ -46,8 +46,10 @@ async def test_different_pairs_run_concurrently(engine, exchange: FakeExchange):
     outcomes = await asyncio.gather(*(engine.execute_pair_trade(r) for r in requests))
 
     assert all(o.ok for o in outcomes)
-    first_leg_b = next(i for i, c in enumerate(exchange.calls) if c.symbol.startswith("Y"))
-    leg_a_before_any_leg_b = [c for c in exchange.calls[:first_leg_b] if c.symbol.startswith("X")]
+    first_leg_b = next(i for i, c in enumerate(exchange.calls) if (c.symbol or "").startswith("Y"))
+    leg_a_before_any_leg_b = [
+        c for c in exchange.calls[:first_leg_b] if (c.symbol or "").startswith("X")
+    ]
     assert len(leg_a_before_any_leg_b) == 5  # a global lock would give 1
 
 

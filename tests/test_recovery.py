@@ -194,10 +194,9 @@ async def test_order_row_is_committed_before_create_order(exchange: FakeExchange
     assert outcome.ok
     assert seen == [("INTENT", "A"), ("INTENT", "B"), ("INTENT", "B")]
     for call in exchange.create_calls():
-        assert (
-            len(call.client_order_id) == 32 and call.client_order_id == call.client_order_id.lower()
-        )
-        int(call.client_order_id, 16)
+        cid = call.client_order_id
+        assert cid is not None and len(cid) == 32 and cid == cid.lower()
+        int(cid, 16)
 
 
 async def test_a_trade_is_three_commits_each_intent_with_the_fact_before_it(

@@ -70,7 +70,7 @@ async def test_leg_b_remainder_that_fills_completes_the_hedge(engine, exchange: 
     exchange.after_cancel = fill_everything_after_first_order
     outcome = await engine.execute_pair_trade(btc_eth())
 
-    assert [round(c.amount, 9) for c in exchange.create_calls("ETH/USDT")] == [1.0, 0.3]
+    assert [round(c.amount or 0.0, 9) for c in exchange.create_calls("ETH/USDT")] == [1.0, 0.3]
     assert outcome.state is TradeState.DONE and abs(outcome.filled_y - 1.0) < 1e-12
 
 

@@ -24,7 +24,7 @@ import pytest
 import pairexec.fsm.decide
 import pairexec.fsm.gateway
 from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
-from pairexec.fsm.exchange_errors import ErrorMeaning
+from pairexec.fsm.exchange_errors import ErrorMeaning, classify
 from pairexec.fsm.orders import ExchangeReport, OrderFacts, OrderStatus
 from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.persistence import TradeStore
@@ -159,12 +159,11 @@ def _btc_eth_scenario(chaos: str, config: EngineConfig | None = None) -> Scenari
 
 def _bare_exchange_error_taken_for_a_reject(monkeypatch: pytest.MonkeyPatch) -> None:
     """``classify`` as it was before 77512ac: a bare ccxt.ExchangeError was a refusal."""
-    real = pairexec.fsm.gateway.classify
 
-    def classify(error: BaseException) -> ErrorMeaning:
-        return ErrorMeaning.REJECTED if type(error) is ccxt.ExchangeError else real(error)
+    def old_classify(error: BaseException) -> ErrorMeaning:
+        return ErrorMeaning.REJECTED if type(error) is ccxt.ExchangeError else classify(error)
 
-    monkeypatch.setattr(pairexec.fsm.gateway, "classify", classify)
+    monkeypatch.setattr(pairexec.fsm.gateway, "classify", old_classify)
 
 
 def test_an_unrecognised_error_after_accept_taken_for_a_reject_is_caught(
