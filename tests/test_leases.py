@@ -207,7 +207,9 @@ async def test_a_trade_whose_renewal_no_longer_matches_is_not_sent_for(
 ):
     """Another owner took the trade while leg B waited to be retried: the next renewal does
     not match it, and the retry is not sent (it would be a second driver's order)."""
-    config = replace(FAST, lookup_backoff=0.5)
+    # The retry waits 2 s: ample for the takeover and the renewal below to land first even on
+    # a loaded machine (at 0.5 s a slow PostgreSQL let the retry go out before the renewal).
+    config = replace(FAST, lookup_backoff=2.0, max_backoff=2.0)
     exchange.fail("create_order", "ETH/USDT", "rate_limit")
     leg_b_refused = asyncio.Event()
     exchange.on_create = lambda call: leg_b_refused.set() if call.symbol == "ETH/USDT" else None
