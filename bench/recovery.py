@@ -1,9 +1,10 @@
 """Recovery: N in-flight trades left in every FSM state by "crashes" -> ``engine.recover()``.
 
 The trades are built by driving the store API directly (``create_trade`` + ``apply`` with the
-same ``Change``/``NewOrder``/``OrderUpdate`` steps the engine takes), one shape per state an
-engine can die in, and where the state implies that the order reached the exchange, the order
-is placed on the paper book under the same client order id (with the fill the DB recorded).
+same ``Change``/``OrderFacts.intent``/``OrderUpdate`` steps the engine takes), one shape per
+state an engine can die in, and where the state implies that the order reached the exchange,
+the order is placed on the paper book under the same client order id (with the fill the DB
+recorded).
 Half of the "intent" orders are on the exchange (died after the send), half not (died before).
 
 Then one engine recovers them all on a SQLite file (WAL, synchronous=FULL), against the
@@ -26,11 +27,11 @@ from pathlib import Path
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthetic_markets
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.engine import ExecutionEngine
-from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.model import Change, OrderFacts, OrderStatus, OrderUpdate, TradeRecord
 from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TradeState
 from pairexec.fsm.venues.paper import PaperBook, PaperExchange
-from pairexec.persistence import Change, NewOrder, OrderUpdate, TradeRecord, TradeStore
+from pairexec.persistence import TradeStore
 
 S = TradeState
 
@@ -73,7 +74,7 @@ class _Builder:
         }[leg]
         amount = r.amount_x * (r.hedge_ratio if leg is Leg.B else 1.0)
         order = _Order(client_order_id(t.id, leg, 1), symbol, side, amount)
-        new = NewOrder(leg, 1, order.cid, symbol, side, amount)
+        new = OrderFacts.intent(leg, 1, order.cid, symbol, side, amount)
         await self._apply(t, frm, Change(f"{leg.value} intent", to, new_order=new))
         return order
 

@@ -27,7 +27,7 @@ CONCURRENCY = 20
 
 
 async def child(db_url: str, trades: int, worker: int, start_file: str) -> None:
-    from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+    from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
     from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
 
     symbols = [f"W{worker}X{i}/USDT" for i in range(trades)] + [

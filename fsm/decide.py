@@ -18,22 +18,9 @@ from dataclasses import dataclass
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.model import OrderFacts, OrderStatus, TradeRecord, filled
+from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TERMINAL_STATES, TradeState, Trigger
-
-
-@dataclass(frozen=True)
-class TradeFacts:
-    """The persisted trade as the decision logic sees it."""
-
-    state: TradeState
-    pair_x: str
-    side_x: str
-    amount_x: float
-    pair_y: str
-    side_y: str
-    hedge_ratio: float
-
 
 # --- actions -------------------------------------------------------------------------------
 
@@ -105,30 +92,26 @@ def opposite(side: str) -> str:
     return "sell" if side == "buy" else "buy"
 
 
-def filled(orders: Sequence[OrderFacts], leg: Leg) -> float:
-    return sum((o.filled for o in orders if o.leg is leg), 0.0)
-
-
-def hedge_target(trade: TradeFacts, orders: Sequence[OrderFacts]) -> float:
+def hedge_target(trade: PairTradeRequest, orders: Sequence[OrderFacts]) -> float:
     """Leg B's total amount: the hedge ratio times what leg A actually filled."""
     return trade.hedge_ratio * filled(orders, Leg.A)
 
 
-def unwind_target(trade: TradeFacts, orders: Sequence[OrderFacts]) -> float:
+def unwind_target(trade: PairTradeRequest, orders: Sequence[OrderFacts]) -> float:
     """The part of leg A's fill that leg B does not hedge: what unwind orders must close."""
     return max(filled(orders, Leg.A) - filled(orders, Leg.B) / trade.hedge_ratio, 0.0)
 
 
 def decide(
-    trade: TradeFacts,
-    orders: Sequence[OrderFacts],
+    record: TradeRecord,
     config: EngineConfig,
     *,
     markets: Mapping[str, MarketRules] | None = None,
     prices: Mapping[str, float] | None = None,
     resuming: bool = False,
 ) -> Action | None:
-    """The next action for a trade, or None if it is terminal.
+    """The next action for ``record`` (the trade and its orders as stored), or None if it is
+    terminal.
 
     ``markets`` gives each symbol's amount step and minimums (absent: any amount). A minimum
     order value is checked at the price this trade's own fills on the symbol got, else at
@@ -136,17 +119,18 @@ def decide(
     is set by ``recover()``: a trade still PENDING then was never sent before the restart, and
     a stale signal must not open a position hours later, so it fails instead.
     """
-    if trade.state in TERMINAL_STATES:
+    state, trade, orders = record.state, record.request, record.orders
+    if state in TERMINAL_STATES:
         return None
     plan = _Plan(trade, orders, config, markets or {}, prices or {})
-    if trade.state is TradeState.PENDING:
+    if state is TradeState.PENDING:
         if resuming:
             return Move(Trigger.NEVER_SENT, "not resumed: leg A was never sent before the restart")
         amount = plan.markets.get(trade.pair_x, ANY_AMOUNT).floor(trade.amount_x)
         return Submit(
             Trigger.SEND_LEG_A, Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent"
         )
-    if trade.state in (TradeState.LEG_A_FILLED, TradeState.LEG_A_PARTIAL):
+    if state in (TradeState.LEG_A_FILLED, TradeState.LEG_A_PARTIAL):
         return plan.first_leg_b()
 
     current = orders[-1]  # every other state has sent at least one order; the last is current
@@ -172,7 +156,7 @@ def decide(
 class _Plan:
     """The rules for one trade, with its facts at hand."""
 
-    trade: TradeFacts
+    trade: PairTradeRequest
     orders: Sequence[OrderFacts]
     config: EngineConfig
     markets: Mapping[str, MarketRules]

@@ -33,32 +33,30 @@ from pairexec.fsm.decide import (
     Resend,
     Settle,
     Submit,
-    TradeFacts,
     decide,
 )
 from pairexec.fsm.exchange_errors import ErrorMeaning, describe
 from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed, NotBelieved
 from pairexec.fsm.machine import is_terminal, next_state
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
-from pairexec.fsm.orders import ExchangeReport, OrderFacts, OrderStatus
+from pairexec.fsm.model import (
+    Change,
+    Duplicate,
+    Lease,
+    OrderFacts,
+    OrderStatus,
+    OrderUpdate,
+    TradeRecord,
+    Transition,
+    after,
+)
+from pairexec.fsm.orders import ExchangeReport
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
+from pairexec.fsm.ports import StaleTrade, Store, StoreError
 from pairexec.fsm.prices import PriceBook
 from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState, Trigger
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
-from pairexec.persistence.store import (
-    Change,
-    Duplicate,
-    Lease,
-    NewOrder,
-    OrderUpdate,
-    StaleTrade,
-    StoreError,
-    TradeRecord,
-    TradeStore,
-    Transition,
-    after,
-)
 
 log = logging.getLogger("pairexec.engine")
 
@@ -75,14 +73,16 @@ class ExecutionEngine:
     def __init__(
         self,
         exchange: Any,
-        store: TradeStore | str | None = None,
+        store: Store | str | None = None,
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.gateway = ExchangeGateway(exchange, self.config)
-        if store is None:
-            store = TradeStore("sqlite+aiosqlite:///:memory:")
-        self.store = TradeStore(store) if isinstance(store, str) else store
+        self.store: Store = (
+            _sql_store(store or "sqlite+aiosqlite:///:memory:")
+            if store is None or isinstance(store, str)
+            else store
+        )
         self._owns_store = False
         self._drivers: dict[str, asyncio.Task[TradeOutcome]] = {}
         self._executions: set[asyncio.Task[TradeOutcome]] = set()
@@ -201,7 +201,7 @@ class ExecutionEngine:
     def _first_step(self, pending: TradeRecord) -> Change:
         """A new trade's first step, written with the trade: leg A's intent (``decide`` needs
         no price for it, so it is known before the trade is stored)."""
-        action = decide(_facts(pending), (), self.config, markets=self._markets)
+        action = decide(pending, self.config, markets=self._markets)
         if not isinstance(action, Submit):  # pragma: no cover - PENDING always submits leg A
             raise AssertionError(f"a new trade's first action is {action!r}")
         return _intent(pending, action)
@@ -360,7 +360,7 @@ class ExecutionEngine:
         cause: str,
         *,
         trigger: Trigger | None = None,
-        new_order: NewOrder | None = None,
+        new_order: OrderFacts | None = None,
         order_update: OrderUpdate | None = None,
     ) -> TradeRecord:
         """Write one fact with the moves that follow from it; if the last of them submits an
@@ -420,8 +420,7 @@ class ExecutionEngine:
             self._prices.refresh(symbols)  # a second try if the first fetch got no price
             prices = await self._prices.ready(symbols)
         return decide(
-            _facts(record),
-            record.orders,
+            record,
             self.config,
             markets=self._markets,
             prices=prices,
@@ -609,23 +608,19 @@ def _intent(record: TradeRecord, submit: Submit) -> Change:
     return Change(
         submit.cause,
         to_state=next_state(record.state, submit.trigger),
-        new_order=NewOrder(
+        new_order=OrderFacts.intent(
             submit.leg, submit.attempt, cid, submit.symbol, submit.side, submit.amount
         ),
     )
 
 
-def _facts(record: TradeRecord) -> TradeFacts:
-    r = record.request
-    return TradeFacts(
-        state=record.state,
-        pair_x=r.pair_x,
-        side_x=r.side_x,
-        amount_x=r.amount_x,
-        pair_y=r.pair_y,
-        side_y=r.side_y,
-        hedge_ratio=r.hedge_ratio,
-    )
+def _sql_store(url: str) -> Store:
+    """The SQL store for a database URL: the one place the engine names an adapter, imported
+    here so that the engine's module (and the domain below it) never loads SQLAlchemy for a
+    bot that hands in a store of its own."""
+    from pairexec.persistence.store import TradeStore
+
+    return TradeStore(url)
 
 
 def _reported(order: OrderFacts, report: ExchangeReport, add_sends: int = 0) -> OrderUpdate:

@@ -24,13 +24,8 @@ from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.exchange_errors import ErrorMeaning, classify, describe
 from pairexec.fsm.markets import MarketRules, rules_from_ccxt
-from pairexec.fsm.orders import (
-    ExchangeReport,
-    MalformedOrder,
-    NotBelievable,
-    OrderFacts,
-    parse_order,
-)
+from pairexec.fsm.model import OrderFacts
+from pairexec.fsm.orders import ExchangeReport, MalformedOrder, NotBelievable, parse_order
 from pairexec.fsm.venues.ccxt_ids import check_support, rules_for
 from pairexec.fsm.venues.ccxt_lookup import find_order
 from pairexec.fsm.venues.ccxt_secrets import CredentialGuard

@@ -1,33 +1,13 @@
-"""What the engine knows about one order, and how a ccxt order dict maps onto it."""
+"""How a ccxt order dict maps onto an order the engine knows (``pairexec.fsm.model``), checked
+before it is believed."""
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from pairexec.fsm.client_ids import Leg
-
-
-class OrderStatus(str, enum.Enum):
-    INTENT = "INTENT"
-    """Persisted with its client order id; create_order has not (known to have) returned."""
-    UNKNOWN = "UNKNOWN"
-    """create_order failed in a way that leaves its existence unknown: look it up."""
-    ABSENT = "ABSENT"
-    """A lookup by client order id confirmed the exchange has no such order: resend, same id."""
-    OPEN = "OPEN"
-    """On the exchange and may still fill."""
-    CLOSED = "CLOSED"
-    """Final, filled."""
-    CANCELED = "CANCELED"
-    """Final, cancelled or expired; ``filled`` may be partial."""
-    REJECTED = "REJECTED"
-    """Final: the exchange refused it (or it never got through); nothing filled."""
-
-
-FINAL_ORDER_STATUSES = frozenset({OrderStatus.CLOSED, OrderStatus.CANCELED, OrderStatus.REJECTED})
+from pairexec.fsm.model import OrderFacts, OrderStatus
 
 _CCXT_STATUS = {
     "open": OrderStatus.OPEN,
@@ -37,28 +17,6 @@ _CCXT_STATUS = {
     "expired": OrderStatus.CANCELED,
     "rejected": OrderStatus.REJECTED,
 }
-
-
-@dataclass(frozen=True)
-class OrderFacts:
-    """An order row as the pure decision logic sees it."""
-
-    leg: Leg
-    attempt: int
-    client_order_id: str
-    symbol: str
-    side: str
-    amount: float
-    status: OrderStatus
-    filled: float = 0.0
-    sends: int = 0
-    exchange_order_id: str | None = None
-    average: float | None = None
-    """The average fill price the exchange reported, if any."""
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_ORDER_STATUSES
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ store, the CLI, tests) can run ``alembic.command.upgrade(cfg, "head")`` without 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic.config import Config
@@ -23,6 +24,13 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+@functools.cache
+def scripts() -> ScriptDirectory:
+    """The migration scripts, read once a process: they ship inside the package and do not
+    change under a running one, and reading them costs milliseconds each time."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def known_revision(revision: str) -> bool:
     """Whether ``revision`` is one of this pairexec's migrations. A database stamped with one
     it does not know was written by a newer pairexec: there is nothing to upgrade it to, and
@@ -30,5 +38,4 @@ def known_revision(revision: str) -> bool:
 
     Exact ids only: alembic's own lookup also accepts a unique prefix, which a stored
     revision never is."""
-    script = ScriptDirectory.from_config(alembic_config())
-    return revision in {s.revision for s in script.walk_revisions()}
+    return revision in {s.revision for s in scripts().walk_revisions()}

@@ -1,37 +1,16 @@
-"""Durable storage of pair trades (SQLAlchemy models, the async trade store)."""
+"""Durable storage of pair trades: the SQL store that implements ``pairexec.fsm.ports.Store``.
 
-from pairexec.persistence.store import (
-    Change,
-    Duplicate,
-    EventRecord,
-    Lease,
-    LeaseHolder,
-    NewOrder,
-    OrderUpdate,
-    StaleTrade,
-    StoreError,
-    TradeRecord,
-    TradeStore,
-    Transition,
-    after,
-    head_revision,
-    schema_revision,
-)
+The records it stores and returns are the domain's (``pairexec.fsm.model``); this package adds
+only how they sit in SQLite or PostgreSQL.
+"""
+
+from pairexec.fsm.ports import StaleTrade, StoreError
+from pairexec.persistence.store import TradeStore, head_revision, schema_revision
 
 __all__ = [
-    "Change",
-    "Duplicate",
-    "EventRecord",
-    "Lease",
-    "LeaseHolder",
-    "NewOrder",
-    "OrderUpdate",
     "StaleTrade",
     "StoreError",
-    "TradeRecord",
     "TradeStore",
-    "Transition",
-    "after",
     "head_revision",
     "schema_revision",
 ]

@@ -48,6 +48,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from pairexec.fsm.ports import StoreError
 from pairexec.persistence.urls import (
     command_timeout,
     connect_timeout,
@@ -63,10 +64,6 @@ Row = tuple[Any, ...]
 
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 """How SQLAlchemy stores a DateTime in SQLite: the schema's rows must read the same both ways."""
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used (unreachable, wrong schema...). The message says why."""
 
 
 class Conflict(Exception):

@@ -28,23 +28,34 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.model import (
+    Change,
+    Duplicate,
+    EventRecord,
+    Lease,
+    LeaseHolder,
+    OrderFacts,
+    OrderStatus,
+    OrderUpdate,
+    TradeRecord,
+    after,
+    utc_now,
+)
+from pairexec.fsm.ports import StaleTrade, StoreError
 from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TERMINAL_STATES, TradeState
-from pairexec.migrations import alembic_config
+from pairexec.migrations import alembic_config, scripts
 from pairexec.persistence.db import (
     AsyncEngineRunner,
     Conflict,
@@ -56,9 +67,6 @@ from pairexec.persistence.db import (
     as_utc,
     connect_args,
     in_list,
-)
-from pairexec.persistence.db import (
-    StoreError as StoreError,  # raised by the runners too; ours to export
 )
 from pairexec.persistence.urls import (
     async_url,
@@ -93,123 +101,6 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 """What a database or its driver may raise; ``_run`` reports each as a ``StoreError``."""
 
 T = TypeVar("T")
-
-
-class StaleTrade(RuntimeError):
-    """The trade is not in the state the caller expected: someone else moved it."""
-
-
-@dataclass(frozen=True)
-class TradeRecord:
-    id: str
-    request: PairTradeRequest
-    state: TradeState
-    reason: str
-    created_at: datetime
-    updated_at: datetime
-    orders: tuple[OrderFacts, ...] = ()
-    version: int = 0
-    """The trade's version as stored: a write must name it (see ``TradeStore.apply``)."""
-
-    def filled(self, leg: Leg) -> float:
-        return sum((o.filled for o in self.orders if o.leg is leg), 0.0)
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    trade_id: str
-    from_state: TradeState | None
-    to_state: TradeState
-    cause: str
-    client_order_id: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class NewOrder:
-    leg: Leg
-    attempt: int
-    client_order_id: str
-    symbol: str
-    side: str
-    amount: float
-
-
-@dataclass(frozen=True)
-class OrderUpdate:
-    client_order_id: str
-    status: OrderStatus
-    filled: float | None = None
-    exchange_order_id: str | None = None
-    average: float | None = None
-    add_sends: int = 0
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A state change that follows from facts already known (no I/O decides it), with the
-    intent of the order it submits, if it submits one (the order is sent once it is stored)."""
-
-    to_state: TradeState
-    cause: str
-    new_order: NewOrder | None = None
-
-
-@dataclass(frozen=True)
-class Change:
-    """One atomic step of a trade: optionally a new order, an order update, a new state, then
-    the moves that follow from it (``then``), each journaled as its own transition.
-
-    Folding those moves into the write that made them certain saves a commit each; a crash
-    can only lose them together with the fact they follow from, and they would be decided
-    again from that fact. The last of them may submit an order: its intent is then committed
-    with the fact (persist-before-send holds), and after a crash it is looked up like any
-    other intent."""
-
-    cause: str
-    to_state: TradeState | None = None
-    new_order: NewOrder | None = None
-    order_update: OrderUpdate | None = None
-    then: tuple[Transition, ...] = ()
-
-
-@dataclass(frozen=True)
-class Lease:
-    """Who drives a trade, and for how long that claim holds without renewal.
-
-    ``seconds``: from the moment the database writes it, by the database's clock (what the
-    engine uses: no worker's own clock can make a lease look expired early). ``until``: an
-    instant given by the writer's clock (tools and tests that set a lease by hand)."""
-
-    owner: str
-    until: datetime | None = None
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.until is None) == (self.seconds is None):
-            raise ValueError("a Lease has either until or seconds")
-
-
-@dataclass(frozen=True)
-class LeaseHolder:
-    """A non-terminal trade whose lease another process holds."""
-
-    trade_id: str
-    owner: str
-    until: datetime | None
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    """The request was not stored: an existing trade already holds its signal id or key."""
-
-    existing: TradeRecord | None
-    why: str
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 _IDS_PER_QUERY = 500
@@ -321,7 +212,7 @@ class TradeStore:
             length = lease.seconds
         else:
             assert lease.until is not None
-            length = (lease.until - _now()).total_seconds()
+            length = (lease.until - utc_now()).total_seconds()
         for trade_id in trade_ids:
             self._leases[(lease.owner, trade_id)] = began + length
 
@@ -341,7 +232,7 @@ class TradeStore:
 
         ``first`` may give the trade's first step from its PENDING record (the engine: leg A's
         intent); it is written in the same transaction, saving the new trade a commit."""
-        now = _now()
+        now = utc_now()
         pending = TradeRecord(
             id=uuid.uuid4().hex,
             request=request,
@@ -428,7 +319,7 @@ class TradeStore:
         changed since (another driver), or, with a lease, if ``lease.owner`` no longer holds it
         (the lease is renewed). Returns the trade as now stored, computed without reading it.
         """
-        now = _now()
+        now = utc_now()
         updated = after(record, change, now)
         try:
             _, began = await self._run_leased(
@@ -464,7 +355,7 @@ class TradeStore:
         two recoverers never get the same trade. Each claim is journaled. Whether a lease has
         expired is the database's judgement (PostgreSQL's ``now()``), not this worker's clock.
         """
-        now = _now()
+        now = utc_now()
         dead_sql, dead_params = in_list("dead", list(dead_owners))
 
         def take(db: Db) -> list[str]:
@@ -750,14 +641,14 @@ def _lease_expiry(db: Db, lease: Lease | None) -> tuple[str, Params]:
         return ":lease_until", {"lease_until": lease.until}
     if db.dialect == "postgresql":
         return "now() + make_interval(secs => :lease_seconds)", {"lease_seconds": lease.seconds}
-    return ":lease_until", {"lease_until": _now() + timedelta(seconds=lease.seconds)}
+    return ":lease_until", {"lease_until": utc_now() + timedelta(seconds=lease.seconds)}
 
 
 def _db_now(db: Db) -> tuple[str, Params]:
     """SQL for the database's current time (see ``_lease_expiry``)."""
     if db.dialect == "postgresql":
         return "now()", {}
-    return ":db_now", {"db_now": _now()}
+    return ":db_now", {"db_now": utc_now()}
 
 
 def _lock_wait_ran_out(exc: BaseException) -> bool:
@@ -782,7 +673,7 @@ def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
     return f"lease of {owner} expired"
 
 
-def _insert_order(db: Db, trade_id: str, order: NewOrder, now: datetime) -> None:
+def _insert_order(db: Db, trade_id: str, order: OrderFacts, now: datetime) -> None:
     db.execute(
         "INSERT INTO orders (trade_id, leg, attempt, client_order_id, exchange_order_id, symbol,"
         " side, amount, status, filled, average, sends, last_error, created_at, updated_at)"
@@ -825,75 +716,6 @@ def _update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> Non
     )
     if changed != 1:
         raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
-
-
-def after(record: TradeRecord, change: Change, now: datetime | None = None) -> TradeRecord:
-    """The trade once ``change`` is written (what a read-back would return): ``apply`` returns
-    it without reading, and the engine uses it to see which moves follow from a fact."""
-    state = change.to_state or record.state
-    reason = record.reason
-    if state is not record.state or state in (TradeState.PARKED, TradeState.UNKNOWN):
-        reason = change.cause
-    for move in change.then:
-        state, reason = move.to_state, move.cause
-    return TradeRecord(  # not dataclasses.replace: on every step's path, and 3x slower
-        id=record.id,
-        request=record.request,
-        state=state,
-        reason=reason,
-        created_at=record.created_at,
-        updated_at=now or _now(),
-        orders=_orders_after(record.orders, change),
-        version=record.version + 1,
-    )
-
-
-def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[OrderFacts, ...]:
-    """The trade's orders once ``change`` is written: what a read-back would return."""
-    if change.new_order is not None:
-        orders = (*orders, _intent(change.new_order))
-    orders = _updated(orders, change.order_update)
-    for move in change.then:
-        if move.new_order is not None:
-            orders = (*orders, _intent(move.new_order))
-    return orders
-
-
-def _intent(new: NewOrder) -> OrderFacts:
-    return OrderFacts(
-        new.leg,
-        new.attempt,
-        new.client_order_id,
-        new.symbol,
-        new.side,
-        new.amount,
-        status=OrderStatus.INTENT,  # not sent yet: nothing filled, no exchange id
-    )
-
-
-def _updated(orders: tuple[OrderFacts, ...], upd: OrderUpdate | None) -> tuple[OrderFacts, ...]:
-    if upd is None:
-        return orders
-    return tuple(
-        OrderFacts(
-            leg=o.leg,
-            attempt=o.attempt,
-            client_order_id=o.client_order_id,
-            symbol=o.symbol,
-            side=o.side,
-            amount=o.amount,
-            status=upd.status,
-            filled=o.filled if upd.filled is None else upd.filled,
-            sends=o.sends + upd.add_sends,
-            exchange_order_id=(
-                o.exchange_order_id if upd.exchange_order_id is None else upd.exchange_order_id
-            ),
-            average=o.average if upd.average is None else upd.average,
-        )
-        if o.client_order_id == upd.client_order_id
-        else o
-        for o in orders
-    )
 
 
 def _load(db: Db, where: str, params: Params) -> TradeRecord | None:
@@ -978,7 +800,7 @@ def _aware(value: Any) -> datetime:
 
 def head_revision() -> str:
     """The newest schema revision this pairexec knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = scripts().get_current_head()
     assert head is not None
     return head
 
@@ -1041,9 +863,10 @@ def _migrate_to_head(connection: Connection) -> None:
         try_lock = f"SELECT pg_try_advisory_xact_lock({MIGRATION_LOCK})"
         while not connection.exec_driver_sql(try_lock).scalar():
             connection.exec_driver_sql(f"SELECT pg_sleep({MIGRATION_POLL})")
-    cfg = alembic_config()
-    script = ScriptDirectory.from_config(cfg)
+    script = scripts()
     current = MigrationContext.configure(connection).get_current_revision()
+    if current == script.get_current_head():
+        return  # nothing to upgrade; alembic's upgrade would reload env.py to find that out
     if current is not None:
         try:
             script.get_revision(current)
@@ -1053,5 +876,6 @@ def _migrate_to_head(connection: Connection) -> None:
                 f"know (newest known: {script.get_current_head()!r}): it was written by a newer "
                 "pairexec; upgrade pairexec instead of using this database"
             ) from exc
+    cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
 from pairexec.persistence import TradeStore
 from tests.fake_exchange import FakeExchange
 

@@ -2,66 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import pairwise
+from typing import Protocol
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.model import EventRecord, OrderStatus, TradeRecord
 from pairexec.fsm.states import TERMINAL_STATES, TradeState
 from pairexec.fsm.venues.paper import PaperExchange
-from pairexec.persistence import TradeStore
 
 
-async def check_invariants(db_url: str, paper: PaperExchange) -> list[str]:
+class TradeReader(Protocol):
+    """The two reads the checks make: a ``TradeStore``, or a snapshot of what one held."""
+
+    async def list_trades(self, *, limit: int) -> Sequence[TradeRecord]: ...
+
+    async def events(self, trade_id: str) -> Sequence[EventRecord]: ...
+
+
+async def check_invariants(store: TradeReader, paper: PaperExchange) -> list[str]:
     """Every violated invariant as a sentence (empty list: all hold)."""
     problems: list[str] = []
-    async with TradeStore(db_url) as store:
-        for trade in await store.list_trades(limit=100_000):
-            tid = trade.id[:8]
-            if trade.state not in TERMINAL_STATES:
-                problems.append(f"{tid}: not terminal ({trade.state.value})")
-            on_exchange = {leg: 0 for leg in Leg}
-            for order in trade.orders:
-                copies = len(paper.orders_with_client_id(order.client_order_id))
-                on_exchange[order.leg] += copies
-                if copies > 1:
-                    problems.append(f"{tid}: {copies} exchange orders for {order.client_order_id}")
-                if order.status in (OrderStatus.CLOSED, OrderStatus.CANCELED) and copies != 1:
-                    problems.append(f"{tid}: {order.status.value} order missing on the exchange")
-            sent_legs = {o.leg for o in trade.orders if o.status is not OrderStatus.REJECTED}
-            for leg in sent_legs:
-                if on_exchange[leg] != sum(
-                    1 for o in trade.orders if o.leg is leg and o.status is not OrderStatus.REJECTED
-                ):
-                    problems.append(
-                        f"{tid}: leg {leg.value} has {on_exchange[leg]} exchange orders"
-                    )
-            a, b, u = trade.filled(Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
-            ratio = trade.request.hedge_ratio
-            # Legs are rounded down to the market's step and never below its minimums (amount,
-            # order value), so a hedge may fall short of the exact ratio by less than one
-            # tradable unit.
-            dust_y = _tradable_unit(paper, trade.request.pair_y)
-            dust_x = _tradable_unit(paper, trade.request.pair_x)
-            target = ratio * a
-            if trade.state is TradeState.DONE and not -1e-9 <= target - b < dust_y + 1e-9:
-                problems.append(f"{tid}: DONE but leg B {b:g} != {ratio:g} x leg A {a:g}")
-            unhedged = a - b / ratio
-            if trade.state is TradeState.ABORTED and u and not -1e-9 <= unhedged - u < dust_x:
-                problems.append(f"{tid}: ABORTED but unwound {u:g} != unhedged {unhedged:g}")
-            events = await store.events(trade.id)
-            if (
-                not events
-                or events[0].from_state is not None
-                or (events[0].to_state is not TradeState.PENDING)
+    for trade in await store.list_trades(limit=100_000):
+        tid = trade.id[:8]
+        if trade.state not in TERMINAL_STATES:
+            problems.append(f"{tid}: not terminal ({trade.state.value})")
+        on_exchange = {leg: 0 for leg in Leg}
+        for order in trade.orders:
+            copies = len(paper.orders_with_client_id(order.client_order_id))
+            on_exchange[order.leg] += copies
+            if copies > 1:
+                problems.append(f"{tid}: {copies} exchange orders for {order.client_order_id}")
+            if order.status in (OrderStatus.CLOSED, OrderStatus.CANCELED) and copies != 1:
+                problems.append(f"{tid}: {order.status.value} order missing on the exchange")
+        sent_legs = {o.leg for o in trade.orders if o.status is not OrderStatus.REJECTED}
+        for leg in sent_legs:
+            if on_exchange[leg] != sum(
+                1 for o in trade.orders if o.leg is leg and o.status is not OrderStatus.REJECTED
             ):
-                problems.append(f"{tid}: journal does not start with PENDING")
-            for before, after in pairwise(events):
-                if after.from_state is not before.to_state:
-                    problems.append(f"{tid}: journal gap {before.to_state} / {after.from_state}")
-            if events and events[-1].to_state is not trade.state:
-                problems.append(
-                    f"{tid}: journal ends in {events[-1].to_state}, trade {trade.state}"
-                )
+                problems.append(f"{tid}: leg {leg.value} has {on_exchange[leg]} exchange orders")
+        a, b, u = trade.filled(Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
+        ratio = trade.request.hedge_ratio
+        # Legs are rounded down to the market's step and never below its minimums (amount,
+        # order value), so a hedge may fall short of the exact ratio by less than one
+        # tradable unit.
+        dust_y = _tradable_unit(paper, trade.request.pair_y)
+        dust_x = _tradable_unit(paper, trade.request.pair_x)
+        target = ratio * a
+        if trade.state is TradeState.DONE and not -1e-9 <= target - b < dust_y + 1e-9:
+            problems.append(f"{tid}: DONE but leg B {b:g} != {ratio:g} x leg A {a:g}")
+        unhedged = a - b / ratio
+        if trade.state is TradeState.ABORTED and u and not -1e-9 <= unhedged - u < dust_x:
+            problems.append(f"{tid}: ABORTED but unwound {u:g} != unhedged {unhedged:g}")
+        events = await store.events(trade.id)
+        if (
+            not events
+            or events[0].from_state is not None
+            or (events[0].to_state is not TradeState.PENDING)
+        ):
+            problems.append(f"{tid}: journal does not start with PENDING")
+        for before, after in pairwise(events):
+            if after.from_state is not before.to_state:
+                problems.append(f"{tid}: journal gap {before.to_state} / {after.from_state}")
+        if events and events[-1].to_state is not trade.state:
+            problems.append(f"{tid}: journal ends in {events[-1].to_state}, trade {trade.state}")
     return problems
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState, TradeStore
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.crashpoints import ENV_VAR
 from pairexec.fsm.venues.paper import PaperExchange
@@ -88,7 +88,8 @@ async def test_sigkill_around_leg_b_then_recover_through_ccxt(tmp_path: Path, ki
 
     book = PaperExchange(tmp_path / "venue.db")
     try:
-        assert await check_invariants(db_url, book) == []
+        async with TradeStore(db_url) as store:
+            assert await check_invariants(store, book) == []
     finally:
         await book.close()
 

@@ -29,7 +29,7 @@ from pairexec.fsm.exchange_errors import (
     never_sent,
 )
 from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.model import OrderFacts, OrderStatus
 from tests import fake_binance
 from tests.fake_binance import FakeBinance, binance_client, closed_port_url
 

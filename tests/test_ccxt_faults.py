@@ -15,14 +15,15 @@ from dataclasses import replace
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec.fsm import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeState
+from pairexec import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeState
 from pairexec.fsm.engine import EngineError
 from pairexec.fsm.markets import TICK_SIZE, MarketRules
-from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.model import OrderStatus
 from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, Seen, binance_client
+from tests.support.stores import sql_store
 
 # the fake server's fixtures, used by name
 fake, binance, trades_db = fake_binance.fake, fake_binance.binance, fake_binance.trades_db
@@ -35,7 +36,7 @@ async def engine(binance: ccxt_async.binance, trades_db: str) -> AsyncIterator[E
 
 
 async def path(engine: ExecutionEngine, trade_id: str) -> list[TradeState]:
-    return [e.to_state for e in await engine.store.events(trade_id)]
+    return [e.to_state for e in await sql_store(engine).events(trade_id)]
 
 
 # --- retry later: throttled, in maintenance, never sent --------------------------------------
@@ -243,7 +244,7 @@ async def test_min_notional_is_not_checked_by_the_engine_the_venue_rejects_it(
     [sent] = fake.seen("create", "XRP/USDT")
     assert isinstance(sent, Seen) and sent.params["quantity"] == "0.1"
     assert outcome.state is TradeState.FAILED
-    causes = " ".join(e.cause for e in await engine.store.events(outcome.trade_id))
+    causes = " ".join(e.cause for e in await sql_store(engine).events(outcome.trade_id))
     assert "Filter failure: NOTIONAL" in causes
     assert fake.orders() == []
 

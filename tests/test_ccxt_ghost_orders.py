@@ -15,11 +15,12 @@ from dataclasses import replace
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client
+from tests.support.stores import sql_store
 
 # the fake server's fixtures, used by name
 fake, binance, trades_db = fake_binance.fake, fake_binance.binance, fake_binance.trades_db
@@ -63,7 +64,7 @@ async def test_leg_a_timeout_but_filled_60_percent_is_found_and_hedged(
     assert [r.params["quantity"] for r in fake.seen("create", "ETH/USDT")] == ["0.6"]
     assert outcome.state is TradeState.DONE
     assert (outcome.filled_x, outcome.filled_y) == (0.6, 0.6)
-    path = [e.to_state for e in await engine.store.events(outcome.trade_id)]
+    path = [e.to_state for e in await sql_store(engine).events(outcome.trade_id)]
     assert TradeState.UNKNOWN in path and TradeState.RECONCILED in path
 
 
@@ -148,7 +149,7 @@ async def test_a_failed_lookup_is_never_taken_for_absence(
 
     assert len(fake.seen("create", "ETH/USDT")) == 1
     assert len(fake.seen("fetch", "ETH/USDT")) == len(lookup_faults) + 1
-    path = [e.to_state for e in await engine.store.events(outcome.trade_id)]
+    path = [e.to_state for e in await sql_store(engine).events(outcome.trade_id)]
     assert path.count(TradeState.RECONCILED) == 1  # one lookup failed, the next one found it
     assert outcome.state is TradeState.DONE
 
@@ -201,6 +202,6 @@ async def test_reused_client_id_is_never_a_second_order(engine: ExecutionEngine,
     assert len(fake.orders("ETH/USDT")) == 1
     assert outcome.state is TradeState.DONE and outcome.filled_y == 1.0
     refused = [
-        e for e in await engine.store.events(outcome.trade_id) if "Duplicate order" in e.cause
+        e for e in await sql_store(engine).events(outcome.trade_id) if "Duplicate order" in e.cause
     ]
     assert [e.to_state for e in refused] == [TradeState.UNKNOWN]  # "exists", not "rejected"

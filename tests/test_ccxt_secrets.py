@@ -14,16 +14,17 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.cli.recorder import CallRecorder
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.exchange_errors import ErrorMeaning
 from pairexec.fsm.gateway import ExchangeGateway, Failed
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.model import OrderFacts, OrderStatus
 from pairexec.fsm.venues.ccxt_secrets import CredentialGuard
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import API_KEY, SECRET, FakeBinance, binance_client
+from tests.support.stores import sql_store
 
 # the fake server's fixtures, used by name
 fake, trades_db = fake_binance.fake, fake_binance.trades_db
@@ -46,7 +47,7 @@ async def test_keys_never_reach_logs_or_the_trade_db(
             assert outcome.state is TradeState.UNKNOWN  # the failed lookups are journaled
             [recovered] = await engine.recover()
             assert recovered.state is TradeState.DONE
-            causes = " ".join(e.cause for e in await engine.store.events(outcome.trade_id))
+            causes = " ".join(e.cause for e in await sql_store(engine).events(outcome.trade_id))
     finally:
         await exchange.close()
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth

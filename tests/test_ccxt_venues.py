@@ -19,14 +19,14 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec.fsm import ExecutionEngine
+from pairexec import ExecutionEngine
 from pairexec.fsm.cli.recorder import CallRecorder
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.engine import EngineError
 from pairexec.fsm.exchange_errors import ErrorMeaning
 from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.model import OrderFacts, OrderStatus
 from pairexec.fsm.venues import ccxt_ids
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support, rules_for
 from pairexec.fsm.venues.paper import PaperExchange

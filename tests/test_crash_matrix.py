@@ -76,7 +76,8 @@ def pairexec(args: list[str], tmp: Path, kill_at: str | None = None, chaos: str 
 async def assert_recovered(tmp: Path, expected: TradeState) -> None:
     paper = PaperExchange(tmp / "t.paper.db")
     try:
-        assert await check_invariants(f"sqlite:///{tmp / 't.db'}", paper) == []
+        async with TradeStore(f"sqlite:///{tmp / 't.db'}") as store:
+            assert await check_invariants(store, paper) == []
     finally:
         await paper.close()
     async with TradeStore(f"sqlite:///{tmp / 't.db'}") as store:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from pairexec.fsm import ExecutionEngine, PairTradeRequest, TradeState
-from pairexec.persistence import Duplicate, TradeStore
+from pairexec import ExecutionEngine, PairTradeRequest, TradeState
+from pairexec.fsm.model import Duplicate
+from pairexec.persistence import TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import FakeExchange
 
@@ -72,7 +73,7 @@ async def test_inflight_key_is_enforced_by_the_database_across_stores(db_url: st
         assert second.existing.id == first.id
 
         # Once the first trade is terminal its key is released.
-        from pairexec.persistence import Change
+        from pairexec.fsm.model import Change
 
         await one.apply(first, Change("test", TradeState.FAILED))
         third = await two.create_trade(btc_eth().validated())

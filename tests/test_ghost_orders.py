@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
-from pairexec.fsm.orders import OrderStatus
+from pairexec import ExecutionEngine, TradeState
+from pairexec.fsm.model import OrderStatus
 from pairexec.persistence import TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import FakeExchange

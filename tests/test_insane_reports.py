@@ -20,21 +20,16 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.orders import (
-    FILL_TOLERANCE,
-    MalformedOrder,
-    NotBelievable,
-    OrderFacts,
-    OrderStatus,
-    parse_order,
-)
+from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.orders import FILL_TOLERANCE, MalformedOrder, NotBelievable, parse_order
 from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client
 from tests.fake_exchange import FakeExchange
+from tests.support.stores import sql_store
 
 # the fake server's fixtures, used by name
 fake, binance, trades_db = fake_binance.fake, fake_binance.binance, fake_binance.trades_db
@@ -52,7 +47,7 @@ def amounts(fake: FakeBinance, symbol: str) -> list[float]:
 
 
 async def path(engine: ExecutionEngine, trade_id: str) -> list[TradeState]:
-    return [e.to_state for e in await engine.store.events(trade_id)]
+    return [e.to_state for e in await sql_store(engine).events(trade_id)]
 
 
 # --- through ccxt binance ---------------------------------------------------------------------

@@ -13,11 +13,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import pairexec.persistence.store
-from pairexec.fsm import ExecutionEngine, PairTradeRequest, TradeState
+from pairexec import ExecutionEngine, PairTradeRequest, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.persistence import Change, Lease, StaleTrade, StoreError, TradeRecord, TradeStore
+from pairexec.fsm.model import Change, Lease, TradeRecord
+from pairexec.persistence import StaleTrade, StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import Call, FakeExchange
+from tests.support.stores import sql_store
 
 
 def lease(owner: str, seconds: float = 30) -> Lease:
@@ -134,7 +136,7 @@ async def test_a_lease_is_judged_by_the_databases_clock_not_the_workers(
         assert isinstance(live, TradeRecord)
         if db_url.startswith("postgresql"):
             ahead = datetime.now(timezone.utc) + timedelta(hours=1)
-            monkeypatch.setattr(pairexec.persistence.store, "_now", lambda: ahead)
+            monkeypatch.setattr(pairexec.persistence.store, "utc_now", lambda: ahead)
         assert await store.claim(Lease("skewed", seconds=30)) == []
         # and its own lease, written with the server's clock, is not an hour long
         mine = await store.create_trade(request(2), Lease("skewed", seconds=0.2))
@@ -216,13 +218,13 @@ async def test_a_trade_whose_renewal_no_longer_matches_is_not_sent_for(
     async with ExecutionEngine(exchange, db_url, config) as engine:
         running = asyncio.create_task(engine.execute_pair_trade(btc_eth()))
         await leg_b_refused.wait()
-        await engine.store._run(lambda db: db.execute("UPDATE trades SET owner = 'thief'"))
+        await sql_store(engine)._run(lambda db: db.execute("UPDATE trades SET owner = 'thief'"))
         await engine.store.renew(engine._lease(), sorted(engine._held))  # what the heartbeat does
         outcome = await running
         assert "lease on the trade may have run out or been taken" in outcome.reason
         assert len(exchange.create_calls("ETH/USDT")) == 1
 
-        await engine.store._run(lambda db: db.execute("UPDATE trades SET owner = NULL"))
+        await sql_store(engine)._run(lambda db: db.execute("UPDATE trades SET owner = NULL"))
         [recovered] = await engine.recover()
         trade = await engine.store.load(outcome.trade_id)
     assert recovered.state is TradeState.DONE
@@ -251,11 +253,11 @@ async def test_a_worker_an_hour_ahead_does_not_take_a_trade_during_a_slow_leg_b(
         await leg_b_slow.wait()
         if db_url.startswith("postgresql"):
             ahead = datetime.now(timezone.utc) + timedelta(hours=1)
-            monkeypatch.setattr(pairexec.persistence.store, "_now", lambda: ahead)
+            monkeypatch.setattr(pairexec.persistence.store, "utc_now", lambda: ahead)
         assert await skewed.recover() == []
         monkeypatch.undo()
         outcome = await running
-        events = await first.store.events(outcome.trade_id)
+        events = await sql_store(first).events(outcome.trade_id)
         trade = await first.store.load(outcome.trade_id)
     assert outcome.state is TradeState.DONE
     assert not [e for e in events if e.cause.startswith("claimed by")]

@@ -15,9 +15,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from pairexec.fsm import TradeState
+from pairexec import TradeState
+from pairexec.fsm.model import Change, Lease
 from pairexec.migrations import alembic_config
-from pairexec.persistence import Change, Lease, StoreError, TradeStore, head_revision
+from pairexec.persistence import StoreError, TradeStore, head_revision
 from pairexec.persistence.models import Base
 from tests.conftest import BACKENDS, drop_pg_database, new_pg_database, pg_url
 

@@ -15,7 +15,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.exchange_errors import ErrorMeaning, classify
 from pairexec.fsm.venues.chaos import ChaosConfig, SymbolChaos
 from pairexec.fsm.venues.paper import MarketSpec, PaperExchange

@@ -19,12 +19,13 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.model import OrderStatus
 from pairexec.persistence import StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import Call, FakeExchange, SimulatedCrash
+from tests.support.stores import sql_store
 
 CRASH_POINTS = {
     # leg: (how to reach it, symbol whose create crashes, faults queued before the crash)
@@ -164,7 +165,7 @@ async def test_expired_lease_is_taken_over_and_the_old_driver_stops(exchange, db
         [recovered] = await second.recover()
         outcome = await running
         trade = await second.store.load(outcome.trade_id)
-        events = await second.store.events(outcome.trade_id)
+        events = await sql_store(second).events(outcome.trade_id)
 
     assert recovered.state is TradeState.DONE and trade.state is TradeState.DONE
     assert "another driver" in outcome.reason
@@ -244,7 +245,7 @@ async def test_a_database_locked_by_another_writer_stops_the_trade_and_recover_f
 
     exchange.on_create = lock_the_database
     async with ExecutionEngine(exchange, f"sqlite:///{path}?timeout=0.2", FAST) as engine:
-        connection = engine.store._runner._connection  # type: ignore[union-attr]
+        connection = sql_store(engine)._runner._connection  # type: ignore[union-attr]
         assert connection.execute("PRAGMA busy_timeout").fetchone() == (200,)
         with pytest.raises(StoreError, match=r"locked by another writer for 0\.2 s"):
             await engine.execute_pair_trade(btc_eth())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pairexec.fsm import ExecutionEngine, TradeState
-from pairexec.fsm.orders import OrderStatus
+from pairexec import ExecutionEngine, TradeState
+from pairexec.fsm.model import OrderStatus
 from tests.conftest import FAST, btc_eth
 from tests.fake_exchange import FakeExchange
 

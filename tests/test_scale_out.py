@@ -62,7 +62,8 @@ def environment(host: str, kill_at: str | None = None) -> dict[str, str]:
 async def invariants(db: str, paper_path: Path) -> list[str]:
     paper = PaperExchange(paper_path)
     try:
-        return await check_invariants(db, paper)
+        async with TradeStore(db) as store:
+            return await check_invariants(store, paper)
     finally:
         await paper.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from tests.conftest import btc_eth
 from tests.fake_exchange import FakeExchange
 

@@ -23,9 +23,10 @@ import pytest
 
 import pairexec.fsm.decide
 import pairexec.fsm.gateway
-from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
 from pairexec.fsm.exchange_errors import ErrorMeaning, classify
-from pairexec.fsm.orders import ExchangeReport, OrderFacts, OrderStatus
+from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.orders import ExchangeReport
 from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.persistence import TradeStore
 from tests.sim.checks import Submitted, check_scenario

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from transitions.extensions.asyncio import AsyncMachine
 
-from pairexec.fsm import TERMINAL_STATES, TRANSITIONS, EngineConfig, IllegalTransition, TradeState
+from pairexec import EngineConfig, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.decide import GiveUp, Lookup, Move, Resend, Settle, Submit, TradeFacts, decide
+from pairexec.fsm.decide import GiveUp, Lookup, Move, Resend, Settle, Submit, decide
 from pairexec.fsm.diagram import mermaid
-from pairexec.fsm.machine import next_state
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.machine import IllegalTransition, next_state
+from pairexec.fsm.model import OrderFacts, OrderStatus, TradeRecord
+from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS
+from tests.support.records import trade
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -93,7 +95,6 @@ async def test_async_machine_interrupts_a_running_transition():
 
 # --- decide(): pure, so each rule is one small test ---------------------------------------
 
-TRADE = TradeFacts(TradeState.LEG_A_SENT, "BTC/USDT", "buy", 2.0, "ETH/USDT", "sell", 1.5)
 CFG = EngineConfig()
 
 
@@ -103,14 +104,9 @@ def order(leg=Leg.A, status=OrderStatus.CLOSED, filled=2.0, amount=2.0, attempt=
     )
 
 
-def at(state: TradeState) -> TradeFacts:
-    return TradeFacts(
-        state,
-        *[
-            getattr(TRADE, f)
-            for f in ("pair_x", "side_x", "amount_x", "pair_y", "side_y", "hedge_ratio")
-        ],
-    )
+def at(state: TradeState, *orders: OrderFacts) -> TradeRecord:
+    """Buy 2 BTC, hedge with 1.5 x its fill in ETH: the trade in ``state`` with ``orders``."""
+    return trade(state, orders, amount_x=2.0, hedge_ratio=1.5)
 
 
 @pytest.mark.parametrize(
@@ -125,40 +121,42 @@ def at(state: TradeState) -> TradeFacts:
     ],
 )
 def test_leg_a_fill_ratio_boundaries(filled, trigger):
-    action = decide(TRADE, [order(filled=filled)], CFG)
+    action = decide(at(TradeState.LEG_A_SENT, order(filled=filled)), CFG)
     assert getattr(action, "trigger", None) == trigger
 
 
 def test_unknown_or_unconfirmed_orders_are_only_looked_up():
     for status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
-        assert isinstance(decide(at(TradeState.UNKNOWN), [order(status=status)], CFG), Lookup)
-        assert isinstance(decide(TRADE, [order(status=status)], CFG), Lookup)
+        assert isinstance(decide(at(TradeState.UNKNOWN, order(status=status)), CFG), Lookup)
+        assert isinstance(decide(at(TradeState.LEG_A_SENT, order(status=status)), CFG), Lookup)
 
 
 def test_absent_order_is_resent_with_its_own_id_until_the_limit():
     absent = order(status=OrderStatus.ABSENT, filled=0, sends=1)
-    action = decide(at(TradeState.RECONCILED), [absent], CFG)
+    action = decide(at(TradeState.RECONCILED, absent), CFG)
     assert isinstance(action, Resend) and action.order is absent
     worn = order(status=OrderStatus.ABSENT, filled=0, sends=CFG.max_sends_per_order)
-    assert isinstance(decide(at(TradeState.RECONCILED), [worn], CFG), GiveUp)
+    assert isinstance(decide(at(TradeState.RECONCILED, worn), CFG), GiveUp)
 
 
 def test_open_order_is_settled():
-    assert isinstance(decide(TRADE, [order(status=OrderStatus.OPEN, filled=1)], CFG), Settle)
+    assert isinstance(
+        decide(at(TradeState.LEG_A_SENT, order(status=OrderStatus.OPEN, filled=1)), CFG), Settle
+    )
 
 
 def test_leg_b_hedges_actual_fill_times_ratio():
-    action = decide(at(TradeState.LEG_A_PARTIAL), [order(filled=1.2)], CFG)
+    action = decide(at(TradeState.LEG_A_PARTIAL, order(filled=1.2)), CFG)
     assert isinstance(action, Submit) and action.leg is Leg.B
     assert action.amount == pytest.approx(1.8) and action.symbol == "ETH/USDT"
 
 
 def test_pending_trade_is_sent_live_but_failed_on_resume():
-    assert isinstance(decide(at(TradeState.PENDING), [], CFG), Submit)
-    resumed = decide(at(TradeState.PENDING), [], CFG, resuming=True)
+    assert isinstance(decide(at(TradeState.PENDING), CFG), Submit)
+    resumed = decide(at(TradeState.PENDING), CFG, resuming=True)
     assert isinstance(resumed, Move) and resumed.trigger == "never_sent"
 
 
 def test_terminal_trade_has_nothing_to_do():
     for state in TERMINAL_STATES:
-        assert decide(at(state), [order()], CFG) is None
+        assert decide(at(state, order()), CFG) is None

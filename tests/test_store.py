@@ -11,19 +11,21 @@ from pathlib import Path
 import pytest
 
 import pairexec.persistence.store
-from pairexec.fsm import PairTradeRequest, TradeState
+from pairexec import PairTradeRequest, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.orders import OrderStatus
-from pairexec.persistence import (
+from pairexec.fsm.model import (
     Change,
     Duplicate,
-    NewOrder,
+    OrderFacts,
+    OrderStatus,
     OrderUpdate,
+    TradeRecord,
+    Transition,
+)
+from pairexec.persistence import (
     StaleTrade,
     StoreError,
-    TradeRecord,
     TradeStore,
-    Transition,
     head_revision,
     schema_revision,
 )
@@ -40,7 +42,11 @@ async def new_trade(store: TradeStore, n: int) -> TradeRecord:
 
 
 STEPS = [
-    Change("a intent", TradeState.LEG_A_SENT, new_order=NewOrder(Leg.A, 1, "ca", "X/U", "buy", 1)),
+    Change(
+        "a intent",
+        TradeState.LEG_A_SENT,
+        new_order=OrderFacts.intent(Leg.A, 1, "ca", "X/U", "buy", 1),
+    ),
     Change(
         "a unknown",
         TradeState.UNKNOWN,
@@ -53,7 +59,11 @@ STEPS = [
     ),
     Change("a settled", order_update=OrderUpdate("ca", OrderStatus.CLOSED, 0.9, add_sends=2)),
     Change("partial", TradeState.LEG_A_PARTIAL),
-    Change("b intent", TradeState.LEG_B_SENT, new_order=NewOrder(Leg.B, 1, "cb", "Y/U", "sell", 1)),
+    Change(
+        "b intent",
+        TradeState.LEG_B_SENT,
+        new_order=OrderFacts.intent(Leg.B, 1, "cb", "Y/U", "sell", 1),
+    ),
     Change("b stuck", order_update=OrderUpdate("cb", OrderStatus.UNKNOWN, error="down")),
     Change("parked", TradeState.PARKED),
 ]
@@ -77,7 +87,7 @@ def leg_a_intent(pending: TradeRecord) -> Change:
     return Change(
         "a intent",
         TradeState.LEG_A_SENT,
-        new_order=NewOrder(Leg.A, 1, f"{pending.id}a", "X/U", "buy", 1),
+        new_order=OrderFacts.intent(Leg.A, 1, f"{pending.id}a", "X/U", "buy", 1),
     )
 
 
@@ -108,7 +118,7 @@ async def test_a_submit_folded_into_a_fact_is_stored_with_it(db_url: str):
     async with TradeStore(db_url) as store:
         created = await store.create_trade(request(1), first=leg_a_intent)
         assert isinstance(created, TradeRecord)
-        leg_b = NewOrder(Leg.B, 1, "cb", "Y/U", "sell", 0.5)
+        leg_b = OrderFacts.intent(Leg.B, 1, "cb", "Y/U", "sell", 0.5)
         filled = Change(
             "a filled",
             order_update=OrderUpdate(f"{created.id}a", OrderStatus.CLOSED, 1.0, "x-1", 100.0),

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import pairexec.persistence.db
-from pairexec.fsm import ExecutionEngine, PairTradeRequest, TradeOutcome, TradeState
+from pairexec import ExecutionEngine, PairTradeRequest, TradeOutcome, TradeState
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
 from pairexec.persistence import StoreError, TradeStore, head_revision, schema_revision
@@ -30,6 +30,7 @@ from pairexec.persistence.db import connect_args
 from pairexec.persistence.urls import driver_url
 from tests.conftest import FAST, PG_ADMIN, btc_eth, drop_pg_database, new_pg_database, pg_url
 from tests.fake_exchange import Call, FakeExchange
+from tests.support.stores import sql_store
 
 needs_pg = pytest.mark.skipif(PG_ADMIN == "off", reason="PAIREXEC_TEST_PG=off")
 
@@ -266,7 +267,7 @@ async def test_a_dropped_table_is_a_store_error_and_nothing_is_sent(
     exchange: FakeExchange, db_url: str
 ):
     async with ExecutionEngine(exchange, db_url, FAST) as engine:
-        await engine.store._run(lambda db: db.execute("DROP TABLE trade_events"))
+        await sql_store(engine)._run(lambda db: db.execute("DROP TABLE trade_events"))
         with pytest.raises(StoreError, match="trade_events") as failed:
             await engine.execute_pair_trade(btc_eth())
     cause = failed.value.__cause__
@@ -280,7 +281,7 @@ async def test_a_full_sqlite_disk_is_a_store_error(exchange: FakeExchange, tmp_p
     recover() go through, and every order on the exchange belongs to a stored trade."""
     url = f"sqlite:///{tmp_path / 'trades.db'}"
     async with ExecutionEngine(exchange, url, FAST) as engine:
-        connection = engine.store._runner._connection  # type: ignore[union-attr]
+        connection = sql_store(engine)._runner._connection  # type: ignore[union-attr]
         pages = connection.execute("PRAGMA page_count").fetchone()[0]
         connection.execute(f"PRAGMA max_page_count = {pages}")
         requests = [
@@ -296,7 +297,7 @@ async def test_a_full_sqlite_disk_is_a_store_error(exchange: FakeExchange, tmp_p
         connection.execute("PRAGMA max_page_count = 1073741823")
         outcome = await engine.execute_pair_trade(replace(btc_eth(), pair_y="BNB/USDT"))
         await engine.recover()  # whatever a failed write left in flight
-        trades = await engine.store.list_trades(limit=1000)
+        trades = await sql_store(engine).list_trades(limit=1000)
     assert outcome.state is TradeState.DONE
     assert {t.state for t in trades} == {TradeState.DONE}
     legs = orders_per_leg(exchange, {o.client_order_id: o.leg for t in trades for o in t.orders})
@@ -306,7 +307,7 @@ async def test_a_full_sqlite_disk_is_a_store_error(exchange: FakeExchange, tmp_p
 async def test_a_read_only_sqlite_database_is_a_store_error(exchange: FakeExchange, tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'trades.db'}"
     async with ExecutionEngine(exchange, url, FAST) as engine:
-        connection = engine.store._runner._connection  # type: ignore[union-attr]
+        connection = sql_store(engine)._runner._connection  # type: ignore[union-attr]
         connection.execute("PRAGMA query_only = ON")
         with pytest.raises(StoreError, match="readonly database") as failed:
             await engine.execute_pair_trade(btc_eth())
@@ -333,7 +334,7 @@ async def test_terminated_backends_are_a_store_error_when_no_new_connection_can_
     as its cause. Once connections are allowed again, the store works on."""
     name = make_url(pg_db).database
     async with ExecutionEngine(exchange, pg_db, FAST) as engine:
-        await engine.store.count_trades()  # a pooled connection
+        await sql_store(engine).count_trades()  # a pooled connection
         await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         try:
             await admin(
@@ -358,7 +359,7 @@ async def test_an_idle_connection_terminated_by_the_server_is_replaced_unnoticed
     statement, before anything is committed, and the job runs again on a new connection."""
     name = make_url(pg_db).database
     async with ExecutionEngine(exchange, pg_db, FAST) as engine:
-        await engine.store.count_trades()
+        await sql_store(engine).count_trades()
         await admin(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             f" WHERE datname = '{name}' AND pid <> pg_backend_pid()"

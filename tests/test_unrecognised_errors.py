@@ -17,7 +17,7 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec.fsm import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.engine import EngineError
 from pairexec.fsm.exchange_errors import (
     DEFINITE_ANSWERS,
@@ -26,7 +26,7 @@ from pairexec.fsm.exchange_errors import (
     ErrorMeaning,
     classify,
 )
-from pairexec.fsm.orders import OrderStatus
+from pairexec.fsm.model import OrderStatus
 from pairexec.fsm.venues import ccxt_ids
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support
 from pairexec.persistence import TradeStore

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pairexec.fsm import EngineConfig, InvalidRequest, PairTradeRequest
+from pairexec import EngineConfig, InvalidRequest, PairTradeRequest
 from pairexec.fsm.request import MAX_AMOUNT
 from tests.fake_exchange import FakeExchange
 

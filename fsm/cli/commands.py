@@ -29,10 +29,11 @@ from pairexec.fsm.cli.venue import open_exchange
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.engine import EngineError, ExecutionEngine
 from pairexec.fsm.machine import is_terminal
+from pairexec.fsm.model import TradeRecord
 from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState
 from pairexec.migrations import known_revision
-from pairexec.persistence import StoreError, TradeRecord, TradeStore, head_revision, schema_revision
+from pairexec.persistence import StoreError, TradeStore, head_revision, schema_revision
 from pairexec.persistence.urls import is_memory_sqlite, is_sqlite, redacted
 
 EXIT_OK, EXIT_NOT_EXECUTED, EXIT_BAD_INPUT, EXIT_ATTENTION = 0, 1, 2, 3

@@ -24,11 +24,12 @@ from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
 from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.model import TradeRecord
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState
 from pairexec.fsm.venues.chaos import ChaosConfig
 from pairexec.fsm.venues.paper import PaperExchange
-from pairexec.persistence import TradeRecord, TradeStore
+from pairexec.persistence import TradeStore
 
 DEMO_CONFIG = EngineConfig(
     lookup_backoff=0.01, max_backoff=0.05, settle_timeout=0.1, settle_poll_interval=0.02

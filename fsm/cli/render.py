@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.model import EventRecord, TradeRecord
 from pairexec.fsm.states import TradeState
-from pairexec.persistence import EventRecord, TradeRecord
 
 STATE_STYLE = {
     TradeState.DONE: "green",

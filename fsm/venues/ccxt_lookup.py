@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pairexec.fsm.exchange_errors import ConfirmedAbsent, LookupInconclusive, describe
-from pairexec.fsm.orders import OrderFacts
+from pairexec.fsm.model import OrderFacts
 from pairexec.fsm.venues.ccxt_ids import ClientIdRules, Lookup, scan_methods, supports
 
 

@@ -23,9 +23,9 @@ __version__ = "0.2.0"
 if TYPE_CHECKING:
     from pairexec.fsm.config import EngineConfig
     from pairexec.fsm.engine import ExecutionEngine
+    from pairexec.fsm.ports import StoreError
     from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
     from pairexec.fsm.states import TradeState
-    from pairexec.persistence.db import StoreError
     from pairexec.persistence.store import TradeStore
 
 _WHERE = {
@@ -35,7 +35,7 @@ _WHERE = {
     "PairTradeRequest": "pairexec.fsm.request",
     "TradeOutcome": "pairexec.fsm.request",
     "TradeState": "pairexec.fsm.states",
-    "StoreError": "pairexec.persistence.db",
+    "StoreError": "pairexec.fsm.ports",
     "TradeStore": "pairexec.persistence.store",
 }
 

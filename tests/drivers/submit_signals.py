@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from pairexec.fsm import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
 from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 
 NOTIONAL = 50.0  # USDT per leg: above every default market's minimum order value

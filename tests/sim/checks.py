@@ -32,13 +32,12 @@ from dataclasses import dataclass
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.orders import OrderFacts, OrderStatus
+from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord
 from pairexec.fsm.request import TradeOutcome
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
 from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
-from pairexec.persistence import EventRecord, TradeRecord
 from tests.invariants import check_invariants
-from tests.sim.fast_store import Snapshot, invariants_read
+from tests.sim.fast_store import Snapshot
 
 SUPERSEDED = ("DONE but leg B", "ABORTED but unwound")
 """``check_invariants`` findings replaced by the step-aware ``_hedge`` (see the module)."""
@@ -73,13 +72,12 @@ async def check_scenario(
 
     ``snapshot`` is the trades database as the scenario left it; ``sqlite_uri`` opens that
     database for the one check that needs the journal's global order (event ids)."""
-    with invariants_read(snapshot):
-        found = await check_invariants(sqlite_uri, paper)
+    found = await check_invariants(snapshot, paper)
     problems = [p for p in found if not p.partition(": ")[2].startswith(SUPERSEDED)]
     trades = snapshot.trades
     for trade in trades:
         tid = trade.id[:8]
-        events = snapshot.events[trade.id]
+        events = snapshot.events_of[trade.id]
         problems += [f"{tid}: {p}" for p in _hedge(trade, markets, config)]
         problems += [f"{tid}: {p}" for p in _hedge_on_exchange(trade, paper, markets, config)]
         problems += [f"{tid}: {p}" for p in _matches_exchange(trade, events, paper)]

@@ -138,7 +138,7 @@ def _trace(scenario: Scenario, snapshot: Snapshot, log: CallLog) -> list[str]:
                 f"  order {o.client_order_id[:8]} {o.leg.value}#{o.attempt} {o.side} "
                 f"{o.amount:g} {o.symbol}: {o.status.value}, filled {o.filled:g}, sends {o.sends}"
             )
-        for e in snapshot.events[t.id]:
+        for e in snapshot.events_of[t.id]:
             before = e.from_state.value if e.from_state else "-"
             lines.append(f"  {before} -> {e.to_state.value}: {e.cause}")
     return lines
@@ -209,7 +209,7 @@ def _engine(
     phase: str,
 ) -> ExecutionEngine:
     exchange = CrashingExchange(RecordingExchange(venue, log, probe, phase), switch)
-    return ExecutionEngine(exchange, store=CrashingStore(store, switch), config=scenario.config)  # type: ignore[arg-type]
+    return ExecutionEngine(exchange, store=CrashingStore(store, switch), config=scenario.config)
 
 
 async def _bury(engine: ExecutionEngine) -> None:
