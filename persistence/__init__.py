@@ -5,7 +5,8 @@ only how they sit in SQLite or PostgreSQL.
 """
 
 from pairexec.fsm.ports import StaleTrade, StoreError
-from pairexec.persistence.store import TradeStore, head_revision, schema_revision
+from pairexec.persistence.schema import head_revision, schema_revision
+from pairexec.persistence.store import TradeStore
 
 __all__ = [
     "StaleTrade",

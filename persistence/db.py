@@ -516,3 +516,10 @@ class Runner(Protocol):
     async def run(self, job: Callable[[Db], T], writes: bool) -> T: ...
 
     async def close(self) -> None: ...
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a driver error: its type and message (SQLAlchemy's add a URL to docs)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import pairexec.persistence.sql
 import pairexec.persistence.store
 from pairexec import ExecutionEngine, PairTradeRequest, TradeState
 from pairexec.fsm.client_ids import Leg
@@ -125,6 +126,13 @@ async def test_renewing_more_trades_than_one_statement_can_bind(db_url: str):
         assert await store.claim(lease("other")) == []  # every one renewed
 
 
+def run_clock_ahead(monkeypatch: pytest.MonkeyPatch, by: timedelta) -> None:
+    """This worker's clock, as the store reads it (its API and its SQL), runs ``by`` ahead."""
+    ahead = datetime.now(timezone.utc) + by
+    for module in (pairexec.persistence.store, pairexec.persistence.sql):
+        monkeypatch.setattr(module, "utc_now", lambda: ahead)
+
+
 async def test_a_lease_is_judged_by_the_databases_clock_not_the_workers(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ):
@@ -135,8 +143,7 @@ async def test_a_lease_is_judged_by_the_databases_clock_not_the_workers(
         live = await store.create_trade(request(1), Lease("alive", seconds=30))
         assert isinstance(live, TradeRecord)
         if db_url.startswith("postgresql"):
-            ahead = datetime.now(timezone.utc) + timedelta(hours=1)
-            monkeypatch.setattr(pairexec.persistence.store, "utc_now", lambda: ahead)
+            run_clock_ahead(monkeypatch, timedelta(hours=1))
         assert await store.claim(Lease("skewed", seconds=30)) == []
         # and its own lease, written with the server's clock, is not an hour long
         mine = await store.create_trade(request(2), Lease("skewed", seconds=0.2))
@@ -252,8 +259,7 @@ async def test_a_worker_an_hour_ahead_does_not_take_a_trade_during_a_slow_leg_b(
         running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
         await leg_b_slow.wait()
         if db_url.startswith("postgresql"):
-            ahead = datetime.now(timezone.utc) + timedelta(hours=1)
-            monkeypatch.setattr(pairexec.persistence.store, "utc_now", lambda: ahead)
+            run_clock_ahead(monkeypatch, timedelta(hours=1))
         assert await skewed.recover() == []
         monkeypatch.undo()
         outcome = await running

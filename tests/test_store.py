@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import pairexec.persistence.store
+import pairexec.persistence.sql
 from pairexec import PairTradeRequest, TradeState
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import (
@@ -219,7 +219,7 @@ async def test_the_lock_wait_option_is_honoured_and_a_bad_one_refused(db_url: st
 
 
 async def test_load_many_reads_every_asked_trade_in_chunks(db_url: str, monkeypatch):
-    monkeypatch.setattr(pairexec.persistence.store, "_IDS_PER_QUERY", 2)  # 5 ids: 3 queries
+    monkeypatch.setattr(pairexec.persistence.sql, "IDS_PER_QUERY", 2)  # 5 ids: 3 queries
     async with TradeStore(db_url) as store:
         trades = [await new_trade(store, n) for n in range(5)]
         asked = [t.id for t in trades] + ["no-such-trade"]

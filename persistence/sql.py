@@ -1,0 +1,275 @@
+"""The trade store's SQL: every statement and how its rows map onto the domain records.
+
+Pure functions of a ``Db`` (``pairexec.persistence.db``), run inside a transaction the store
+opened; written once for SQLite and PostgreSQL, with the few dialect differences (the lease
+clock) spelled out where they arise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.model import (
+    Change,
+    Lease,
+    OrderFacts,
+    OrderStatus,
+    OrderUpdate,
+    TradeRecord,
+    utc_now,
+)
+from pairexec.fsm.ports import StaleTrade, StoreError
+from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.states import TERMINAL_STATES, TradeState
+from pairexec.persistence.db import Db, Params, Row, as_utc, in_list
+
+IDS_PER_QUERY = 500
+"""Ids per ``IN (...)`` list: well under the drivers' limits on bound parameters (asyncpg
+32,767; SQLite 32,766 in the default build)."""
+
+TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) + ")"
+"""The terminal states as a SQL list (constants from our own enum, not user input)."""
+
+TRADE_COLUMNS = (
+    "id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio, signal_id, state, reason,"
+    " created_at, updated_at, version"
+)
+ORDER_COLUMNS = (
+    "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
+    " exchange_order_id, average"
+)
+
+
+JOURNAL_SQL = (
+    "INSERT INTO trade_events (trade_id, from_state, to_state, cause, client_order_id, at)"
+    " VALUES (:trade_id, :from_state, :to_state, :cause, :cid, :at)"
+)
+
+
+def event_params(
+    trade_id: str,
+    from_state: TradeState | None,
+    to_state: TradeState,
+    cause: str,
+    cid: str | None,
+    at: datetime,
+) -> Params:
+    return {
+        "trade_id": trade_id,
+        "from_state": from_state.value if from_state else None,
+        "to_state": to_state.value,
+        "cause": cause,
+        "cid": cid,
+        "at": at,
+    }
+
+
+def write_change(
+    db: Db,
+    record: TradeRecord,
+    change: Change,
+    updated: TradeRecord,
+    lease: Lease | None,
+    now: datetime,
+) -> None:
+    """Write ``change`` to the trade ``record`` shows, as compare-and-set (see ``apply``)."""
+    expected = record.state
+    sets = "state = :state, reason = :reason, updated_at = :now, version = :version"
+    params: Params = {
+        "id": record.id,
+        "expected": expected.value,
+        "seen": record.version,
+        "state": updated.state.value,
+        "reason": updated.reason,
+        "now": now,
+        "version": updated.version,
+    }
+    where = "id = :id AND state = :expected AND version = :seen"
+    if updated.state in TERMINAL_STATES:
+        sets += ", inflight_key = NULL"
+    if lease is not None:
+        expiry, expiry_params = lease_expiry(db, lease)
+        sets += f", lease_expires_at = {expiry}"
+        where += " AND owner = :owner"
+        params.update(owner=lease.owner, **expiry_params)
+    if db.execute(f"UPDATE trades SET {sets} WHERE {where}", params) != 1:
+        raise StaleTrade(
+            f"trade {record.id} is no longer {expected.value} as last seen"
+            + (f" under {lease.owner}" if lease else "")
+        )
+    write_facts(db, record.id, expected, change, now)
+
+
+def write_facts(
+    db: Db,
+    trade_id: str,
+    expected: TradeState,
+    change: Change,
+    now: datetime,
+    *journal_first: Params,
+) -> None:
+    """The orders ``change`` adds or updates, and its journal (after ``journal_first``)."""
+    cid = None
+    if change.new_order is not None:
+        cid = change.new_order.client_order_id
+        insert_order(db, trade_id, change.new_order, now)
+    if change.order_update is not None:
+        cid = change.order_update.client_order_id
+        update_order(db, trade_id, change.order_update, now)
+    state = change.to_state or expected
+    journal = [*journal_first, event_params(trade_id, expected, state, change.cause, cid, now)]
+    for move in change.then:
+        cid = None
+        if move.new_order is not None:
+            cid = move.new_order.client_order_id
+            insert_order(db, trade_id, move.new_order, now)
+        journal.append(event_params(trade_id, state, move.to_state, move.cause, cid, now))
+        state = move.to_state
+    db.execute_many(JOURNAL_SQL, journal)  # one statement for the step and its moves
+
+
+def lease_expiry(db: Db, lease: Lease | None) -> tuple[str, Params]:
+    """SQL for when ``lease`` runs out, as written now, with its parameters. On PostgreSQL a
+    lease of N seconds is the server's ``now()`` + N: every worker's lease is on one clock,
+    whatever its own says. SQLite runs on this machine: its clock is the database's."""
+    if lease is None:
+        return "NULL", {}
+    if lease.seconds is None:
+        return ":lease_until", {"lease_until": lease.until}
+    if db.dialect == "postgresql":
+        return "now() + make_interval(secs => :lease_seconds)", {"lease_seconds": lease.seconds}
+    return ":lease_until", {"lease_until": utc_now() + timedelta(seconds=lease.seconds)}
+
+
+def db_now(db: Db) -> tuple[str, Params]:
+    """SQL for the database's current time (see ``lease_expiry``)."""
+    if db.dialect == "postgresql":
+        return "now()", {}
+    return ":db_now", {"db_now": utc_now()}
+
+
+def insert_order(db: Db, trade_id: str, order: OrderFacts, now: datetime) -> None:
+    db.execute(
+        "INSERT INTO orders (trade_id, leg, attempt, client_order_id, exchange_order_id, symbol,"
+        " side, amount, status, filled, average, sends, last_error, created_at, updated_at)"
+        " VALUES (:trade_id, :leg, :attempt, :cid, NULL, :symbol, :side, :amount, :status, 0.0,"
+        " NULL, 0, '', :now, :now)",
+        {
+            "trade_id": trade_id,
+            "leg": order.leg.value,
+            "attempt": order.attempt,
+            "cid": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "amount": order.amount,
+            "status": OrderStatus.INTENT.value,
+            "now": now,
+        },
+    )
+
+
+def update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> None:
+    sets = ["status = :status", "updated_at = :now"]
+    params: Params = {"cid": upd.client_order_id, "trade_id": trade_id}
+    params.update(status=upd.status.value, now=now)
+    for column, value in (
+        ("filled", upd.filled),
+        ("exchange_order_id", upd.exchange_order_id),
+        ("average", upd.average),
+        ("last_error", upd.error),
+    ):
+        if value is not None:
+            sets.append(f"{column} = :{column}")
+            params[column] = value
+    if upd.add_sends:
+        sets.append("sends = sends + :add_sends")
+        params["add_sends"] = upd.add_sends
+    changed = db.execute(
+        f"UPDATE orders SET {', '.join(sets)} WHERE client_order_id = :cid"
+        " AND trade_id = :trade_id",
+        params,
+    )
+    if changed != 1:
+        raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+
+
+def load(db: Db, where: str, params: Params) -> TradeRecord | None:
+    found = load_many(db, f"{where} LIMIT 1", params)
+    return found[0] if found else None
+
+
+def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]:
+    """Trades matching ``where_and_order`` (a WHERE clause, then ORDER BY / LIMIT), with
+    their orders: two statements whatever the number of trades."""
+    trades = db.fetch_all(f"SELECT {TRADE_COLUMNS} FROM trades WHERE {where_and_order}", params)
+    if not trades:
+        return []
+    orders: dict[str, list[OrderFacts]] = {t[0]: [] for t in trades}
+    trade_ids = list(orders)
+    rows: list[Row] = []
+    for start in range(0, len(trade_ids), IDS_PER_QUERY):  # drivers bound the parameters
+        ids_sql, ids = in_list("t", trade_ids[start : start + IDS_PER_QUERY])
+        rows += db.fetch_all(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
+        )
+    for o in rows:
+        trade_id, leg, attempt, cid, symbol, side, amount, status, filled, sends, xid, avg = o
+        orders[trade_id].append(
+            OrderFacts(
+                leg=Leg(leg),
+                attempt=attempt,
+                client_order_id=cid,
+                symbol=symbol,
+                side=side,
+                amount=amount,
+                status=OrderStatus(status),
+                filled=filled,
+                sends=sends,
+                exchange_order_id=xid,
+                average=avg,
+            )
+        )
+    return [
+        TradeRecord(
+            id=id_,
+            request=PairTradeRequest(
+                pair_x=pair_x,
+                side_x=side_x,
+                amount_x=amount_x,
+                pair_y=pair_y,
+                side_y=side_y,
+                hedge_ratio=hedge_ratio,
+                signal_id=signal_id,
+            ),
+            state=TradeState(state),
+            reason=reason,
+            created_at=aware(created_at),
+            updated_at=aware(updated_at),
+            orders=tuple(orders[id_]),
+            version=version,
+        )
+        for (
+            id_,
+            pair_x,
+            side_x,
+            amount_x,
+            pair_y,
+            side_y,
+            hedge_ratio,
+            signal_id,
+            state,
+            reason,
+            created_at,
+            updated_at,
+            version,
+        ) in trades
+    ]
+
+
+def aware(value: Any) -> datetime:
+    stamp = as_utc(value)
+    if stamp is None:  # pragma: no cover - NOT NULL columns
+        raise StoreError("a required time is missing in the database")
+    return stamp
