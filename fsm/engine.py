@@ -35,8 +35,6 @@ from pairexec.fsm.decide import (
     Submit,
     decide,
 )
-from pairexec.fsm.exchange_errors import ErrorMeaning, describe
-from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed, NotBelieved
 from pairexec.fsm.machine import is_terminal, next_state
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
 from pairexec.fsm.model import (
@@ -50,13 +48,15 @@ from pairexec.fsm.model import (
     Transition,
     after,
 )
-from pairexec.fsm.orders import ExchangeReport
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
 from pairexec.fsm.ports import StaleTrade, Store, StoreError
-from pairexec.fsm.prices import PriceBook
 from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState, Trigger
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
+from pairexec.fsm.venues.errors import ErrorMeaning, describe
+from pairexec.fsm.venues.gateway import Answered, ExchangeGateway, Failed, NotBelieved
+from pairexec.fsm.venues.prices import PriceBook
+from pairexec.fsm.venues.reports import ExchangeReport
 
 log = logging.getLogger("pairexec.engine")
 

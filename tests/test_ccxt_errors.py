@@ -20,7 +20,8 @@ from aiohttp.client_reqrep import ConnectionKey
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.exchange_errors import (
+from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.venues.errors import (
     ConfirmedAbsent,
     ErrorMeaning,
     LookupInconclusive,
@@ -28,8 +29,7 @@ from pairexec.fsm.exchange_errors import (
     describe,
     never_sent,
 )
-from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed
-from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.venues.gateway import Answered, ExchangeGateway, Failed
 from tests import fake_binance
 from tests.fake_binance import FakeBinance, binance_client, closed_port_url
 
@@ -40,7 +40,7 @@ REJECTED, UNKNOWN = ErrorMeaning.REJECTED, ErrorMeaning.UNKNOWN
 RETRY_LATER, NOT_FOUND = ErrorMeaning.RETRY_LATER, ErrorMeaning.NOT_FOUND
 
 CCXT_CLASSES: dict[str, ErrorMeaning] = {
-    # a definite "no": nothing was placed (only these; see pairexec.fsm.exchange_errors._DEFINITE)
+    # a definite "no": nothing was placed (only these; see pairexec.fsm.venues.errors._DEFINITE)
     "AuthenticationError": REJECTED,
     "PermissionDenied": REJECTED,
     "AccountNotEnabled": REJECTED,

@@ -1,6 +1,6 @@
 """Throttling, refused connections, rejects, open orders and market rules through real ccxt.
 
-What each fault must mean for an order (``pairexec.fsm.exchange_errors.classify``), seen end to end:
+What each fault must mean for an order (``pairexec.fsm.venues.errors.classify``), seen end to end:
 429/418/maintenance and a refused connection mean "not accepted, retry later" (same client id,
 no lookup); -2010 insufficient balance and filter failures are definite rejects (no lookup, no
 resend); an order left open is settled with a real DELETE /api/v3/order by client id.

@@ -17,10 +17,10 @@ from pathlib import Path
 from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.cli.recorder import CallRecorder
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.exchange_errors import ErrorMeaning
-from pairexec.fsm.gateway import ExchangeGateway, Failed
 from pairexec.fsm.model import OrderFacts, OrderStatus
 from pairexec.fsm.venues.ccxt_secrets import CredentialGuard
+from pairexec.fsm.venues.errors import ErrorMeaning
+from pairexec.fsm.venues.gateway import ExchangeGateway, Failed
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import API_KEY, SECRET, FakeBinance, binance_client

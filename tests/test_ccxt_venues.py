@@ -24,12 +24,12 @@ from pairexec.fsm.cli.recorder import CallRecorder
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.engine import EngineError
-from pairexec.fsm.exchange_errors import ErrorMeaning
-from pairexec.fsm.gateway import Answered, ExchangeGateway, Failed
 from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.venues import ccxt_ids
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support, rules_for
-from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.venues.errors import ErrorMeaning
+from pairexec.fsm.venues.gateway import Answered, ExchangeGateway, Failed
 from tests.fake_exchange import FakeExchange
 
 CID = client_order_id("venues", Leg.B, 1)

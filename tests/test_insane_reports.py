@@ -23,7 +23,7 @@ import pytest
 from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import OrderFacts, OrderStatus
-from pairexec.fsm.orders import FILL_TOLERANCE, MalformedOrder, NotBelievable, parse_order
+from pairexec.fsm.venues.reports import FILL_TOLERANCE, MalformedOrder, NotBelievable, parse_order
 from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth

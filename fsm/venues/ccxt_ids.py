@@ -55,8 +55,7 @@ class UnsupportedExchange(ValueError):
 
 @dataclass(frozen=True)
 class ClientIdRules:
-    """What one venue does with client order ids. Frozen data; ``pairexec.fsm.gateway`` acts on
-    it."""
+    """What one venue does with client order ids. Frozen data; ``venues.gateway`` acts on it."""
 
     name: str
     lookup: Lookup

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pairexec.fsm.exchange_errors import ConfirmedAbsent, LookupInconclusive, describe
 from pairexec.fsm.model import OrderFacts
 from pairexec.fsm.venues.ccxt_ids import ClientIdRules, Lookup, scan_methods, supports
+from pairexec.fsm.venues.errors import ConfirmedAbsent, LookupInconclusive, describe
 
 
 async def find_order(exchange: Any, rules: ClientIdRules, order: OrderFacts) -> Any:

@@ -19,7 +19,7 @@ import logging
 import weakref
 from typing import Any
 
-from pairexec.fsm.exchange_errors import redact_signed_params
+from pairexec.fsm.venues.errors import redact_signed_params
 
 _CREDENTIAL_ATTRIBUTES = ("apiKey", "secret", "password", "privateKey", "token", "uid")
 _MIN_SECRET_LENGTH = 6

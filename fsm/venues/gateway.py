@@ -1,7 +1,7 @@
 """The engine's only contact with the exchange: three calls, each answered as a plain result.
 
 Every call is bounded by ``EngineConfig.call_timeout`` and every failure is sorted by what it
-means for the order (``pairexec.fsm.exchange_errors``), so the engine never inspects exceptions
+means for the order (``pairexec.fsm.venues.errors``), so the engine never inspects exceptions
 itself. Exceptions that are not ``Exception`` (cancellation, interpreter exit) pass through
 untouched.
 
@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.exchange_errors import ErrorMeaning, classify, describe
 from pairexec.fsm.markets import MarketRules, rules_from_ccxt
 from pairexec.fsm.model import OrderFacts
-from pairexec.fsm.orders import ExchangeReport, MalformedOrder, NotBelievable, parse_order
 from pairexec.fsm.venues.ccxt_ids import check_support, rules_for
 from pairexec.fsm.venues.ccxt_lookup import find_order
 from pairexec.fsm.venues.ccxt_secrets import CredentialGuard
+from pairexec.fsm.venues.errors import ErrorMeaning, classify, describe
+from pairexec.fsm.venues.reports import ExchangeReport, MalformedOrder, NotBelievable, parse_order
 
 log = logging.getLogger("pairexec.gateway")
 
@@ -63,7 +63,7 @@ class Failed:
 @dataclass(frozen=True)
 class NotBelieved(Failed):
     """The exchange answered, but not with this order as it can be (another order's ids, an
-    impossible fill: ``pairexec.fsm.orders.NotBelievable``). Its outcome is unknown, as after a lost
+    impossible fill: ``venues.reports.NotBelievable``). Its outcome is unknown, as after a lost
     reply; unlike a lost reply, asking again may keep getting the same answer, so the engine
     parks a trade whose lookups answer only like this instead of waiting for recover."""
 
@@ -144,7 +144,7 @@ class ExchangeGateway:
 
     async def price(self, symbol: str) -> float | None:
         """A recent price of ``symbol`` (last trade, else mid quote), None if the venue will
-        not say; only ever used to check a minimum order value (see ``pairexec.fsm.prices``)."""
+        not say; only ever used to check a minimum order value (see ``venues.prices``)."""
         try:
             ticker = await _within(self.config.call_timeout, self.exchange.fetch_ticker(symbol))
         except Exception as exc:
