@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.paper import MarketSpec
 from pairexec.fsm.request import PairTradeRequest
-from pairexec.fsm.venues.paper import MarketSpec
 
 BENCH_CONFIG = EngineConfig(
     lookup_backoff=0.0, max_backoff=0.0, settle_timeout=0.0, settle_poll_interval=0.0

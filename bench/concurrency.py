@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, median, stopwatch, synthetic_markets
 from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TradeState
-from pairexec.fsm.venues.paper import PaperExchange
 
 LATENCY = "*:latency=0.02"
 SLOW_LATENCY = "*:latency=0.1"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthetic_markets
 from pairexec.fsm.engine import ExecutionEngine
-from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.paper import PaperExchange
 from pairexec.persistence import TradeStore
 
 

@@ -23,8 +23,8 @@ from typing import Any
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, percentile, synthetic_markets
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.request import PairTradeRequest
-from pairexec.fsm.venues.paper import PaperExchange
 from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 
 

@@ -21,7 +21,7 @@ from unittest import mock
 
 from bench.common import BENCH_CONFIG, Result, distinct_pairs, synthetic_markets
 from pairexec.fsm.engine import ExecutionEngine
-from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.paper import PaperExchange
 from pairexec.persistence import TradeStore
 from pairexec.persistence.db import SqliteRunner
 

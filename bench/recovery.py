@@ -28,9 +28,9 @@ from bench.common import BENCH_CONFIG, Result, distinct_pairs, stopwatch, synthe
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.model import Change, OrderFacts, OrderStatus, OrderUpdate, TradeRecord
+from pairexec.fsm.paper import PaperBook, PaperExchange
 from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TradeState
-from pairexec.fsm.venues.paper import PaperBook, PaperExchange
 from pairexec.persistence import TradeStore
 
 S = TradeState

@@ -28,7 +28,7 @@ CONCURRENCY = 20
 
 async def child(db_url: str, trades: int, worker: int, start_file: str) -> None:
     from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
-    from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
+    from pairexec.fsm.paper import MarketSpec, PaperExchange
 
     symbols = [f"W{worker}X{i}/USDT" for i in range(trades)] + [
         f"W{worker}Y{i}/USDT" for i in range(trades)

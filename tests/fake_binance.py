@@ -5,8 +5,8 @@ to trade: ``GET /api/v3/ping|time|exchangeInfo|ticker/24hr``, signed ``GET /api/
 ``POST|GET|DELETE /api/v3/order``, ``GET /api/v3/openOrders`` and ``GET /api/v3/allOrders``.
 Signed requests are checked like Binance does (``X-MBX-APIKEY`` header, HMAC-SHA256
 ``signature`` over the query or body, ``timestamp`` within ``recvWindow``). Orders are matched
-by the paper exchange's core (``pairexec.fsm.venues.paper.PaperBook``), so a client order id can
-be used once: a reused ``newClientOrderId`` is answered -2010 "Duplicate order sent.".
+by the paper exchange's book (``pairexec.fsm.paper.PaperBook``), so a client order id can be
+used once: a reused ``newClientOrderId`` is answered -2010 "Duplicate order sent.".
 
 Faults are scripted per request kind and symbol, consumed in order, like
 ``tests/fake_exchange.py``: ``fake.fail("create", "ETH/USDT", "timeout_after_accept")``.
@@ -36,7 +36,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 from aiohttp import web
 
-from pairexec.fsm.venues.paper import DEFAULT_MARKETS, MarketSpec, PaperBook, PaperOrder
+from pairexec.fsm.paper import DEFAULT_MARKETS, MarketSpec, PaperBook, PaperOrder
 
 API_KEY = "pk-test-4f1d9c7e2b8a6d3f0e5c9b7a1d2e3f4a"
 SECRET = "sk-test-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"

@@ -8,8 +8,8 @@ from typing import Protocol
 
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import EventRecord, OrderStatus, TradeRecord
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.states import TERMINAL_STATES, TradeState
-from pairexec.fsm.venues.paper import PaperExchange
 
 
 class TradeReader(Protocol):

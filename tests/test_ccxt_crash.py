@@ -26,7 +26,7 @@ import pytest
 from pairexec import ExecutionEngine, TradeState, TradeStore
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.crashpoints import ENV_VAR
-from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.paper import PaperExchange
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client
 from tests.invariants import check_invariants

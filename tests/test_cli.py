@@ -15,9 +15,9 @@ import pytest
 from pairexec.fsm.cli.commands import RECOVER_ROWS, _recover_summary, _recovered_row
 from pairexec.fsm.cli.recorder import CallRecorder
 from pairexec.fsm.model import TradeRecord
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState
-from pairexec.fsm.venues.paper import PaperExchange
 from pairexec.persistence import TradeStore, head_revision
 
 

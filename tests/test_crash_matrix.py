@@ -19,8 +19,8 @@ import pytest
 
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.crashpoints import ENV_VAR
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.states import TradeState
-from pairexec.fsm.venues.paper import PaperExchange
 from pairexec.persistence import TradeStore
 from tests.invariants import check_invariants
 

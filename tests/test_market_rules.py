@@ -100,7 +100,7 @@ async def test_hedge_below_minimum_after_a_partial_fill_unwinds_leg_a(tmp_path):
     leg B cannot be sent is to unwind leg A; the table once lacked that edge and the engine
     stopped with an IllegalTransition, leaving leg A naked."""
     from pairexec import ExecutionEngine, PairTradeRequest
-    from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+    from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 
     markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}
     paper = PaperExchange(None, markets=markets, chaos="BTC/USDT@buy:fill=0.6")
@@ -182,7 +182,7 @@ def test_an_absent_order_sized_before_its_price_was_known_is_not_resent():
 
 async def test_no_leg_b_order_below_the_minimum_order_value_reaches_the_paper_exchange(tmp_path):
     from pairexec import ExecutionEngine, PairTradeRequest
-    from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+    from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 
     markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")}  # both: min 5 USDT
     paper = PaperExchange(None, markets=markets)
@@ -203,7 +203,7 @@ async def test_a_leg_a_fill_reported_without_a_price_gets_its_value_from_the_tic
     """Leg A 40% filled (0.00008 BTC = 4.8 USDT, below the abort ratio) is too small to unwind;
     the venue's answer has no average price, so BTC's price must come from fetch_ticker."""
     from pairexec import ExecutionEngine, PairTradeRequest
-    from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+    from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 
     class NoAverage(PaperExchange):
         async def create_order(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ BOT = """
 import asyncio
 
 from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest, TradeState
-from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.paper import PaperExchange
 
 import migrations, persistence  # the bot's own packages, not pairexec's
 assert migrations.MINE and persistence.MINE

@@ -16,9 +16,8 @@ import ccxt
 import pytest
 
 from pairexec import ExecutionEngine, TradeState
-from pairexec.fsm.exchange_errors import ErrorMeaning, classify
-from pairexec.fsm.venues.chaos import ChaosConfig, SymbolChaos
-from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
+from pairexec.fsm.paper import ChaosConfig, MarketSpec, PaperExchange, SymbolChaos
+from pairexec.fsm.venues.errors import ErrorMeaning, classify
 from tests.conftest import FAST, btc_eth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -398,7 +397,7 @@ async def test_probabilistic_chaos_is_replayable_from_the_seed(tmp_path: Path, m
 
 _CHILD = """
 import asyncio, os, signal, sys
-from pairexec.fsm.venues.paper import PaperExchange
+from pairexec.fsm.paper import PaperExchange
 
 async def main():
     ex = PaperExchange(sys.argv[1])
@@ -481,7 +480,7 @@ async def test_in_memory_and_custom_markets(make: Make) -> None:
 def test_the_orders_query_binds_by_name(make: Make) -> None:
     """Numbered placeholders (``?1``) are named ones to sqlite3: bound from a sequence they
     warn on Python 3.12 and fail from 3.14. The source check holds on any Python."""
-    source = (REPO / "fsm" / "venues" / "paper.py").read_text()
+    source = (REPO / "fsm" / "paper" / "book.py").read_text()
     assert not re.search(r"\?\d", source)
     ex = make()
     ex.book.place("BTC/USDT", "market", "buy", 0.001, None, "cid-1")

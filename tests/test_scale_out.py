@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
+from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.fsm.states import TERMINAL_STATES
-from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.persistence import TradeStore
 from tests.conftest import PG_ADMIN, drop_pg_database, new_pg_database, pg_url
 from tests.invariants import check_invariants

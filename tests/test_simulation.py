@@ -27,7 +27,7 @@ from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
 from pairexec.fsm.exchange_errors import ErrorMeaning, classify
 from pairexec.fsm.model import OrderFacts, OrderStatus
 from pairexec.fsm.orders import ExchangeReport
-from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.persistence import TradeStore
 from tests.sim.checks import Submitted, check_scenario
 from tests.sim.fast_store import Snapshot, scenario_database

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import pairexec.persistence.db
 from pairexec import ExecutionEngine, PairTradeRequest, TradeOutcome, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
+from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.persistence import StoreError, TradeStore, head_revision, schema_revision
 from pairexec.persistence.db import connect_args
 from pairexec.persistence.urls import driver_url

@@ -25,10 +25,9 @@ from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
 from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.model import TradeRecord
+from pairexec.fsm.paper import ChaosConfig, PaperExchange
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState
-from pairexec.fsm.venues.chaos import ChaosConfig
-from pairexec.fsm.venues.paper import PaperExchange
 from pairexec.persistence import TradeStore
 
 DEMO_CONFIG = EngineConfig(

@@ -51,8 +51,7 @@ def open_exchange(
     sandbox: bool = False,
 ) -> Any:
     if name == PAPER:
-        from pairexec.fsm.venues.chaos import ChaosConfig
-        from pairexec.fsm.venues.paper import PaperExchange
+        from pairexec.fsm.paper import ChaosConfig, PaperExchange
 
         try:
             config = ChaosConfig.parse(";".join(chaos), seed=seed) if chaos else None

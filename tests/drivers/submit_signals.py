@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
-from pairexec.fsm.venues.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 
 NOTIONAL = 50.0  # USDT per leg: above every default market's minimum order value
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord
+from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.fsm.request import TradeOutcome
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
-from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
 from tests.invariants import check_invariants
 from tests.sim.fast_store import Snapshot
 

@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from pairexec.fsm.engine import ExecutionEngine
+from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.request import InvalidRequest
-from pairexec.fsm.venues.paper import PaperExchange
 from pairexec.persistence import TradeStore
 from tests.fake_exchange import SimulatedCrash
 from tests.sim.checks import Submitted, check_scenario

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import MarketRules
+from pairexec.fsm.paper import DEFAULT_MARKETS, MarketSpec
 from pairexec.fsm.request import PairTradeRequest
-from pairexec.fsm.venues.paper import DEFAULT_MARKETS, MarketSpec
 
 CALL_TIMEOUT = 2.0
 """Seconds (virtual) one exchange call may take; a larger chaos latency makes it time out."""

@@ -8,7 +8,7 @@ book. ``PaperExchange`` takes its faults at construction, so a calm facade is a 
 
 from __future__ import annotations
 
-from pairexec.fsm.venues.paper import MarketSpec, PaperExchange
+from pairexec.fsm.paper import MarketSpec, PaperExchange
 
 
 def flaky_paper(markets: dict[str, MarketSpec], chaos: str, seed: int) -> PaperExchange:

@@ -1,0 +1,28 @@
+"""The paper exchange: a simulated spot venue, the CLI's default and the demo's.
+
+Three layers: ``book`` (matching, balances and orders in SQLite), ``exchange`` (the ccxt-shaped
+facade the engine calls) and ``chaos`` (seeded fault injection).
+"""
+
+from pairexec.fsm.paper.book import (
+    DEFAULT_MARKETS,
+    Balance,
+    MarketSpec,
+    PaperBook,
+    PaperOrder,
+    default_balances,
+)
+from pairexec.fsm.paper.chaos import ChaosConfig, SymbolChaos
+from pairexec.fsm.paper.exchange import PaperExchange
+
+__all__ = [
+    "DEFAULT_MARKETS",
+    "Balance",
+    "ChaosConfig",
+    "MarketSpec",
+    "PaperBook",
+    "PaperExchange",
+    "PaperOrder",
+    "SymbolChaos",
+    "default_balances",
+]
