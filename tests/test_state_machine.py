@@ -1,4 +1,4 @@
-"""The transition table, its README diagram, and the pure decision logic."""
+"""The transition table, its diagram in docs/state-machine.md, and the pure decision logic."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ from pairexec.fsm.model import OrderFacts, OrderStatus, TradeRecord
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS
 from tests.support.records import trade
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+STATE_MACHINE_DOC = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
 
 
-def test_readme_diagram_is_the_transition_table():
-    text = README.read_text()
+def test_docs_diagram_is_the_transition_table():
+    text = STATE_MACHINE_DOC.read_text()
     assert f"```mermaid\n{mermaid()}\n```" in text, (
-        "run: python -m pairexec.fsm.diagram, paste in README"
+        "run: python -m pairexec.fsm.diagram, paste in docs/state-machine.md"
     )
     for state in TradeState:
-        assert f"`{state.value}`" in text, f"README does not describe state {state.value}"
+        assert f"`{state.value}`" in text, f"docs/state-machine.md does not describe {state.value}"
 
 
 def test_terminal_states_have_no_way_out():
