@@ -9,8 +9,8 @@ Half of the "intent" orders are on the exchange (died after the send), half not 
 
 Then one engine recovers them all on a SQLite file (WAL, synchronous=FULL), against the
 in-memory paper exchange at zero latency: the wall time and peak memory measured are the
-engine's and the store's. ``tests.invariants.check_invariants`` then checks every trade is
-terminal and consistent with the exchange.
+engine's and the store's. ``check_invariants`` (``pairexec.fsm.sim.invariants``) then checks
+every trade is terminal and consistent with the exchange.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.model import Change, OrderFacts, OrderStatus, OrderUpdate, TradeRecord
 from pairexec.fsm.paper import PaperBook, PaperExchange
 from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import TradeStore
 
@@ -195,8 +196,8 @@ async def build(
 def _build_file_db(path: Path, book_markets: int, n: int) -> tuple[PaperExchange, Counter[str]]:
     """Build the trades in an in-memory store (the deterministic runtime skips aiosqlite's
     thread hops: building is not what is measured), then copy them into ``path``."""
-    from tests.sim.fast_store import scenario_database
-    from tests.sim.runtime import run_deterministic
+    from pairexec.fsm.sim.fast_store import scenario_database
+    from pairexec.fsm.sim.runtime import run_deterministic
 
     markets = synthetic_markets(book_markets)
     paper = PaperExchange(None, markets=markets)
@@ -242,9 +243,12 @@ async def _recover(url: str, paper: PaperExchange) -> tuple[float, Counter[str],
     return watch.seconds, Counter(o.state.value for o in outcomes), rss
 
 
-def run(quick: bool, trades: int | None = None) -> Result:
-    from tests.invariants import check_invariants
+async def _check(url: str, paper: PaperExchange) -> list[str]:
+    async with TradeStore(url) as store:
+        return await check_invariants(store, paper)
 
+
+def run(quick: bool, trades: int | None = None) -> Result:
     n = trades or (240 if quick else 1000)
     result = Result("recovery")
     with tempfile.TemporaryDirectory(prefix="pairexec-bench-") as tmp:
@@ -253,7 +257,7 @@ def run(quick: bool, trades: int | None = None) -> Result:
             paper, spread = _build_file_db(path, 400, n)
         url = f"sqlite:///{path}"
         seconds, states, rss = asyncio.run(_recover(url, paper))
-        problems = asyncio.run(check_invariants(url, paper))
+        problems = asyncio.run(_check(url, paper))
     growth = (rss.peak - rss.before) / 2**20
     result.add(
         f"recover() of {n:,} in-flight trades",

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
@@ -158,9 +159,27 @@ def _main_file(connection: sqlite3.Connection) -> tuple[str, int, int] | None:
     return None  # in memory, or a temporary database
 
 
+_SQLITE_EXECUTOR: ContextVar[Callable[[], ThreadPoolExecutor] | None] = ContextVar(
+    "pairexec_sqlite_executor", default=None
+)
+
+
+@contextmanager
+def sqlite_executors(factory: Callable[[], ThreadPoolExecutor]) -> Iterator[None]:
+    """SQLite stores opened in this context (and the tasks it starts) run their connection on
+    an executor from ``factory``: the simulation's inline one makes a seed give one run."""
+    token = _SQLITE_EXECUTOR.set(factory)
+    try:
+        yield
+    finally:
+        _SQLITE_EXECUTOR.reset(token)
+
+
 def executor_for_sqlite() -> ThreadPoolExecutor:
-    """The one thread a SQLite store's connection runs in (a seam the simulation replaces
-    with inline execution, to make runs deterministic)."""
+    """The one thread a SQLite store's connection runs in (see ``sqlite_executors``)."""
+    factory = _SQLITE_EXECUTOR.get()
+    if factory is not None:
+        return factory()
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pairexec-db")
 
 

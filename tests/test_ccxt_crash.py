@@ -10,7 +10,7 @@ SIGKILL exactly there:
 - ``sent:B``: the POST was answered (the order is on the book), the answer never stored.
 
 A new engine with a new ccxt client then runs ``recover()``; the invariants of
-``tests.invariants`` are checked on the trades DB and on the server's own book file.
+``pairexec.fsm.sim.invariants`` are checked on the trades DB and on the server's own book file.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pairexec import ExecutionEngine, TradeState, TradeStore
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.crashpoints import ENV_VAR
 from pairexec.fsm.paper import PaperExchange
+from pairexec.fsm.sim.invariants import check_invariants
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client
-from tests.invariants import check_invariants
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,9 +20,9 @@ import pytest
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.crashpoints import ENV_VAR
 from pairexec.fsm.paper import PaperExchange
+from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import TradeStore
-from tests.invariants import check_invariants
 
 TRADE = ["trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--hedge-ratio", "2"]
 GHOST_B = "ETH/USDT:timeout_after_accept=1"

@@ -22,9 +22,10 @@ from sqlalchemy.engine import make_url
 from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import OrderStatus
+from pairexec.fsm.sim.crash import SimulatedCrash
 from pairexec.persistence import StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
-from tests.fake_exchange import Call, FakeExchange, SimulatedCrash
+from tests.fake_exchange import Call, FakeExchange
 from tests.support.stores import sql_store
 
 CRASH_POINTS = {

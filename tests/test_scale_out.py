@@ -22,10 +22,10 @@ import pytest
 
 from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
 from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TERMINAL_STATES
 from pairexec.persistence import TradeStore
 from tests.conftest import PG_ADMIN, drop_pg_database, new_pg_database, pg_url
-from tests.invariants import check_invariants
 
 pytestmark = pytest.mark.skipif(PG_ADMIN == "off", reason="PAIREXEC_TEST_PG=off")
 ROOT = Path(__file__).resolve().parent.parent

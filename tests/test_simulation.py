@@ -22,20 +22,20 @@ import ccxt
 import pytest
 
 import pairexec.fsm.decide
-import pairexec.fsm.gateway
+import pairexec.fsm.venues.gateway
 from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
-from pairexec.fsm.exchange_errors import ErrorMeaning, classify
 from pairexec.fsm.model import OrderFacts, OrderStatus
-from pairexec.fsm.orders import ExchangeReport
 from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.fsm.sim.checks import Submitted, check_scenario
+from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
+from pairexec.fsm.sim.parallel import SimulationPool, default_jobs
+from pairexec.fsm.sim.report import Summary, known_bug, repro_command
+from pairexec.fsm.sim.runner import run_scenario, run_seed
+from pairexec.fsm.sim.runtime import Hang, run_deterministic
+from pairexec.fsm.sim.scenario import Scenario, Signal, generate
+from pairexec.fsm.venues.errors import ErrorMeaning, classify
+from pairexec.fsm.venues.reports import ExchangeReport
 from pairexec.persistence import TradeStore
-from tests.sim.checks import Submitted, check_scenario
-from tests.sim.fast_store import Snapshot, scenario_database
-from tests.sim.parallel import SimulationPool, default_jobs
-from tests.sim.report import Summary, known_bug, repro_command
-from tests.sim.runner import run_scenario, run_seed
-from tests.sim.runtime import Hang, run_deterministic
-from tests.sim.scenario import Scenario, Signal, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "10000"))
@@ -101,7 +101,7 @@ def test_same_seed_same_run_in_another_process() -> None:
     """What CI prints must replay on a laptop: another interpreter, another hash seed."""
     seeds = [3, 8, 11]
     code = (
-        "from tests.sim.runner import run_seed\n"
+        "from pairexec.fsm.sim.runner import run_seed\n"
         f"print(' '.join(run_seed(s).fingerprint for s in {seeds}))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -129,7 +129,7 @@ def test_failure_report_names_the_seed_and_the_repro_command(
 def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another classic: a lookup that times out taken for "absent", so the order is resent
     although it may exist (the exchange refuses the reused client id: still a violation)."""
-    from pairexec.fsm.gateway import CallResult, ExchangeGateway, Failed
+    from pairexec.fsm.venues.gateway import CallResult, ExchangeGateway, Failed
 
     real_fetch = ExchangeGateway.fetch
 
@@ -164,7 +164,7 @@ def _bare_exchange_error_taken_for_a_reject(monkeypatch: pytest.MonkeyPatch) -> 
     def old_classify(error: BaseException) -> ErrorMeaning:
         return ErrorMeaning.REJECTED if type(error) is ccxt.ExchangeError else classify(error)
 
-    monkeypatch.setattr(pairexec.fsm.gateway, "classify", old_classify)
+    monkeypatch.setattr(pairexec.fsm.venues.gateway, "classify", old_classify)
 
 
 def test_an_unrecognised_error_after_accept_taken_for_a_reject_is_caught(
@@ -197,7 +197,7 @@ def _believe_every_reply(monkeypatch: pytest.MonkeyPatch) -> None:
             str(order["id"]), status, facts.amount if filled is None else filled, None
         )
 
-    monkeypatch.setattr(pairexec.fsm.gateway, "parse_order", believe)
+    monkeypatch.setattr(pairexec.fsm.venues.gateway, "parse_order", believe)
 
 
 def test_a_hedge_sized_from_an_insane_report_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

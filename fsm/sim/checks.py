@@ -1,6 +1,6 @@
 """What must hold after a scenario, compared between the trade database and the paper exchange.
 
-``tests.invariants.check_invariants`` runs first, unchanged. Its two hedge equalities assume
+``invariants.check_invariants`` runs first, unchanged. Its two hedge equalities assume
 amounts that divide exactly (leg B = ratio x leg A to 1e-6, unwound = unhedged to 1e-6); the
 simulation trades odd ratios on markets with coarse steps and minimums, where the engine
 rightly leaves a remainder below one step or below a minimum ("dust"). Those two checks are
@@ -35,9 +35,9 @@ from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord
 from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.fsm.request import TradeOutcome
+from pairexec.fsm.sim.fast_store import Snapshot
+from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
-from tests.invariants import check_invariants
-from tests.sim.fast_store import Snapshot
 
 SUPERSEDED = ("DONE but leg B", "ABORTED but unwound")
 """``check_invariants`` findings replaced by the step-aware ``_hedge`` (see the module)."""

@@ -8,7 +8,8 @@ One module, one job:
 - ``recorder``: every exchange call logged, persist-before-send audited as it happens;
 - ``venue``: the paper exchange, and a calm facade over the same book for recovery;
 - ``fast_store``: per-scenario databases without alembic's cost; the checks' read-only view;
-- ``checks``: ``tests.invariants.check_invariants`` plus the checks it does not make;
+- ``invariants``: what must hold after any run (also used by the crash and scale-out tests);
+- ``checks``: ``invariants.check_invariants`` plus the checks it does not make;
 - ``runner``: one scenario end to end -> ``ScenarioResult``;
 - ``parallel``: many scenarios over worker processes; ``report``: totals, repro lines.
 

@@ -19,15 +19,14 @@ from dataclasses import dataclass, replace
 from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.request import InvalidRequest
+from pairexec.fsm.sim.checks import Submitted, check_scenario
+from pairexec.fsm.sim.crash import CrashingExchange, CrashingStore, CrashSwitch, SimulatedCrash
+from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
+from pairexec.fsm.sim.recorder import CallLog, OrderRowProbe, RecordingExchange
+from pairexec.fsm.sim.runtime import Hang, run_deterministic
+from pairexec.fsm.sim.scenario import Scenario, Signal, generate
+from pairexec.fsm.sim.venue import calm_facade
 from pairexec.persistence import TradeStore
-from tests.fake_exchange import SimulatedCrash
-from tests.sim.checks import Submitted, check_scenario
-from tests.sim.crash import CrashingExchange, CrashingStore, CrashSwitch
-from tests.sim.fast_store import Snapshot, scenario_database
-from tests.sim.recorder import CallLog, OrderRowProbe, RecordingExchange
-from tests.sim.runtime import Hang, run_deterministic
-from tests.sim.scenario import Scenario, Signal, generate
-from tests.sim.venue import calm_facade
 
 FLAKY_ROUNDS = 3
 """Recovery rounds against the scenario's recovery exchange before a calm one takes over."""

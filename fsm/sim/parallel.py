@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from types import TracebackType
 
-from tests.sim.runner import ScenarioResult, run_seed
+from pairexec.fsm.sim.runner import ScenarioResult, run_seed
 
 
 def default_jobs() -> int:

@@ -1,6 +1,6 @@
 """An engine process dying mid-trade, in-process: a switch, and proxies of the exchange and store.
 
-The crash is ``SimulatedCrash`` (``tests.fake_exchange``), a BaseException: the engine catches
+The crash is ``SimulatedCrash``, a BaseException: the engine catches
 only ``Exception`` around exchange calls, so it unwinds the driver like the end of the process
 would. Once the switch has tripped, the process is dead for good: every later exchange call
 and store write of that engine raises too, so its other trades stop at their next step
@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pairexec.fsm.sim.scenario import Crash
 from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 from pairexec.persistence import TradeStore
-from tests.fake_exchange import SimulatedCrash
-from tests.sim.scenario import Crash
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing in the engine catches it."""
 
 
 class CrashSwitch:

@@ -22,8 +22,8 @@ from functools import cache
 from sqlalchemy.exc import SADeprecationWarning
 
 from pairexec.fsm.model import EventRecord, TradeRecord
+from pairexec.fsm.sim.runtime import run_deterministic
 from pairexec.persistence import TradeStore
-from tests.sim.runtime import run_deterministic
 
 
 @cache

@@ -7,7 +7,7 @@ connection in a thread, the paper exchange uses ``asyncio.to_thread``) and on th
 printed by CI would not reproduce. Here:
 
 - ``asyncio.to_thread`` / ``run_in_executor`` run the function at once in the loop's thread;
-- so does the SQLite store's own database thread (``pairexec.persistence.db.executor_for_sqlite``);
+- so does the SQLite store's own database thread (``persistence.db.sqlite_executors``);
 - the clock is virtual: when nothing is ready, the loop jumps to the next timer instead of
   sleeping, so a 2 s settle timeout costs nothing and always polls the same number of times;
 - a loop with nothing ready and no timer is a hang in real life: here it raises ``Hang``, as
@@ -22,12 +22,10 @@ import asyncio
 import concurrent.futures
 import math
 import selectors
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
-from unittest import mock
 
-import pairexec.persistence.db
+from pairexec.persistence.db import sqlite_executors
 
 T = TypeVar("T")
 
@@ -86,18 +84,12 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
-@contextmanager
-def _inline_store_thread() -> Iterator[None]:
-    with mock.patch.object(pairexec.persistence.db, "executor_for_sqlite", _InlineExecutor):
-        yield
-
-
 def run_deterministic(main: Callable[[], Coroutine[Any, Any, T]], time_limit: float = 3600.0) -> T:
     """Run ``main()`` to completion on a fresh virtual-time loop with inline I/O; ``Hang`` if
     it has not finished after ``time_limit`` virtual seconds."""
     loop = _VirtualTimeLoop(time_limit)
     loop.set_default_executor(_InlineExecutor())
-    with _inline_store_thread():
+    with sqlite_executors(_InlineExecutor):
         try:
             return loop.run_until_complete(main())
         finally:

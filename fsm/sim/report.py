@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tests.sim.runner import ScenarioResult
+from pairexec.fsm.sim.runner import ScenarioResult
 
 
 @dataclass(frozen=True)
