@@ -4,7 +4,8 @@ The CLI counts calls per client order id (``pairexec.fsm.cli.recorder``); the si
 records and audits them and kills the "process" around them (``pairexec.fsm.sim``); a bench
 timestamps them. Each needs the same three ccxt signatures and the same pass-through of
 everything else (``id``, ``has``, ``load_markets``, ``fetch_ticker``...), so venue detection
-and the engine see the venue itself. A wrapper overrides ``_call``: what it does around one order call.
+and the engine see the venue itself. A wrapper overrides ``_call``: what it does around one
+order call.
 """
 
 from __future__ import annotations
