@@ -10,8 +10,9 @@ used once: a reused ``newClientOrderId`` is answered -2010 "Duplicate order sent
 
 Faults are scripted per request kind and symbol, consumed in order, like
 ``tests/fake_exchange.py``: ``fake.fail("create", "ETH/USDT", "timeout_after_accept")``.
-See ``FAULTS`` for what each does. ``binance_client(fake)`` returns a real
-``ccxt.async_support.binance`` pointed at the server.
+See ``FAULTS`` for what each does: the ones every simulated venue has are named by
+``pairexec.fsm.paper.Fault``, the rest are Binance's HTTP answers. ``binance_client(fake)``
+returns a real ``ccxt.async_support.binance`` pointed at the server.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import itertools
 import json
 import socket
 import time
-from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,16 @@ import ccxt.async_support as ccxt_async
 import pytest
 from aiohttp import web
 
-from pairexec.fsm.paper import DEFAULT_MARKETS, MarketSpec, PaperBook, PaperOrder
+from pairexec.fsm.paper import (
+    DEFAULT_MARKETS,
+    LIES,
+    Fault,
+    Fills,
+    MarketSpec,
+    PaperBook,
+    PaperOrder,
+)
+from tests.fake_exchange import Script
 
 API_KEY = "pk-test-4f1d9c7e2b8a6d3f0e5c9b7a1d2e3f4a"
 SECRET = "sk-test-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
@@ -51,14 +60,19 @@ KINDS = (
     "exchange_info",
     "ticker",
 )
-ANY = "*"
 
-FAULTS = {
-    "ok": "pass this request through unharmed (to fault a later one)",
-    "timeout_before_accept": "hold the request past the client's timeout, never process it",
-    "timeout_after_accept": "process it, then answer only after the client's timeout",
-    "drop": "close the connection without processing or answering",
-    "drop_after_accept": "process it, then close the connection without an answer",
+FAULTS: dict[str, str] = {
+    Fault.OK: "pass this request through unharmed (to fault a later one)",
+    Fault.TIMEOUT_BEFORE_ACCEPT: "hold the request past the client's timeout, never process it",
+    Fault.TIMEOUT_AFTER_ACCEPT: "process it, then answer only after the client's timeout",
+    Fault.DROP: "close the connection without processing or answering",
+    Fault.DROP_AFTER_ACCEPT: "process it, then close the connection without an answer",
+    Fault.NOT_FOUND: "answer 400 -2013 'Order does not exist.' (-2011 for a cancel)",
+    Fault.AUTH_ERROR: "answer 401 -2015 'Invalid API-key, IP, or permissions for action.'",
+    Fault.OVERFILL_AFTER_ACCEPT: "process it, then report 1.5 x its amount as executed",
+    Fault.OTHER_ORDER_AFTER_ACCEPT: "process it, then answer with the book's newest other order",
+    Fault.NO_FILL_AFTER_ACCEPT: "process it, then answer FILLED without executedQty or fills",
+    # Binance's own answers, as the HTTP client sees them
     "truncated_after_accept": "process it, then cut the (200) reply off mid-body",
     "empty_200": "process it, then answer 200 {} (no order id)",
     "http_500": "answer 500 with an HTML body, not processed",
@@ -67,12 +81,7 @@ FAULTS = {
     "http_418": "answer 418 -1003 'IP banned', not processed",
     "maintenance": "answer 503 'System is under maintenance.', not processed",
     "insufficient_funds": "answer 400 -2010 insufficient balance, not processed",
-    "not_found": "answer 400 -2013 'Order does not exist.' (-2011 for a cancel)",
     "lot_size": "answer 400 -1013 'Filter failure: LOT_SIZE', not processed",
-    "auth_error": "answer 401 -2015 'Invalid API-key, IP, or permissions for action.'",
-    "overfill_after_accept": "process it, then report 1.5 x its amount as executed",
-    "other_order_after_accept": "process it, then answer with the book's newest other order",
-    "no_fill_after_accept": "process it, then answer FILLED without executedQty or fills",
 }
 
 
@@ -91,13 +100,6 @@ class Seen:
         return self.params.get("newClientOrderId") or self.params.get("origClientOrderId")
 
 
-@dataclass
-class Behaviour:
-    fill: float = 1.0
-    leave_open: bool = False
-    fills_while_open: float = 0.0
-
-
 class _BinanceError(Exception):
     def __init__(self, status: int, code: int, msg: str) -> None:
         super().__init__(msg)
@@ -112,7 +114,7 @@ _ERRORS = {
     "maintenance": (503, -1, "System is under maintenance."),
     "insufficient_funds": (400, -2010, "Account has insufficient balance for requested action."),
     "lot_size": (400, -1013, "Filter failure: LOT_SIZE"),
-    "auth_error": (401, -2015, "Invalid API-key, IP, or permissions for action."),
+    Fault.AUTH_ERROR: (401, -2015, "Invalid API-key, IP, or permissions for action."),
 }  # fmt: skip
 
 
@@ -132,8 +134,7 @@ class FakeBinance:
     port: int = 0
     on_request: Callable[[Seen], Awaitable[None]] | None = None
     """Test hook awaited when a request arrives, before anything else happens."""
-    _faults: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
-    _behaviours: dict[tuple[str, str | None], Behaviour] = field(default_factory=dict)
+    script: Script = field(default_factory=Script)
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -214,26 +215,11 @@ class FakeBinance:
         unknown = [f for f in faults if f not in FAULTS]
         if unknown:
             raise ValueError(f"unknown faults {unknown}: {sorted(FAULTS)}")
-        self._faults[(kind, symbol or ANY)].extend(faults)
+        self.script.queue(kind, symbol, faults)
 
-    def behave(self, symbol: str, side: str | None = None, **kwargs: Any) -> None:
-        """How orders on ``symbol`` (only ``side`` ones, if given) fill: ``fill`` fraction,
-        ``leave_open``, ``fills_while_open`` (more fill at each lookup of an open order)."""
-        self._behaviours[(symbol, side)] = Behaviour(**kwargs)
-
-    def _behaviour(self, symbol: str, side: str) -> Behaviour:
-        return (
-            self._behaviours.get((symbol, side))
-            or self._behaviours.get((symbol, None))
-            or Behaviour()
-        )
-
-    def _next_fault(self, kind: str, symbol: str | None) -> str | None:
-        for key in ((kind, symbol or ANY), (kind, ANY)):
-            queue = self._faults.get(key)
-            if queue:
-                return queue.popleft()
-        return None
+    def behave(self, symbol: str, side: str | None = None, **fills: Any) -> None:
+        """How orders on ``symbol`` (only ``side`` ones, if given) fill: ``Fills``' keys."""
+        self.script.fills[(symbol, side)] = Fills(**fills)
 
     # --- views for assertions ------------------------------------------------------------
 
@@ -293,7 +279,7 @@ class FakeBinance:
         return self._by_id[market_id]
 
     async def _arrive(self, kind: str, params: dict[str, str], symbol: str | None) -> Seen:
-        seen = Seen(kind, symbol, params, self._next_fault(kind, symbol))
+        seen = Seen(kind, symbol, params, self.script.next_fault(kind, symbol))
         self.requests.append(seen)
         if self.on_request is not None:
             await self.on_request(seen)
@@ -302,18 +288,18 @@ class FakeBinance:
     async def _before(self, request: web.Request, seen: Seen) -> web.StreamResponse | None:
         """Faults that strike before the request is processed (None: process it)."""
         fault = seen.fault
-        if fault in (None, "ok") or fault.endswith("_after_accept") or fault == "empty_200":
+        if fault in (None, Fault.OK) or fault.endswith("_after_accept") or fault == "empty_200":
             return None
-        if fault == "timeout_before_accept":
+        if fault == Fault.TIMEOUT_BEFORE_ACCEPT:
             await asyncio.sleep(self.hang)
             raise _BinanceError(503, -1007, "Timeout waiting for response from backend server.")
-        if fault == "drop":
+        if fault == Fault.DROP:
             return _drop(request)
         if fault == "http_500":
             return web.Response(
                 status=500, text="<html><body>500 Internal Server Error</body></html>"
             )
-        if fault == "not_found":
+        if fault == Fault.NOT_FOUND:
             if seen.kind == "cancel":
                 raise _BinanceError(400, -2011, "Unknown order sent.")
             raise _BinanceError(400, -2013, "Order does not exist.")
@@ -326,9 +312,9 @@ class FakeBinance:
     async def _after(self, request: web.Request, seen: Seen, body: Any) -> web.StreamResponse:
         """The reply to a processed request, or a fault that strikes after processing."""
         fault = seen.fault
-        if fault == "timeout_after_accept":
+        if fault == Fault.TIMEOUT_AFTER_ACCEPT:
             await asyncio.sleep(self.hang)
-        elif fault == "drop_after_accept":
+        elif fault == Fault.DROP_AFTER_ACCEPT:
             return _drop(request)
         elif fault == "truncated_after_accept":
             text = json.dumps(body).encode()
@@ -341,7 +327,7 @@ class FakeBinance:
             return response
         elif fault == "empty_200":
             return web.json_response({})
-        elif fault in _LIES:
+        elif fault in LIES:
             body = self._lie(fault, body)
         elif fault == "http_503_after_accept":
             return _error(
@@ -353,12 +339,12 @@ class FakeBinance:
         return web.json_response(body)
 
     def _lie(self, fault: str, body: Any) -> Any:
-        """An order reply that is not the order's truth (the ``_LIES`` faults)."""
-        if fault == "overfill_after_accept":
+        """An order reply that is not the order's truth (the ``LIES`` faults)."""
+        if fault == Fault.OVERFILL_AFTER_ACCEPT:
             executed = _num(float(body["origQty"]) * 1.5)
             fills = [{**f, "qty": executed} for f in body.get("fills", [])[:1]]
             return {**body, "executedQty": executed, **({"fills": fills} if fills else {})}
-        if fault == "no_fill_after_accept":
+        if fault == Fault.NO_FILL_AFTER_ACCEPT:
             lie = {k: v for k, v in body.items() if k not in ("executedQty", "fills")}
             return {**lie, "status": "FILLED"}
         others = [o for o in self.book.orders() if o.client_order_id != body["clientOrderId"]]
@@ -445,7 +431,7 @@ class FakeBinance:
             return early
         side = params.get("side", "").lower()
         order_type = params.get("type", "").lower()
-        behaviour = self._behaviour(symbol, side)
+        fills = self.script.fills_for(symbol, side)
         try:
             order = self.book.place(
                 symbol,
@@ -454,8 +440,8 @@ class FakeBinance:
                 float(params.get("quantity", "nan")),
                 float(params["price"]) if "price" in params else None,
                 params.get("newClientOrderId"),
-                fill=behaviour.fill,
-                leave_open=behaviour.leave_open,
+                fill=fills.fill,
+                leave_open=fills.leave_open,
             )
         except ccxt.BaseError as exc:
             raise _as_binance_error(exc) from exc
@@ -471,7 +457,7 @@ class FakeBinance:
         target = self.book.find(params.get("orderId"), params.get("origClientOrderId"))
         fill_more = 0.0
         if target is not None:
-            fill_more = self._behaviour(target.symbol, target.side).fills_while_open
+            fill_more = self.script.fills_for(target.symbol, target.side).fills_while_open
         try:
             order = self.book.fetch(
                 params.get("orderId"),
@@ -568,9 +554,6 @@ class FakeBinance:
                 isWorking=True,
             )
         return body
-
-
-_LIES = ("overfill_after_accept", "other_order_after_accept", "no_fill_after_accept")
 
 
 def _num(value: float) -> str:

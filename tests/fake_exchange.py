@@ -10,11 +10,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt
+
+from pairexec.fsm.paper import Fault, Fills
+from pairexec.fsm.venues.ccxt_ids import unified_client_id
+
+ANY = "*"
+"""A fault queued for this "symbol" strikes a call on any symbol that has none of its own."""
 
 
 class SimulatedCrash(BaseException):
@@ -22,13 +28,26 @@ class SimulatedCrash(BaseException):
 
 
 @dataclass
-class SymbolBehaviour:
-    fill_ratio: float = 1.0
-    """Fraction of each order that fills."""
-    leave_open: bool = False
-    """A partly filled order stays open (until cancelled) instead of closing."""
-    fills_while_open: float = 0.0
-    """Extra fraction filled when an open order is next fetched (fills during settle)."""
+class Script:
+    """What a test scripts on a fake venue (this one and ``tests.fake_binance``): faults queued
+    per call kind and symbol, consumed in order, and how orders fill per symbol and side."""
+
+    faults: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
+    fills: dict[tuple[str, str | None], Fills] = field(default_factory=dict)
+
+    def queue(self, kind: str, symbol: str | None, faults: Iterable[str]) -> None:
+        self.faults[(kind, symbol or ANY)].extend(faults)
+
+    def next_fault(self, kind: str, symbol: str | None) -> str | None:
+        for key in ((kind, symbol or ANY), (kind, ANY)):
+            queue = self.faults.get(key)
+            if queue:
+                return queue.popleft()
+        return None
+
+    def fills_for(self, symbol: str, side: str) -> Fills:
+        """The fills for ``side`` orders on ``symbol``: set for that side, else for the symbol."""
+        return self.fills.get((symbol, side)) or self.fills.get((symbol, None)) or Fills()
 
 
 @dataclass
@@ -43,43 +62,43 @@ class Call:
 @dataclass
 class FakeExchange:
     latency: float = 0.0
-    behaviours: dict[tuple[str, str | None], SymbolBehaviour] = field(default_factory=dict)
+    script: Script = field(default_factory=Script)
     calls: list[Call] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _faults: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     on_create: Callable[[Call], None] | None = None
     """Test hook run when a create_order arrives, before anything else happens."""
+    after_accept: Callable[[Call], None] | None = None
+    """Test hook run once a create_order's order is accepted, before the answer (it may raise:
+    the venue placed the order, then answered with an error)."""
     after_cancel: Callable[[], Awaitable[None]] | None = None
     """Test hook run after each successful cancel (e.g. to change how later orders fill)."""
 
     # --- scripting -----------------------------------------------------------------------
 
-    def behave(self, symbol: str, side: str | None = None, **kwargs: Any) -> None:
-        """How orders on ``symbol`` (only ``side`` ones, if given) fill."""
-        self.behaviours[(symbol, side)] = SymbolBehaviour(**kwargs)
-
-    def _behaviour(self, symbol: str, side: str) -> SymbolBehaviour:
-        return (
-            self.behaviours.get((symbol, side))
-            or self.behaviours.get((symbol, None))
-            or SymbolBehaviour()
-        )
+    def behave(
+        self,
+        symbol: str,
+        side: str | None = None,
+        *,
+        fill_ratio: float = 1.0,
+        leave_open: bool = False,
+        fills_while_open: float = 0.0,
+    ) -> None:
+        """How orders on ``symbol`` (only ``side`` ones, if given) fill (see ``Fills``)."""
+        self.script.fills[(symbol, side)] = Fills(fill_ratio, leave_open, fills_while_open)
 
     def fail(self, method: str, symbol: str, *faults: str) -> None:
         """Queue faults for the next calls of ``method`` on ``symbol``, consumed in order.
 
-        "ok" passes one call through unharmed (to fault a later call).
-        create_order: timeout_before, timeout_after, connection_error, no_id, rejected_funds,
-        rejected_invalid, rate_limit, crash_before, crash_after, hang_after.
-        fetch_order: timeout, not_found, rate_limit, auth_error, crash.
+        Faults of ``pairexec.fsm.paper.Fault``: ``ok`` (pass one call through unharmed, to
+        fault a later one); create_order: ``rate_limit``; fetch_order: ``not_found``,
+        ``rate_limit``, ``auth_error``. This fake's own: create_order: timeout_before,
+        timeout_after (a builtin TimeoutError), connection_error, no_id, rejected_funds,
+        rejected_invalid, crash_before, crash_after, hang_after; fetch_order: timeout, crash;
         cancel_order: timeout.
         """
-        self._faults[(method, symbol)].extend(faults)
-
-    def _next_fault(self, method: str, symbol: str) -> str | None:
-        queue = self._faults.get((method, symbol))
-        return queue.popleft() if queue else None
+        self.script.queue(method, symbol, faults)
 
     # --- views for assertions ------------------------------------------------------------
 
@@ -103,13 +122,7 @@ class FakeExchange:
         price: float | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        cid = (params or {}).get("clientOrderId")
-        call = Call("create_order", symbol, side, amount, cid)
-        self.calls.append(call)
-        if self.on_create is not None:
-            self.on_create(call)
-        await asyncio.sleep(self.latency)
-        fault = self._next_fault("create_order", symbol)
+        call, fault = await self._arrive("create_order", symbol, params, side, amount)
         if fault == "timeout_before":
             raise ccxt.RequestTimeout("fake: request timed out before reaching the exchange")
         if fault == "connection_error":
@@ -120,11 +133,14 @@ class FakeExchange:
             raise ccxt.InsufficientFunds("fake: insufficient balance")
         if fault == "rejected_invalid":
             raise ccxt.InvalidOrder("fake: invalid order")
-        if fault == "rate_limit":
+        if fault == Fault.RATE_LIMIT:
             raise ccxt.RateLimitExceeded("fake: too many requests")
+        cid = call.client_order_id
         if cid is not None and any(o["clientOrderId"] == cid for o in self.orders.values()):
             raise ccxt.DuplicateOrderId(f"fake: duplicate clientOrderId {cid}")
         order = self._accept(symbol, type, side, amount, cid)
+        if self.after_accept is not None:
+            self.after_accept(call)
         if fault == "timeout_after":
             raise TimeoutError("fake: API timeout - no response")
         if fault == "crash_after":
@@ -138,50 +154,60 @@ class FakeExchange:
     async def fetch_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        cid = (params or {}).get("clientOrderId")
-        self.calls.append(Call("fetch_order", symbol, client_order_id=cid))
-        await asyncio.sleep(self.latency)
-        fault = self._next_fault("fetch_order", symbol or "")
+        call, fault = await self._arrive("fetch_order", symbol, params)
         if fault == "timeout":
             raise ccxt.RequestTimeout("fake: lookup timed out")
         if fault == "crash":
             raise SimulatedCrash("during lookup")
-        if fault == "rate_limit":
+        if fault == Fault.RATE_LIMIT:
             raise ccxt.RateLimitExceeded("fake: too many requests")
-        if fault == "auth_error":
+        if fault == Fault.AUTH_ERROR:
             raise ccxt.AuthenticationError("fake: invalid signature")
-        order = self._find(id, cid)
-        if order is None or fault == "not_found":
-            raise ccxt.OrderNotFound(f"fake: order {cid or id} not found")
+        order = self._find(id, call.client_order_id)
+        if order is None or fault == Fault.NOT_FOUND:
+            raise ccxt.OrderNotFound(f"fake: order {call.client_order_id or id} not found")
         self._progress(order)
         return dict(order)
 
     async def cancel_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        cid = (params or {}).get("clientOrderId")
-        self.calls.append(Call("cancel_order", symbol, client_order_id=cid))
-        await asyncio.sleep(self.latency)
-        fault = self._next_fault("cancel_order", symbol or "")
+        call, fault = await self._arrive("cancel_order", symbol, params)
         if fault == "timeout":
             raise ccxt.RequestTimeout("fake: cancel timed out")
-        order = self._find(id, cid)
+        order = self._find(id, call.client_order_id)
         if order is None or order["status"] != "open":
-            raise ccxt.OrderNotFound(f"fake: no open order {cid or id}")
+            raise ccxt.OrderNotFound(f"fake: no open order {call.client_order_id or id}")
         order["status"] = "canceled"
         order["remaining"] = 0.0
         if self.after_cancel is not None:
             await self.after_cancel()
         return dict(order)
 
+    async def _arrive(
+        self,
+        method: str,
+        symbol: str | None,
+        params: dict[str, Any] | None,
+        side: str | None = None,
+        amount: float | None = None,
+    ) -> tuple[Call, str | None]:
+        """What every call meets first: it is recorded, waits out the latency, draws a fault."""
+        call = Call(method, symbol, side, amount, unified_client_id(params))
+        self.calls.append(call)
+        if method == "create_order" and self.on_create is not None:
+            self.on_create(call)
+        await asyncio.sleep(self.latency)
+        return call, self.script.next_fault(method, symbol)
+
     # --- matching ------------------------------------------------------------------------
 
     def _accept(
         self, symbol: str, type: str, side: str, amount: float, cid: str | None
     ) -> dict[str, Any]:
-        behaviour = self._behaviour(symbol, side)
-        filled = amount * behaviour.fill_ratio
-        status = "open" if behaviour.leave_open and filled < amount else "closed"
+        fills = self.script.fills_for(symbol, side)
+        filled = amount * fills.fill
+        status = "open" if fills.leave_open and filled < amount else "closed"
         order_id = str(next(self._ids))
         order = {
             "id": order_id,
@@ -199,10 +225,10 @@ class FakeExchange:
         return order
 
     def _progress(self, order: dict[str, Any]) -> None:
-        behaviour = self._behaviour(order["symbol"], order["side"])
-        if order["status"] == "open" and behaviour.fills_while_open:
+        fills = self.script.fills_for(order["symbol"], order["side"])
+        if order["status"] == "open" and fills.fills_while_open:
             order["filled"] = min(
-                order["amount"], order["filled"] + order["amount"] * behaviour.fills_while_open
+                order["amount"], order["filled"] + order["amount"] * fills.fills_while_open
             )
             order["remaining"] = order["amount"] - order["filled"]
             if order["remaining"] <= 1e-12:

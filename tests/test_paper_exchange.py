@@ -16,7 +16,7 @@ import ccxt
 import pytest
 
 from pairexec import ExecutionEngine, TradeState
-from pairexec.fsm.paper import ChaosConfig, MarketSpec, PaperExchange, SymbolChaos
+from pairexec.fsm.paper import ChaosConfig, Fault, MarketSpec, PaperExchange, SymbolChaos
 from pairexec.fsm.venues.errors import ErrorMeaning, classify
 from tests.conftest import FAST, btc_eth
 
@@ -324,7 +324,7 @@ async def test_insane_reports_lie_in_turn_and_the_book_stays_true(make: Make) ->
     truth = await ex.fetch_order(overfill["id"], "ETH/USDT", cid(1))  # the first 4 calls only
 
     assert (overfill["clientOrderId"], overfill["filled"]) == ("cid-1", 1.5)
-    assert other == {**btc, "info": {**btc["info"], "paper_chaos": "another order"}}
+    assert other == {**btc, "info": {**btc["info"], "paper_chaos": Fault.OTHER_ORDER_AFTER_ACCEPT}}
     assert (no_fill["status"], no_fill["filled"], no_fill["clientOrderId"]) == (
         "closed",
         None,
@@ -332,10 +332,10 @@ async def test_insane_reports_lie_in_turn_and_the_book_stays_true(make: Make) ->
     )
     assert again["filled"] == 1.5
     assert [r["info"]["paper_chaos"] for r in (overfill, other, no_fill, again)] == [
-        "overfill",
-        "another order",
-        "closed without a fill",
-        "overfill",
+        Fault.OVERFILL_AFTER_ACCEPT,
+        Fault.OTHER_ORDER_AFTER_ACCEPT,
+        Fault.NO_FILL_AFTER_ACCEPT,
+        Fault.OVERFILL_AFTER_ACCEPT,
     ]
     assert (truth["filled"], "paper_chaos" in truth["info"]) == (1.0, False)
     [eth] = ex.orders_with_client_id("cid-1")

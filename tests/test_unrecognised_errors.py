@@ -9,7 +9,6 @@ code tables and ``handle_errors`` comments (ccxt 4.5.90).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,21 @@ import pytest
 
 from pairexec import ExecutionEngine, TradeState
 from pairexec.fsm.engine import EngineError
-from pairexec.fsm.exchange_errors import (
+from pairexec.fsm.model import OrderStatus
+from pairexec.fsm.venues import ccxt_ids
+from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support
+from pairexec.fsm.venues.errors import (
     DEFINITE_ANSWERS,
     OUTCOME_UNKNOWN_CODES,
     VENUE_FAMILIES,
     ErrorMeaning,
     classify,
 )
-from pairexec.fsm.model import OrderStatus
-from pairexec.fsm.venues import ccxt_ids
-from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support
 from pairexec.persistence import TradeStore
 from tests import fake_binance
 from tests.conftest import FAST, btc_eth
 from tests.fake_binance import FakeBinance, binance_client
-from tests.fake_exchange import FakeExchange
+from tests.fake_exchange import Call, FakeExchange
 
 # the fake server's fixtures, used by name
 fake, binance = fake_binance.fake, fake_binance.binance
@@ -124,33 +123,18 @@ def test_a_ccxt_class_nobody_decided_about_is_unknown_even_under_a_definite_one(
     assert classify(Later("x")) is UNKNOWN
 
 
-@dataclass
-class AnswersAfterPlacing(FakeExchange):
-    """Places the order, then answers its create with a venue error (the venue did it)."""
-
-    answers: dict[str, BaseException] = field(default_factory=dict)
-
-    async def create_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: float,
-        price: float | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        order = await super().create_order(symbol, type, side, amount, price, params)
-        answer = self.answers.pop(symbol, None)
-        if answer is not None:
-            raise answer
-        return order
-
-
 async def test_an_order_placed_behind_a_system_error_is_found_not_left_behind(
     tmp_path: Path,
 ) -> None:
-    exchange = AnswersAfterPlacing()
-    exchange.answers["ETH/USDT"] = await venue_error("bybit", bybit_body(10016, "System error"))
+    exchange = FakeExchange()
+    system_error = await venue_error("bybit", bybit_body(10016, "System error"))
+
+    def answer_leg_b_with_the_error(call: Call) -> None:  # the venue placed it, then said so
+        if call.symbol == "ETH/USDT":
+            exchange.after_accept = None
+            raise system_error
+
+    exchange.after_accept = answer_leg_b_with_the_error
     store = TradeStore(f"sqlite+aiosqlite:///{tmp_path / 'trades.db'}")
 
     async with ExecutionEngine(exchange, store=store, config=FAST) as engine:

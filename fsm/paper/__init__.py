@@ -1,7 +1,8 @@
 """The paper exchange: a simulated spot venue, the CLI's default and the demo's.
 
 Three layers: ``book`` (matching, balances and orders in SQLite), ``exchange`` (the ccxt-shaped
-facade the engine calls) and ``chaos`` (seeded fault injection).
+facade the engine calls) and ``chaos`` (seeded fault injection), whose faults are named in
+``faults``: the vocabulary the test fakes share.
 """
 
 from pairexec.fsm.paper.book import (
@@ -14,11 +15,15 @@ from pairexec.fsm.paper.book import (
 )
 from pairexec.fsm.paper.chaos import ChaosConfig, SymbolChaos
 from pairexec.fsm.paper.exchange import PaperExchange
+from pairexec.fsm.paper.faults import LIES, Fault, Fills
 
 __all__ = [
     "DEFAULT_MARKETS",
+    "LIES",
     "Balance",
     "ChaosConfig",
+    "Fault",
+    "Fills",
     "MarketSpec",
     "PaperBook",
     "PaperExchange",

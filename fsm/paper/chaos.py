@@ -15,7 +15,9 @@ Fault counters (``timeout_*``, ``lookup_timeouts``, ``cancel_timeouts``, ``rejec
 ``rate_limit``, ``error_after_accept``, ``insane_reports``) read either as a count or as a
 probability: an integer N >= 1 faults the first N calls that reach that check on the symbol
 (counted per symbol and entry); a value strictly between 0 and 1 faults each such call with
-that probability, drawn from the venue's own seeded RNG so a run can be replayed.
+that probability, drawn from the venue's own seeded RNG so a run can be replayed. A counter
+named after a ``pairexec.fsm.paper.faults.Fault`` is that fault on create_order; the others
+say which call they fault.
 """
 
 from __future__ import annotations
@@ -28,44 +30,41 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pairexec.fsm.paper.faults import Fault, Fills
+
 ANY_SYMBOL = "*"
 SIDES = ("buy", "sell")
 
 
 @dataclass(frozen=True)
-class SymbolChaos:
-    """The faults injected on one symbol. The defaults are a perfect exchange."""
+class SymbolChaos(Fills):
+    """The fills and faults on one symbol (the fill keys first, from ``Fills``; fills are
+    rounded down to the amount step). The defaults are a perfect exchange."""
 
-    fill: float = 1.0
-    """Fraction of each order that fills (partial fill ratio), rounded down to the step."""
-    leave_open: bool = False
-    """A partly filled order stays "open" (until cancelled) instead of "closed"."""
-    fills_while_open: float = 0.0
-    """Extra fraction of the amount filled on each later fetch of an open order."""
     latency: float = 0.0
     """Seconds slept at the start of every call on this symbol."""
     timeout_before_accept: float = 0
-    """create_order raises ccxt.RequestTimeout; nothing is accepted."""
+    """``Fault.TIMEOUT_BEFORE_ACCEPT``: create_order raises ccxt.RequestTimeout."""
     timeout_after_accept: float = 0
-    """create_order accepts and stores the order, then raises ccxt.RequestTimeout (a ghost)."""
+    """``Fault.TIMEOUT_AFTER_ACCEPT``: create_order places the order, then raises
+    ccxt.RequestTimeout."""
     lookup_timeouts: float = 0
-    """fetch_order raises ccxt.RequestTimeout before looking the order up."""
+    """``Fault.TIMEOUT_BEFORE_ACCEPT`` on fetch_order: ccxt.RequestTimeout before the lookup."""
     cancel_timeouts: float = 0
-    """cancel_order raises ccxt.RequestTimeout before cancelling anything."""
+    """``Fault.TIMEOUT_BEFORE_ACCEPT`` on cancel_order: ccxt.RequestTimeout, nothing
+    cancelled."""
     reject_funds: float = 0
-    """create_order raises ccxt.InsufficientFunds; nothing is accepted."""
+    """``Fault.REJECT_FUNDS``: create_order raises ccxt.InsufficientFunds."""
     reject_invalid: float = 0
-    """create_order raises ccxt.InvalidOrder; nothing is accepted."""
+    """``Fault.REJECT_INVALID``: create_order raises ccxt.InvalidOrder."""
     rate_limit: float = 0
-    """create_order raises ccxt.RateLimitExceeded; nothing is accepted."""
+    """``Fault.RATE_LIMIT``: create_order raises ccxt.RateLimitExceeded."""
     error_after_accept: float = 0
-    """create_order accepts and stores the order, then raises a bare ccxt.ExchangeError
-    ("System error", as ccxt raises Bybit's 10016): an error no table recognises, after the
-    order was placed, so only a lookup can tell it from a refusal."""
+    """``Fault.ERROR_AFTER_ACCEPT``: create_order places the order, then raises a bare
+    ccxt.ExchangeError."""
     insane_reports: float = 0
-    """A create_order or fetch_order reply that is not the order's truth (the book is right):
-    in turn a fill of 1.5 x its amount, another order (another client id and symbol), and
-    "closed" without a fill."""
+    """A create_order or fetch_order reply that is not the order's truth: the ``LIES`` of
+    ``pairexec.fsm.paper.faults`` in turn (over-fill, another order, done without a fill)."""
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SymbolChaos)}
@@ -141,8 +140,9 @@ class FaultInjector:
     def settings(self, symbol: str, side: str | None = None) -> SymbolChaos:
         return self.config.for_symbol(symbol, side)
 
-    def strikes(self, fault: str, symbol: str, side: str | None = None) -> bool:
-        """Whether the fault counter ``fault`` (e.g. "lookup_timeouts") hits this call."""
+    def strikes(self, fault: Fault | str, symbol: str, side: str | None = None) -> bool:
+        """Whether the fault counter ``fault`` (a Fault, or e.g. "lookup_timeouts") hits this
+        call."""
         if fault not in COUNTERS:
             raise ValueError(f"{fault!r} is not a fault counter; counters: {', '.join(COUNTERS)}")
         name, chaos = self.config.entry(symbol, side)

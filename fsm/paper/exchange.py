@@ -20,6 +20,7 @@ import ccxt
 
 from pairexec.fsm.paper.book import MarketSpec, PaperBook, PaperOrder, floor_to_step
 from pairexec.fsm.paper.chaos import ANY_SYMBOL, ChaosConfig, FaultInjector, SymbolChaos
+from pairexec.fsm.paper.faults import LIES, Fault
 from pairexec.fsm.venues.ccxt_ids import unified_client_id
 
 T = TypeVar("T")
@@ -140,13 +141,13 @@ class PaperExchange:
     ) -> dict[str, Any]:
         chaos = self._faults.settings(symbol, side)
         await self._latency(chaos)
-        if self._faults.strikes("rate_limit", symbol, side):
+        if self._faults.strikes(Fault.RATE_LIMIT, symbol, side):
             raise ccxt.RateLimitExceeded(f"paper chaos: too many requests on {symbol}")
-        if self._faults.strikes("timeout_before_accept", symbol, side):
+        if self._faults.strikes(Fault.TIMEOUT_BEFORE_ACCEPT, symbol, side):
             raise ccxt.RequestTimeout(f"paper chaos: create_order on {symbol} timed out")
-        if self._faults.strikes("reject_funds", symbol, side):
+        if self._faults.strikes(Fault.REJECT_FUNDS, symbol, side):
             raise ccxt.InsufficientFunds(f"paper chaos: insufficient balance for {symbol}")
-        if self._faults.strikes("reject_invalid", symbol, side):
+        if self._faults.strikes(Fault.REJECT_INVALID, symbol, side):
             raise ccxt.InvalidOrder(f"paper chaos: order on {symbol} rejected as invalid")
         order = await self._call(
             self.book.place,
@@ -159,11 +160,11 @@ class PaperExchange:
             fill=chaos.fill,
             leave_open=chaos.leave_open,
         )
-        if self._faults.strikes("timeout_after_accept", symbol, side):
+        if self._faults.strikes(Fault.TIMEOUT_AFTER_ACCEPT, symbol, side):
             raise ccxt.RequestTimeout(
                 f"paper chaos: create_order on {symbol} timed out (the order was accepted)"
             )
-        if self._faults.strikes("error_after_accept", symbol, side):
+        if self._faults.strikes(Fault.ERROR_AFTER_ACCEPT, symbol, side):
             raise ccxt.ExchangeError(
                 f"paper chaos: create_order on {symbol}: System error (the order was accepted)"
             )
@@ -241,18 +242,18 @@ class PaperExchange:
         which no engine reads."""
         if not self._faults.strikes("insane_reports", symbol, side):
             return reply
-        kind = _LIES[self._lies % len(_LIES)]
+        kind = LIES[self._lies % len(LIES)]
         self._lies += 1
-        if kind == "overfill":
+        if kind is Fault.OVERFILL_AFTER_ACCEPT:
             amount = float(reply["amount"])
             lie = {**reply, "filled": amount * 1.5, "remaining": -amount / 2}
-        elif kind == "another order":
+        elif kind is Fault.OTHER_ORDER_AFTER_ACCEPT:
             cid = reply["clientOrderId"]
             others = [o for o in await self._call(self.book.orders) if o.client_order_id != cid]
             lie = _ccxt_order(others[-1]) if others else {**reply, "clientOrderId": f"not-{cid}"}
-        else:  # "closed without a fill"
+        else:  # NO_FILL_AFTER_ACCEPT: "closed" without a fill
             lie = {**reply, "status": "closed", "filled": None, "remaining": None}
-        return {**lie, "info": {**lie["info"], "paper_chaos": kind}}
+        return {**lie, "info": {**lie["info"], "paper_chaos": kind.value}}
 
     async def _latency(self, chaos: SymbolChaos) -> None:
         if chaos.latency > 0:
@@ -277,10 +278,6 @@ class PaperExchange:
         if limit is not None:  # from ``since`` on: the first ones; otherwise the latest
             orders = orders[:limit] if since is not None else orders[max(len(orders) - limit, 0) :]
         return [_ccxt_order(o) for o in orders]
-
-
-_LIES = ("overfill", "another order", "closed without a fill")
-"""The kinds of reply ``insane_reports`` makes up, in turn."""
 
 
 def _ccxt_market(spec: MarketSpec) -> dict[str, Any]:
