@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pairexec.fsm.cli.commands import RECOVER_ROWS, _recover_summary, _recovered_row
+from pairexec.fsm.cli.commands.recover import RECOVER_ROWS, recover_summary, recovered_row
 from pairexec.fsm.cli.recorder import CallRecorder
 from pairexec.fsm.model import TradeRecord
 from pairexec.fsm.paper import PaperExchange
@@ -222,7 +222,7 @@ def test_a_trade_that_appears_during_recover_is_reported_not_a_crash():
         now,
     )
     outcome = TradeOutcome("t1", TradeState.DONE, 1, 1, 0, "done")
-    row = _recovered_row(None, trade, outcome, CallRecorder(object()))
+    row = recovered_row(None, trade, outcome, CallRecorder(object()))
     assert row.before == "(new)" and not row.needs_attention
-    table = _recover_summary([row])
+    table = recover_summary([row])
     assert table.row_count == 1

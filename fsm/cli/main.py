@@ -5,8 +5,8 @@ an unusable database/exchange (one line on stderr, nothing sent); 3 a trade need
 (PARKED for a human, or left unresolved: run ``pairexec recover``).
 
 This module only parses and checks the command line, with light imports: a bad one is
-refused in a fraction of a second, before the engine, the store and ccxt are loaded
-(``pairexec.fsm.cli.commands``).
+refused in a fraction of a second, before the engine, the store and ccxt are loaded (by the
+command's own module in ``pairexec.fsm.cli.commands``, imported only once the line is usable).
 """
 
 from __future__ import annotations
@@ -14,22 +14,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from pairexec import __version__
 from pairexec.fsm.cli import options
-from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.cli.errors import EXIT_ATTENTION, EXIT_BAD_INPUT, CliError
 from pairexec.fsm.cli.options import CliParser
-from pairexec.fsm.cli.simulate import add_parser as add_simulate_parser
 from pairexec.fsm.states import TradeState
 
-EXIT_BAD_INPUT, EXIT_ATTENTION = 2, 3
-
 COMMANDS = tuple(options.APPLIES)
+"""Each has its module in ``pairexec.fsm.cli.commands``, of the same name."""
 SENDS_ORDERS = ("trade", "recover", "worker")
+
+MAX_RUNS = 1_000_000
+"""simulate's: about eight hours on two cores; the seeds are listed up front, so 10**12 would
+not even start (it would exhaust memory first)."""
+MAX_JOBS = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +100,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--workdir", help="keep the demo's databases here (default: temporary)")
     options.add_after(demo, options.APPLIES["demo"])
-    add_simulate_parser(commands)
+
+    # --seed and -v have no default here: they may also come before the command name, and
+    # options.resolve merges the two and fills in the defaults (seed 0, not verbose).
+    simulate = commands.add_parser(
+        "simulate",
+        help="run seeded chaos scenarios with engine crashes and check the invariants",
+        description="``pairexec simulate``: many seeded chaos scenarios, engine crashes and "
+        "recoveries, checked.",
+    )
+    simulate.add_argument(
+        "--runs",
+        type=options.between(1, MAX_RUNS),
+        default=200,
+        help=f"scenarios (default 200, at most {MAX_RUNS:,})",
+    )
+    simulate.add_argument(
+        "--seed",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="seed of the first scenario (default 0)",
+    )
+    simulate.add_argument(
+        "--jobs",
+        type=options.between(0, MAX_JOBS),
+        default=0,
+        help="worker processes (default 0: one per CPU core)",
+    )
+    simulate.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the full trace of failing seeds",
+    )
     return parser
 
 
@@ -118,16 +156,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from pairexec.fsm.cli import (
-        commands,  # the engine, the store, ccxt: only for a usable command line
-    )
+    # The engine, the store, ccxt: only for a usable command line.
+    from pairexec.fsm.cli import context
 
+    run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = importlib.import_module(
+        f"pairexec.fsm.cli.commands.{args.command}"
+    ).run
     # Everything imported so far (ccxt alone is ~190k objects) lives as long as the process:
     # exempt it from the cyclic GC, whose full passes over it cost ~70 ms each, mid-trade.
     gc.freeze()
     try:
-        return asyncio.run(commands.COMMANDS[args.command](args))
-    except commands.REFUSALS as exc:
+        return asyncio.run(run(args))
+    except context.REFUSALS as exc:
         _error(exc)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

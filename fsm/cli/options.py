@@ -76,16 +76,32 @@ def seconds(text: str) -> float:
     return value
 
 
-def count(text: str) -> int:
+def whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def count(text: str) -> int:
+    value = whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     if value > MAX_LIMIT:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_LIMIT} (2**63 - 1), not {text}")
     return value
+
+
+def between(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``, both included."""
+
+    def bounded(text: str) -> int:
+        value = whole(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, not {text}")
+        return value
+
+    return bounded
 
 
 def check_utf8(argv: Sequence[str]) -> None:
@@ -273,7 +289,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "simulate": ("verbose", "seed"),
 }
 """Which shared options each command takes. simulate's ``--seed`` and ``-v`` are its own (in
-``pairexec.fsm.cli.simulate``) but share the names, so ``pairexec -v simulate`` works too."""
+``pairexec.fsm.cli.main``) but share the names, so ``pairexec -v simulate`` works too."""
 
 
 def add_before(parser: argparse.ArgumentParser) -> None:

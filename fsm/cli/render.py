@@ -15,6 +15,12 @@ from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import EventRecord, TradeRecord
 from pairexec.fsm.states import TradeState
 
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+"""Markup and emoji codes off: most of what is printed is user text (symbols, signal ids,
+reasons quoting them), and ``[/x]`` in it would crash the print, ``[red]`` restyle it and
+``:smile:`` rewrite it. Styles are given as ``rich.text.Text`` instead."""
+errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
 STATE_STYLE = {
     TradeState.DONE: "green",
     TradeState.ABORTED: "yellow",

@@ -6,6 +6,7 @@ the exchange calls made, the trade's persisted state — never what the scenario
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
@@ -15,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.cli.render import console
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
@@ -289,7 +290,8 @@ SCENARIOS: list[tuple[str, str, Callable[[Demo], Awaitable[Check]]]] = [
 ]
 
 
-async def run_demo(console: Console, workdir: Path | None) -> int:
+async def run(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir) if args.workdir else None
     with tempfile.TemporaryDirectory(prefix="pairexec-demo-") as tmp:
         demo = Demo(workdir or Path(tmp))
         demo.workdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,104 @@
+"""What the commands open from their checked arguments: the store, the engine, the exchange.
+
+Imported once the command line is usable, and before ``pairexec.fsm.cli.main`` freezes the
+garbage collector: it loads the engine, the store and ccxt, which then live as long as the
+process.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from pairexec.fsm.cli.errors import CliError
+from pairexec.fsm.cli.venue import open_exchange
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.engine import EngineError, ExecutionEngine
+from pairexec.fsm.machine import is_terminal
+from pairexec.fsm.request import InvalidRequest
+from pairexec.fsm.states import TradeState
+from pairexec.persistence import StoreError, TradeStore
+from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
+
+REFUSALS = (CliError, InvalidRequest, StoreError, EngineError)
+"""What a command raises when the input or the environment is unusable: exit 2, one line."""
+
+
+def needs_attention(state: TradeState) -> bool:
+    """PARKED waits for a human, and a trade left in flight for ``pairexec recover``: exit 3."""
+    return state is TradeState.PARKED or not is_terminal(state)
+
+
+@asynccontextmanager
+async def engine(
+    args: argparse.Namespace, exchange: Any
+) -> AsyncIterator[tuple[ExecutionEngine, TradeStore]]:
+    """The engine on ``--db``, started, and its store (for the reads the engine does not
+    offer); the exchange is closed with them."""
+    trades = store(args.db)
+    started = ExecutionEngine(
+        exchange, store=trades, config=EngineConfig(lease_seconds=args.lease_seconds)
+    )
+    try:
+        await started.start()
+        yield started, trades
+    finally:
+        await started.close()
+        close = getattr(exchange, "close", None)
+        if close is not None:
+            await close()
+
+
+def exchange(args: argparse.Namespace) -> Any:
+    return open_exchange(
+        args.exchange,
+        db_url=args.db,
+        paper_state=args.paper_state,
+        chaos=args.chaos,
+        seed=args.seed,
+        sandbox=args.sandbox,
+    )
+
+
+def store(url: str) -> TradeStore:
+    if is_memory_sqlite(url):
+        raise CliError("an in-memory database would forget every trade: give --db a file URL")
+    return TradeStore(url)
+
+
+@asynccontextmanager
+async def opened(url: str, must_exist: bool = True) -> AsyncIterator[TradeStore]:
+    """The store on ``url``, open (and migrated) for the length of the block."""
+    if must_exist:
+        require_existing(url)
+    trades = store(url)
+    await trades.open()
+    try:
+        yield trades
+    finally:
+        await trades.close()
+
+
+def may_exist(url: str) -> bool:
+    """False for a SQLite file that is not there yet (reading it would create it)."""
+    path = _sqlite_file(url)
+    return path is None or path.exists()
+
+
+def require_existing(url: str) -> None:
+    """Reading commands must not create an empty database at a mistyped path."""
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        raise CliError(f"no database at {path} (give --db, or run a trade first)")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for a server database or an in-memory one."""
+    if is_sqlite(url) and not is_memory_sqlite(url):
+        return Path(str(make_url(url).database))
+    return None
