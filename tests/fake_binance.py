@@ -124,7 +124,7 @@ class FakeBinance:
     balances: dict[str, float] | None = None
     path: Path | None = None
     """The book's SQLite file (None: in memory). A file lets ``PaperExchange(path)`` read the
-    same book, e.g. for ``tests.invariants.check_invariants``."""
+    same book, e.g. for ``pairexec.fsm.sim.invariants.check_invariants``."""
     api_key: str = API_KEY
     secret: str = SECRET
     hang: float = 1.2

@@ -17,14 +17,11 @@ from typing import Any
 import ccxt
 
 from pairexec.fsm.paper import Fault, Fills
+from pairexec.fsm.sim.crash import SimulatedCrash
 from pairexec.fsm.venues.ccxt_ids import unified_client_id
 
 ANY = "*"
 """A fault queued for this "symbol" strikes a call on any symbol that has none of its own."""
-
-
-class SimulatedCrash(BaseException):
-    """Stands for the process dying: not an Exception, so nothing in the engine catches it."""
 
 
 @dataclass
