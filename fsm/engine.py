@@ -451,12 +451,12 @@ class ExecutionEngine:
             result = await self.gateway.create(order)
             crashpoints.reached(f"sent:{order.leg.value}")
             if isinstance(result, Answered):
-                report = result.report
-                return await self._apply(
+                return await self._record_report(
                     record,
-                    f"{leg} {order.side} {order.amount:g} {order.symbol} accepted: "
-                    f"{report.status.value.lower()}, filled {report.filled:g}",
-                    order_update=_reported(order, report, add_sends=attempt),
+                    order,
+                    result.report,
+                    f"{leg} {order.side} {order.amount:g} {order.symbol} accepted",
+                    add_sends=attempt,
                 )
             if (
                 result.meaning is ErrorMeaning.RETRY_LATER
@@ -513,13 +513,12 @@ class ExecutionEngine:
             result = await self.gateway.fetch(order)
             not_believed += isinstance(result, NotBelieved)
             if isinstance(result, Answered):
-                report = result.report
-                return await self._apply(
+                return await self._record_report(
                     record,
-                    f"lookup found {order.client_order_id}: {report.status.value.lower()}, "
-                    f"filled {report.filled:g}",
+                    order,
+                    result.report,
+                    f"lookup found {order.client_order_id}",
                     trigger=Trigger.RECONCILED,
-                    order_update=_reported(order, report),
                 )
             if result.meaning is ErrorMeaning.NOT_FOUND:
                 return await self._apply(
@@ -561,7 +560,13 @@ class ExecutionEngine:
             await asyncio.sleep(self.config.settle_poll_interval)
             result = await self.gateway.fetch(order)
             if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
-                return await self._record_final(record, order, result.report, "filled while open")
+                return await self._record_report(
+                    record,
+                    order,
+                    result.report,
+                    f"{order.client_order_id} filled while open",
+                    of_amount=True,
+                )
         cancel_error = await self.gateway.cancel(order)
         result = await self.gateway.fetch(order)
         for attempt in range(1, self.config.lookup_attempts):  # a report not believed: ask again
@@ -570,7 +575,13 @@ class ExecutionEngine:
             await asyncio.sleep(self.config.backoff(attempt))
             result = await self.gateway.fetch(order)
         if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
-            return await self._record_final(record, order, result.report, "remainder cancelled")
+            return await self._record_report(
+                record,
+                order,
+                result.report,
+                f"{order.client_order_id} remainder cancelled",
+                of_amount=True,
+            )
         detail = result.error if isinstance(result, Failed) else "still open"
         if cancel_error is not None:
             detail += f"; cancel: {cancel_error.error}"
@@ -590,14 +601,25 @@ class ExecutionEngine:
         await self._apply(record, reason)
         raise _StopDriving(reason)
 
-    async def _record_final(
-        self, record: TradeRecord, order: OrderFacts, report: ExchangeReport, how: str
+    async def _record_report(
+        self,
+        record: TradeRecord,
+        order: OrderFacts,
+        report: ExchangeReport,
+        learned: str,
+        *,
+        trigger: Trigger | None = None,
+        add_sends: int = 0,
+        of_amount: bool = False,
     ) -> TradeRecord:
+        """Write what the exchange reported of ``order``; ``learned`` says how it was learned
+        (the journal's cause starts with it)."""
+        total = f" of {order.amount:g}" if of_amount else ""
         return await self._apply(
             record,
-            f"{order.client_order_id} {how}: {report.status.value.lower()}, "
-            f"filled {report.filled:g} of {order.amount:g}",
-            order_update=_reported(order, report),
+            f"{learned}: {report.status.value.lower()}, filled {report.filled:g}{total}",
+            trigger=trigger,
+            order_update=_reported(order, report, add_sends),
         )
 
 

@@ -214,41 +214,21 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
         rows += db.fetch_all(
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
         )
-    for o in rows:
-        trade_id, leg, attempt, cid, symbol, side, amount, status, filled, sends, xid, avg = o
+    for trade_id, leg, attempt, cid, symbol, side, amount, status, *rest in rows:
+        # rest: filled, sends, exchange_order_id, average (ORDER_COLUMNS' order)
         orders[trade_id].append(
-            OrderFacts(
-                leg=Leg(leg),
-                attempt=attempt,
-                client_order_id=cid,
-                symbol=symbol,
-                side=side,
-                amount=amount,
-                status=OrderStatus(status),
-                filled=filled,
-                sends=sends,
-                exchange_order_id=xid,
-                average=avg,
-            )
+            OrderFacts(Leg(leg), attempt, cid, symbol, side, amount, OrderStatus(status), *rest)
         )
     return [
         TradeRecord(
-            id=id_,
-            request=PairTradeRequest(
-                pair_x=pair_x,
-                side_x=side_x,
-                amount_x=amount_x,
-                pair_y=pair_y,
-                side_y=side_y,
-                hedge_ratio=hedge_ratio,
-                signal_id=signal_id,
-            ),
-            state=TradeState(state),
-            reason=reason,
-            created_at=aware(created_at),
-            updated_at=aware(updated_at),
-            orders=tuple(orders[id_]),
-            version=version,
+            id_,
+            PairTradeRequest(pair_x, side_x, amount_x, pair_y, side_y, ratio, signal_id),
+            TradeState(state),
+            reason,
+            aware(created_at),
+            aware(updated_at),
+            tuple(orders[id_]),
+            version,
         )
         for (
             id_,
@@ -257,7 +237,7 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             amount_x,
             pair_y,
             side_y,
-            hedge_ratio,
+            ratio,
             signal_id,
             state,
             reason,
