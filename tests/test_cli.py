@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pairexec.fsm.cli.commands.recover import RECOVER_ROWS, recover_summary, recovered_row
+from pairexec.fsm.cli.commands.recover import recovered_row
 from pairexec.fsm.cli.recorder import CallRecorder
+from pairexec.fsm.cli.render import RECOVER_ROWS, recover_summary
 from pairexec.fsm.model import TradeRecord
 from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome

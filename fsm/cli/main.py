@@ -12,7 +12,6 @@ command's own module in ``pairexec.fsm.cli.commands``, imported only once the li
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib
 import logging
@@ -156,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # The engine, the store, ccxt: only for a usable command line.
+    # asyncio, the engine, the store, ccxt: only for a usable command line.
+    import asyncio
+
     from pairexec.fsm.cli import context
 
     run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = importlib.import_module(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from pairexec.fsm.cli import context
+from pairexec.fsm.cli import context, render
 from pairexec.fsm.cli.errors import EXIT_OK, CliError
-from pairexec.fsm.cli.render import console
 from pairexec.migrations import known_revision
 from pairexec.persistence import head_revision, schema_revision
 from pairexec.persistence.urls import redacted
@@ -23,11 +22,7 @@ async def run(args: argparse.Namespace) -> int:
             f"one knows up to {head_revision()}): upgrade pairexec"
         )
     if args.db_command == "upgrade":
-        async with context.opened(args.db, must_exist=False):
-            pass
-        console.print(f"{redacted(args.db)}: schema at {head_revision()} (newest)")
-        return EXIT_OK
-    head = head_revision()
-    note = "newest" if current == head else f"newest is {head}: run 'pairexec db upgrade'"
-    console.print(f"{redacted(args.db)}: schema at {current or 'nothing (empty)'} ({note})")
+        async with context.opened(args.db, must_exist=False):  # opening migrates
+            current = head_revision()
+    render.schema(args.db, current, head_revision())
     return EXIT_OK

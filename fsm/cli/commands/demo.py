@@ -16,11 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.table import Table
-from rich.text import Text
-
+from pairexec.fsm.cli import render
 from pairexec.fsm.cli.recorder import CallRecorder
-from pairexec.fsm.cli.render import console
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
@@ -298,36 +295,15 @@ async def run(args: argparse.Namespace) -> int:
         for stale in (demo.workdir / "demo.db", demo.paper_path):
             for path in (stale, Path(f"{stale}-wal"), Path(f"{stale}-shm")):
                 path.unlink(missing_ok=True)
-        console.print(
-            f"pairexec demo: {len(SCENARIOS)} chaos scenarios on the paper exchange "
-            f"({demo.workdir})"
-        )
-        table = Table(title="results", title_justify="left")
-        for column in ("#", "from", "scenario", "observed", "result"):
-            table.add_column(column, overflow="fold")
-        passed = {"seed": 0, "ours": 0}
+        render.demo_starts(len(SCENARIOS), demo.workdir)
+        results: list[tuple[str, str, str, bool]] = []
         for number, (origin, title, scenario) in enumerate(SCENARIOS, 1):
-            with console.status(f"{number}/{len(SCENARIOS)} {title}…"):
+            with render.working(f"{number}/{len(SCENARIOS)} {title}…"):
                 try:
                     observed, ok = await scenario(demo)
                 except Exception as exc:  # a broken scenario is a failed row, not a crash
                     observed, ok = f"error: {type(exc).__name__}: {exc}", False
-            passed[origin.split()[0]] += ok
-            table.add_row(
-                str(number),
-                origin,
-                title,
-                observed,
-                Text("pass", style="green") if ok else Text("FAIL", style="red"),
-            )
+            results.append((origin, title, observed, ok))
         await demo.close()
-        console.print(table)
-        seeds = sum(1 for o, _, _ in SCENARIOS if o.startswith("seed"))
-        total = sum(passed.values())
-        console.print(
-            f"{total}/{len(SCENARIOS)} passed (seed scenarios {passed['seed']}/{seeds}); "
-            f"trades kept in {demo.db_url}"
-            if workdir
-            else f"{total}/{len(SCENARIOS)} passed (seed scenarios {passed['seed']}/{seeds})"
-        )
-        return 0 if total == len(SCENARIOS) else 1
+        render.demo_results(results, demo.db_url if workdir else None)
+        return 0 if all(ok for *_, ok in results) else 1

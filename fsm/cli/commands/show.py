@@ -6,7 +6,6 @@ import argparse
 
 from pairexec.fsm.cli import context, render
 from pairexec.fsm.cli.errors import EXIT_OK, CliError
-from pairexec.fsm.cli.render import console
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -20,5 +19,5 @@ async def run(args: argparse.Namespace) -> int:
             raise CliError(f"{args.trade_id!r} is ambiguous: {', '.join(ids)}…")
         trade = await store.load(ids[0])
         events = await store.events(trade.id)
-    render.show_trade(console, trade, events)
+    render.show_trade(trade, events)
     return EXIT_OK

@@ -16,11 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
-
-from pairexec.fsm.cli.render import console
+from pairexec.fsm.cli import render
 
 if TYPE_CHECKING:
     from pairexec.fsm.sim.report import Summary
@@ -43,39 +39,15 @@ def _simulate(first: int, runs: int, jobs: int, verbose: bool) -> int:
     seeds = list(range(first, first + runs))
     summary = Summary()
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]simulating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failing]} failing"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("scenarios", total=runs, failing=0)
+    with render.simulate_progress(runs) as scenario_done:
         for result in run_seeds(seeds, jobs or default_jobs()):
             summary.add(result)
-            progress.update(task, advance=1, failing=len(summary.failing))
-    console.print(_table(summary, time.perf_counter() - started, jobs or default_jobs()))
+            scenario_done(len(summary.failing))
+    render.simulation(summary, time.perf_counter() - started, jobs or default_jobs())
     if verbose:
         _print_traces(summary, seeds)
-    if summary.failing:
-        console.print(Text(f"{len(summary.failing)} failing seed(s):", style="red"))
-        for line in summary.failure_lines():
-            console.print(line)
-        return EXIT_VIOLATIONS
-    console.print(Text("no invariant violated", style="green"))
-    return EXIT_OK
-
-
-def _table(summary: Summary, wall: float, jobs: int) -> Table:
-    table = Table(title="simulation", title_justify="left")
-    table.add_column("what")
-    table.add_column("count", overflow="fold")
-    for what, count in summary.rows():
-        table.add_row(what, count)
-    table.add_row("wall time", f"{wall:.1f} s on {jobs} process(es)")
-    return table
+    render.verdict(summary)
+    return EXIT_VIOLATIONS if summary.failing else EXIT_OK
 
 
 def _print_traces(summary: Summary, seeds: list[int]) -> None:
@@ -85,6 +57,4 @@ def _print_traces(summary: Summary, seeds: list[int]) -> None:
     if len(seeds) == 1 and not traced:
         traced = seeds  # one scenario asked for by name: show it even when it passes
     for seed in traced:
-        console.rule(f"seed {seed}")
-        for line in run_seed(seed, trace=True).trace:
-            console.print(line)
+        render.trace(seed, run_seed(seed, trace=True).trace)

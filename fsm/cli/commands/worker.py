@@ -7,12 +7,8 @@ import asyncio
 import contextlib
 import signal
 
-from rich.text import Text
-
 from pairexec.fsm.cli import context, render
 from pairexec.fsm.cli.errors import EXIT_OK
-from pairexec.fsm.cli.render import console
-from pairexec.persistence.urls import redacted
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -22,17 +18,11 @@ async def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with context.engine(args, context.exchange(args)) as (engine, _):
-        console.print(f"worker {engine.owner}: watching {redacted(args.db)} (Ctrl-C to stop)")
+        render.worker_watching(engine.owner, args.db)
         while not stop.is_set():
             for outcome in await engine.recover():
-                console.print(
-                    Text.assemble(
-                        f"trade {outcome.trade_id[:12]}: ",
-                        render.state_text(outcome.state),
-                        f" — {outcome.reason}" if outcome.reason else "",
-                    )
-                )
+                render.worker_finished(outcome)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.poll)
-        console.print(f"worker {engine.owner}: stopping; unfinished trades are released")
+        render.worker_stopping(engine.owner)
     return EXIT_OK
