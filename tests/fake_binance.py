@@ -72,16 +72,16 @@ FAULTS: dict[str, str] = {
     Fault.OVERFILL_AFTER_ACCEPT: "process it, then report 1.5 x its amount as executed",
     Fault.OTHER_ORDER_AFTER_ACCEPT: "process it, then answer with the book's newest other order",
     Fault.NO_FILL_AFTER_ACCEPT: "process it, then answer FILLED without executedQty or fills",
+    Fault.NO_ID_AFTER_ACCEPT: "process it, then answer 200 {} (no order id)",
+    Fault.RATE_LIMIT: "answer 429 -1003 'Too many requests', not processed",
+    Fault.REJECT_FUNDS: "answer 400 -2010 insufficient balance, not processed",
+    Fault.REJECT_INVALID: "answer 400 -1013 'Filter failure: LOT_SIZE', not processed",
     # Binance's own answers, as the HTTP client sees them
     "truncated_after_accept": "process it, then cut the (200) reply off mid-body",
-    "empty_200": "process it, then answer 200 {} (no order id)",
     "http_500": "answer 500 with an HTML body, not processed",
     "http_503_after_accept": "process it, then answer 503 -1007 'execution status unknown'",
-    "http_429": "answer 429 -1003 'Too many requests', not processed",
     "http_418": "answer 418 -1003 'IP banned', not processed",
     "maintenance": "answer 503 'System is under maintenance.', not processed",
-    "insufficient_funds": "answer 400 -2010 insufficient balance, not processed",
-    "lot_size": "answer 400 -1013 'Filter failure: LOT_SIZE', not processed",
 }
 
 
@@ -107,13 +107,14 @@ class _BinanceError(Exception):
 
 
 _ERRORS = {
-    "http_429": (429, -1003, "Too many requests; current limit of IP(127.0.0.1) is 6000 requests "
-                 "per minute. Please use the websocket for live updates to avoid polling the API."),
+    Fault.RATE_LIMIT: (429, -1003, "Too many requests; current limit of IP(127.0.0.1) is 6000 "
+                       "requests per minute. Please use the websocket for live updates to avoid "
+                       "polling the API."),
     "http_418": (418, -1003, "Way too many requests; IP(127.0.0.1) banned until 1900000000000. "
                  "Please use the websocket for live updates to avoid bans."),
     "maintenance": (503, -1, "System is under maintenance."),
-    "insufficient_funds": (400, -2010, "Account has insufficient balance for requested action."),
-    "lot_size": (400, -1013, "Filter failure: LOT_SIZE"),
+    Fault.REJECT_FUNDS: (400, -2010, "Account has insufficient balance for requested action."),
+    Fault.REJECT_INVALID: (400, -1013, "Filter failure: LOT_SIZE"),
     Fault.AUTH_ERROR: (401, -2015, "Invalid API-key, IP, or permissions for action."),
 }  # fmt: skip
 
@@ -134,7 +135,7 @@ class FakeBinance:
     port: int = 0
     on_request: Callable[[Seen], Awaitable[None]] | None = None
     """Test hook awaited when a request arrives, before anything else happens."""
-    script: Script = field(default_factory=Script)
+    script: Script = field(default_factory=lambda: Script(frozenset(FAULTS)))
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -288,7 +289,7 @@ class FakeBinance:
     async def _before(self, request: web.Request, seen: Seen) -> web.StreamResponse | None:
         """Faults that strike before the request is processed (None: process it)."""
         fault = seen.fault
-        if fault in (None, Fault.OK) or fault.endswith("_after_accept") or fault == "empty_200":
+        if fault in (None, Fault.OK) or fault.endswith("_after_accept"):
             return None
         if fault == Fault.TIMEOUT_BEFORE_ACCEPT:
             await asyncio.sleep(self.hang)
@@ -325,7 +326,7 @@ class FakeBinance:
             assert request.transport is not None
             request.transport.close()
             return response
-        elif fault == "empty_200":
+        elif fault == Fault.NO_ID_AFTER_ACCEPT:
             return web.json_response({})
         elif fault in LIES:
             body = self._lie(fault, body)

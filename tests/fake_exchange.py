@@ -29,10 +29,19 @@ class Script:
     """What a test scripts on a fake venue (this one and ``tests.fake_binance``): faults queued
     per call kind and symbol, consumed in order, and how orders fill per symbol and side."""
 
+    known: frozenset[str]
+    """The fault names this venue acts on: a misspelt one must fail the test that queues it,
+    not pass it with the fault silently never happening."""
     faults: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
     fills: dict[tuple[str, str | None], Fills] = field(default_factory=dict)
 
     def queue(self, kind: str, symbol: str | None, faults: Iterable[str]) -> None:
+        faults = list(faults)
+        unknown = [f for f in faults if f not in self.known]
+        if unknown:
+            raise ValueError(
+                f"unknown fault {unknown[0]!r}; known: {', '.join(sorted(self.known))}"
+            )
         self.faults[(kind, symbol or ANY)].extend(faults)
 
     def next_fault(self, kind: str, symbol: str | None) -> str | None:
@@ -47,6 +56,10 @@ class Script:
         return self.fills.get((symbol, side)) or self.fills.get((symbol, None)) or Fills()
 
 
+KNOWN_FAULTS = frozenset({*Fault, "crash_before", "crash_after", "hang_after", "crash"})
+"""``pairexec.fsm.paper.Fault``, and this fake's own: the process dies (or hangs) mid-call."""
+
+
 @dataclass
 class Call:
     method: str
@@ -59,7 +72,7 @@ class Call:
 @dataclass
 class FakeExchange:
     latency: float = 0.0
-    script: Script = field(default_factory=Script)
+    script: Script = field(default_factory=lambda: Script(KNOWN_FAULTS))
     calls: list[Call] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -78,22 +91,23 @@ class FakeExchange:
         symbol: str,
         side: str | None = None,
         *,
-        fill_ratio: float = 1.0,
+        fill: float = 1.0,
         leave_open: bool = False,
         fills_while_open: float = 0.0,
     ) -> None:
         """How orders on ``symbol`` (only ``side`` ones, if given) fill (see ``Fills``)."""
-        self.script.fills[(symbol, side)] = Fills(fill_ratio, leave_open, fills_while_open)
+        self.script.fills[(symbol, side)] = Fills(fill, leave_open, fills_while_open)
 
     def fail(self, method: str, symbol: str, *faults: str) -> None:
         """Queue faults for the next calls of ``method`` on ``symbol``, consumed in order.
 
         Faults of ``pairexec.fsm.paper.Fault``: ``ok`` (pass one call through unharmed, to
-        fault a later one); create_order: ``rate_limit``; fetch_order: ``not_found``,
-        ``rate_limit``, ``auth_error``. This fake's own: create_order: timeout_before,
-        timeout_after (a builtin TimeoutError), connection_error, no_id, rejected_funds,
-        rejected_invalid, crash_before, crash_after, hang_after; fetch_order: timeout, crash;
-        cancel_order: timeout.
+        fault a later one); create_order: ``timeout_before_accept``, ``timeout_after_accept``
+        (a builtin TimeoutError), ``drop``, ``no_id_after_accept``, ``reject_funds``,
+        ``reject_invalid``, ``rate_limit``; fetch_order: ``timeout_before_accept``,
+        ``not_found``, ``rate_limit``, ``auth_error``; cancel_order: ``timeout_before_accept``.
+        This fake's own (the process dies or hangs): create_order: crash_before, crash_after,
+        hang_after; fetch_order: crash.
         """
         self.script.queue(method, symbol, faults)
 
@@ -120,15 +134,15 @@ class FakeExchange:
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         call, fault = await self._arrive("create_order", symbol, params, side, amount)
-        if fault == "timeout_before":
+        if fault == Fault.TIMEOUT_BEFORE_ACCEPT:
             raise ccxt.RequestTimeout("fake: request timed out before reaching the exchange")
-        if fault == "connection_error":
+        if fault == Fault.DROP:
             raise ConnectionError("fake: connection reset")
         if fault == "crash_before":
             raise SimulatedCrash("before accept")
-        if fault == "rejected_funds":
+        if fault == Fault.REJECT_FUNDS:
             raise ccxt.InsufficientFunds("fake: insufficient balance")
-        if fault == "rejected_invalid":
+        if fault == Fault.REJECT_INVALID:
             raise ccxt.InvalidOrder("fake: invalid order")
         if fault == Fault.RATE_LIMIT:
             raise ccxt.RateLimitExceeded("fake: too many requests")
@@ -138,13 +152,13 @@ class FakeExchange:
         order = self._accept(symbol, type, side, amount, cid)
         if self.after_accept is not None:
             self.after_accept(call)
-        if fault == "timeout_after":
+        if fault == Fault.TIMEOUT_AFTER_ACCEPT:
             raise TimeoutError("fake: API timeout - no response")
         if fault == "crash_after":
             raise SimulatedCrash("after accept")
         if fault == "hang_after":
             await asyncio.sleep(3600)
-        if fault == "no_id":
+        if fault == Fault.NO_ID_AFTER_ACCEPT:
             return {"info": {}, "status": None}
         return dict(order)
 
@@ -152,7 +166,7 @@ class FakeExchange:
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         call, fault = await self._arrive("fetch_order", symbol, params)
-        if fault == "timeout":
+        if fault == Fault.TIMEOUT_BEFORE_ACCEPT:
             raise ccxt.RequestTimeout("fake: lookup timed out")
         if fault == "crash":
             raise SimulatedCrash("during lookup")
@@ -170,7 +184,7 @@ class FakeExchange:
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         call, fault = await self._arrive("cancel_order", symbol, params)
-        if fault == "timeout":
+        if fault == Fault.TIMEOUT_BEFORE_ACCEPT:
             raise ccxt.RequestTimeout("fake: cancel timed out")
         order = self._find(id, call.client_order_id)
         if order is None or order["status"] != "open":

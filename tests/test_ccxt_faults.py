@@ -42,7 +42,7 @@ async def path(engine: ExecutionEngine, trade_id: str) -> list[TradeState]:
 # --- retry later: throttled, in maintenance, never sent --------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["http_429", "http_418", "maintenance"])
+@pytest.mark.parametrize("fault", ["rate_limit", "http_418", "maintenance"])
 async def test_a_throttled_burst_is_waited_out_with_the_same_id_and_no_duplicate(
     engine: ExecutionEngine, fake: FakeBinance, fault: str
 ):
@@ -63,7 +63,7 @@ async def test_a_throttled_burst_is_waited_out_with_the_same_id_and_no_duplicate
 async def test_throttled_beyond_the_budget_is_a_reject_and_leg_a_is_unwound(
     engine: ExecutionEngine, fake: FakeBinance
 ):
-    fake.fail("create", "ETH/USDT", *["http_429"] * FAST.rate_limit_attempts)
+    fake.fail("create", "ETH/USDT", *["rate_limit"] * FAST.rate_limit_attempts)
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -117,7 +117,7 @@ async def test_a_venue_that_stays_unreachable_fails_the_trade_cleanly(
 # --- definite rejects ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["insufficient_funds", "lot_size", "auth_error"])
+@pytest.mark.parametrize("fault", ["reject_funds", "reject_invalid", "auth_error"])
 async def test_a_rejected_leg_a_fails_the_trade_without_lookup_or_resend(
     binance: ccxt_async.binance, fake: FakeBinance, trades_db: str, fault: str
 ):

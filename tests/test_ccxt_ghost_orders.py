@@ -97,7 +97,7 @@ async def test_inconclusive_lookups_leave_trade_unknown_then_recover_finishes(
 ):
     config = replace(FAST, lookup_attempts=3)
     fake.fail("create", "ETH/USDT", "timeout_after_accept")
-    fake.fail("fetch", "ETH/USDT", "http_500", "http_429", "timeout_before_accept")
+    fake.fail("fetch", "ETH/USDT", "http_500", "rate_limit", "timeout_before_accept")
 
     exchange = binance_client(fake.url)
     try:
@@ -127,12 +127,12 @@ async def test_inconclusive_lookups_leave_trade_unknown_then_recover_finishes(
 @pytest.mark.parametrize(
     "lookup_faults",
     [
-        ("http_429",),
+        ("rate_limit",),
         ("http_418",),
         ("auth_error",),
         ("maintenance",),
         ("http_500",),
-        ("empty_200",),
+        ("no_id_after_accept",),
         # aiohttp itself retries an idempotent GET once when a kept-alive connection drops, so
         # the engine sees a dropped lookup only when the retry drops too
         ("drop", "drop"),
@@ -159,7 +159,7 @@ async def test_a_failed_lookup_is_never_taken_for_absence(
     [
         "drop_after_accept",
         "truncated_after_accept",  # ccxt: a bare ExchangeError *from* aiohttp's payload error
-        "empty_200",
+        "no_id_after_accept",
         "http_503_after_accept",
     ],
 )

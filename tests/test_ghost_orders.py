@@ -17,7 +17,7 @@ from tests.fake_exchange import FakeExchange
 async def test_leg_b_timeout_before_reaching_exchange_is_resent_once_with_same_id(
     engine, exchange: FakeExchange
 ):
-    exchange.fail("create_order", "ETH/USDT", "timeout_before")
+    exchange.fail("create_order", "ETH/USDT", "timeout_before_accept")
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -33,8 +33,8 @@ async def test_leg_b_timeout_before_reaching_exchange_is_resent_once_with_same_i
 async def test_leg_a_timeout_but_filled_60_percent_is_found_and_hedged(
     engine, exchange: FakeExchange
 ):
-    exchange.behave("BTC/USDT", fill_ratio=0.6)
-    exchange.fail("create_order", "BTC/USDT", "timeout_after")
+    exchange.behave("BTC/USDT", fill=0.6)
+    exchange.fail("create_order", "BTC/USDT", "timeout_after_accept")
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -47,8 +47,8 @@ async def test_leg_a_timeout_but_filled_60_percent_is_found_and_hedged(
 
 
 async def test_lookups_that_time_out_twice_then_answer(engine, exchange: FakeExchange):
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")
-    exchange.fail("fetch_order", "ETH/USDT", "timeout", "timeout")
+    exchange.fail("create_order", "ETH/USDT", "timeout_after_accept")
+    exchange.fail("fetch_order", "ETH/USDT", *["timeout_before_accept"] * 2)
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -60,8 +60,8 @@ async def test_lookups_that_time_out_twice_then_answer(engine, exchange: FakeExc
 async def test_lookups_that_time_out_twice_on_an_absent_order_resend_once(
     engine, exchange: FakeExchange
 ):
-    exchange.fail("create_order", "ETH/USDT", "timeout_before")
-    exchange.fail("fetch_order", "ETH/USDT", "timeout", "timeout")
+    exchange.fail("create_order", "ETH/USDT", "timeout_before_accept")
+    exchange.fail("fetch_order", "ETH/USDT", *["timeout_before_accept"] * 2)
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -74,8 +74,8 @@ async def test_inconclusive_lookups_leave_trade_unknown_then_recover_finishes(
     exchange: FakeExchange, db_url: str
 ):
     config = replace(FAST, lookup_attempts=3)
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")
-    exchange.fail("fetch_order", "ETH/USDT", "timeout", "timeout", "timeout")
+    exchange.fail("create_order", "ETH/USDT", "timeout_after_accept")
+    exchange.fail("fetch_order", "ETH/USDT", *["timeout_before_accept"] * 3)
 
     async with ExecutionEngine(exchange, store=db_url, config=config) as engine:
         outcome = await engine.execute_pair_trade(btc_eth())
@@ -94,12 +94,12 @@ async def test_inconclusive_lookups_leave_trade_unknown_then_recover_finishes(
     assert len(exchange.create_calls("ETH/USDT")) == 1
 
 
-@pytest.mark.parametrize("lookup_error", ["rate_limit", "auth_error", "timeout"])
+@pytest.mark.parametrize("lookup_error", ["rate_limit", "auth_error", "timeout_before_accept"])
 async def test_a_lookup_error_is_never_taken_for_absence(
     engine, exchange: FakeExchange, lookup_error: str
 ):
     """Only OrderNotFound confirms absence; a throttled or refused lookup proves nothing."""
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")
+    exchange.fail("create_order", "ETH/USDT", "timeout_after_accept")
     exchange.fail("fetch_order", "ETH/USDT", lookup_error)
 
     outcome = await engine.execute_pair_trade(btc_eth())
@@ -109,7 +109,7 @@ async def test_a_lookup_error_is_never_taken_for_absence(
     assert outcome.state is TradeState.DONE
 
 
-@pytest.mark.parametrize("fault", ["connection_error", "no_id"])
+@pytest.mark.parametrize("fault", ["drop", "no_id_after_accept"])
 async def test_other_unknown_outcomes_are_looked_up(engine, exchange: FakeExchange, fault: str):
     exchange.fail("create_order", "ETH/USDT", fault)
 
@@ -133,7 +133,7 @@ async def test_hung_create_counts_as_timeout(exchange: FakeExchange, db_url: str
 
 async def test_reused_client_id_is_never_a_second_order(engine, exchange: FakeExchange):
     """A resend after a lookup wrongly said "absent" hits the exchange's client-id check."""
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")
+    exchange.fail("create_order", "ETH/USDT", "timeout_after_accept")
     exchange.fail("fetch_order", "ETH/USDT", "not_found")  # a lying/lagging lookup
 
     outcome = await engine.execute_pair_trade(btc_eth())

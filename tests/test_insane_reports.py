@@ -195,7 +195,7 @@ async def test_a_create_reply_that_cannot_be_the_order_is_looked_up(
     lie: dict[str, Any], tmp_path: Path
 ):
     exchange = LyingCreates(**lie)
-    exchange.behave("BTC/USDT", fill_ratio=0.6)  # the truth: "closed", 60% filled
+    exchange.behave("BTC/USDT", fill=0.6)  # the truth: "closed", 60% filled
     store = f"sqlite+aiosqlite:///{tmp_path / 'trades.db'}"
     async with ExecutionEngine(exchange, store=store, config=FAST) as engine:
         outcome = await engine.execute_pair_trade(btc_eth())

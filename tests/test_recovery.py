@@ -48,7 +48,7 @@ async def test_crash_around_create_then_recover_gives_one_order_per_leg(
     symbol, before = CRASH_POINTS[leg]
     exchange.fail("create_order", symbol, *before, when)
     if leg == "unwind":
-        exchange.fail("create_order", "ETH/USDT", "rejected_invalid")
+        exchange.fail("create_order", "ETH/USDT", "reject_invalid")
 
     with pytest.raises(SimulatedCrash):
         async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
@@ -79,7 +79,7 @@ async def test_crash_around_create_then_recover_gives_one_order_per_leg(
 
 
 async def test_crash_during_lookup_then_recover(exchange: FakeExchange, db_url: str):
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")
+    exchange.fail("create_order", "ETH/USDT", "timeout_after_accept")
     exchange.fail("fetch_order", "ETH/USDT", "crash")
     with pytest.raises(SimulatedCrash):
         async with ExecutionEngine(exchange, store=db_url, config=FAST) as engine:
@@ -189,7 +189,7 @@ async def test_order_row_is_committed_before_create_order(exchange: FakeExchange
         seen.append(row)
 
     exchange.on_create = check_db
-    exchange.fail("create_order", "ETH/USDT", "timeout_before")
+    exchange.fail("create_order", "ETH/USDT", "timeout_before_accept")
     async with ExecutionEngine(exchange, store=f"sqlite:///{path}", config=FAST) as engine:
         outcome = await engine.execute_pair_trade(btc_eth())
 

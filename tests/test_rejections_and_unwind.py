@@ -11,7 +11,7 @@ from tests.fake_exchange import FakeExchange
 
 
 async def test_leg_a_rejected_fails_and_sends_nothing_else(engine, exchange: FakeExchange):
-    exchange.fail("create_order", "BTC/USDT", "rejected_funds")
+    exchange.fail("create_order", "BTC/USDT", "reject_funds")
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -24,7 +24,7 @@ async def test_leg_a_rejected_fails_and_sends_nothing_else(engine, exchange: Fak
 
 
 async def test_leg_b_rejected_unwinds_leg_a(engine, exchange: FakeExchange):
-    exchange.fail("create_order", "ETH/USDT", "rejected_invalid")
+    exchange.fail("create_order", "ETH/USDT", "reject_invalid")
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -37,8 +37,8 @@ async def test_leg_b_rejected_unwinds_leg_a(engine, exchange: FakeExchange):
 
 
 async def test_unwind_rejected_parks_trade_for_a_human(engine, exchange: FakeExchange):
-    exchange.fail("create_order", "ETH/USDT", "rejected_invalid")
-    exchange.fail("create_order", "BTC/USDT", "ok", "rejected_funds")  # the unwind is refused
+    exchange.fail("create_order", "ETH/USDT", "reject_invalid")
+    exchange.fail("create_order", "BTC/USDT", "ok", "reject_funds")  # the unwind is refused
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -47,7 +47,7 @@ async def test_unwind_rejected_parks_trade_for_a_human(engine, exchange: FakeExc
 
 
 async def test_leg_b_partial_fill_sends_the_remainder(engine, exchange: FakeExchange):
-    exchange.behave("ETH/USDT", fill_ratio=0.5)  # every leg-B order fills half
+    exchange.behave("ETH/USDT", fill=0.5)  # every leg-B order fills half
 
     outcome = await engine.execute_pair_trade(btc_eth(amount=1.0, hedge_ratio=2.0))
 
@@ -62,10 +62,10 @@ async def test_leg_b_partial_fill_sends_the_remainder(engine, exchange: FakeExch
 
 
 async def test_leg_b_remainder_that_fills_completes_the_hedge(engine, exchange: FakeExchange):
-    exchange.behave("ETH/USDT", fill_ratio=0.7, leave_open=True)  # first leg B: 70%, cancelled
+    exchange.behave("ETH/USDT", fill=0.7, leave_open=True)  # first leg B: 70%, cancelled
 
     async def fill_everything_after_first_order() -> None:
-        exchange.behave("ETH/USDT", fill_ratio=1.0)
+        exchange.behave("ETH/USDT", fill=1.0)
 
     exchange.after_cancel = fill_everything_after_first_order
     outcome = await engine.execute_pair_trade(btc_eth())
@@ -77,7 +77,7 @@ async def test_leg_b_remainder_that_fills_completes_the_hedge(engine, exchange: 
 async def test_open_leg_a_partly_filled_is_cancelled_and_hedged_to_final_fill(
     engine, exchange: FakeExchange
 ):
-    exchange.behave("BTC/USDT", "buy", fill_ratio=0.7, leave_open=True)
+    exchange.behave("BTC/USDT", "buy", fill=0.7, leave_open=True)
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -90,7 +90,7 @@ async def test_open_leg_a_partly_filled_is_cancelled_and_hedged_to_final_fill(
 async def test_open_order_that_fills_while_settling_is_not_cancelled(
     engine, exchange: FakeExchange
 ):
-    exchange.behave("BTC/USDT", "buy", fill_ratio=0.5, leave_open=True, fills_while_open=0.5)
+    exchange.behave("BTC/USDT", "buy", fill=0.5, leave_open=True, fills_while_open=0.5)
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -99,7 +99,7 @@ async def test_open_order_that_fills_while_settling_is_not_cancelled(
 
 
 async def test_abort_without_unwind_leaves_leg_a(exchange: FakeExchange, db_url: str):
-    exchange.behave("BTC/USDT", fill_ratio=0.2)
+    exchange.behave("BTC/USDT", fill=0.2)
     config = replace(FAST, unwind_on_abort=False)
     async with ExecutionEngine(exchange, store=db_url, config=config) as engine:
         outcome = await engine.execute_pair_trade(btc_eth())
@@ -110,7 +110,7 @@ async def test_abort_without_unwind_leaves_leg_a(exchange: FakeExchange, db_url:
 
 
 async def test_zero_fill_leg_a_fails(engine, exchange: FakeExchange):
-    exchange.behave("BTC/USDT", fill_ratio=0.0)
+    exchange.behave("BTC/USDT", fill=0.0)
 
     outcome = await engine.execute_pair_trade(btc_eth())
 

@@ -14,7 +14,7 @@ from tests.fake_exchange import FakeExchange
 
 
 async def test_1_partial_fill_60_percent_hedges_actual_fill(engine, exchange: FakeExchange):
-    exchange.behave("BTC/USDT", fill_ratio=0.6)  # "closed" with filled=0.6
+    exchange.behave("BTC/USDT", fill=0.6)  # "closed" with filled=0.6
 
     outcome = await engine.execute_pair_trade(btc_eth(1.0))
 
@@ -26,7 +26,7 @@ async def test_1_partial_fill_60_percent_hedges_actual_fill(engine, exchange: Fa
 
 
 async def test_2_severe_partial_fill_aborts_without_hedge(engine, exchange: FakeExchange):
-    exchange.behave("BTC/USDT", "buy", fill_ratio=0.1)
+    exchange.behave("BTC/USDT", "buy", fill=0.1)
 
     outcome = await engine.execute_pair_trade(btc_eth(1.0))
 
@@ -39,7 +39,7 @@ async def test_2_severe_partial_fill_aborts_without_hedge(engine, exchange: Fake
 
 
 async def test_3_ghost_order_is_looked_up(engine, exchange: FakeExchange):
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")
+    exchange.fail("create_order", "ETH/USDT", "timeout_after_accept")
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -51,7 +51,9 @@ async def test_3_ghost_order_is_looked_up(engine, exchange: FakeExchange):
 
 
 async def test_4_ghost_order_that_filled_prevents_duplicate(engine, exchange: FakeExchange):
-    exchange.fail("create_order", "ETH/USDT", "timeout_after")  # it DID go through, filled 1.0
+    exchange.fail(
+        "create_order", "ETH/USDT", "timeout_after_accept"
+    )  # it DID go through, filled 1.0
 
     outcome = await engine.execute_pair_trade(btc_eth())
 
@@ -81,7 +83,7 @@ async def test_6_sequential_signals_all_execute(engine, exchange: FakeExchange):
 
 async def test_7_partial_fill_plus_concurrent_spam(engine: ExecutionEngine, exchange: FakeExchange):
     exchange.latency = 0.02
-    exchange.behave("BTC/USDT", fill_ratio=0.6)
+    exchange.behave("BTC/USDT", fill=0.6)
 
     outcomes = await asyncio.gather(*(engine.execute_pair_trade(btc_eth()) for _ in range(3)))
 

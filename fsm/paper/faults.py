@@ -55,6 +55,9 @@ class Fault(str, enum.Enum):
     OTHER_ORDER_AFTER_ACCEPT = "other_order_after_accept"
     """The venue acts on the call, then answers with another order (its client id, symbol
     and exchange id), the newest one it has."""
+    NO_ID_AFTER_ACCEPT = "no_id_after_accept"
+    """The venue acts on the call, then answers without the order's id (an empty 200, a dict
+    ccxt cannot read an order from): only a lookup by client id can find it."""
     NO_FILL_AFTER_ACCEPT = "no_fill_after_accept"
     """The venue acts on the call, then reports the order done without saying how much
     filled."""

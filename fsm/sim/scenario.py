@@ -54,7 +54,7 @@ class Scenario:
     markets: dict[str, MarketSpec]
     signals: tuple[Signal, ...]
     chaos: str
-    """Paper exchange faults while trading (``pairexec.fsm.venues.chaos`` syntax), seeded by
+    """Paper exchange faults while trading (``pairexec.fsm.paper.chaos`` syntax), seeded by
     ``seed``."""
     recovery: str
     """Faults while recovering: "same" (the exchange stays as flaky), "calm" (chaos off)."""
