@@ -21,6 +21,9 @@ from pairexec.fsm.request import PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import TradeStore, head_revision
 
+TRADE = ("trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell")
+"""A valid trade command line: the cases add to it what they are about."""
+
 
 def run(
     *args: str, cwd: Path, env: dict[str, str] | None = None
@@ -76,35 +79,13 @@ def test_trade_status_show_on_the_default_database(tmp_path: Path):
 
 
 def test_trade_outcomes_map_to_exit_codes(tmp_path: Path):
-    failed = run(
-        "trade",
-        "BTC/USDT",
-        "buy",
-        "1",
-        "ETH/USDT",
-        "sell",
-        "--chaos",
-        "BTC/USDT:reject_funds=1",
-        cwd=tmp_path,
-    )
+    failed = run(*TRADE, "--chaos", "BTC/USDT:reject_funds=1", cwd=tmp_path)
     assert failed.returncode == 1 and "FAILED" in failed.stdout
-    first = run(
-        "trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--signal-id", "s1", cwd=tmp_path
-    )
-    dup = run(
-        "trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--signal-id", "s1", cwd=tmp_path
-    )
+    first = run(*TRADE, "--signal-id", "s1", cwd=tmp_path)
+    dup = run(*TRADE, "--signal-id", "s1", cwd=tmp_path)
     assert first.returncode == 0 and dup.returncode == 1 and "duplicate" in dup.stdout
     unknown = run(
-        "trade",
-        "BTC/USDT",
-        "buy",
-        "1",
-        "ETH/USDT",
-        "sell",
-        "--chaos",
-        "ETH/USDT:timeout_after_accept=1,lookup_timeouts=99",
-        cwd=tmp_path,
+        *TRADE, "--chaos", "ETH/USDT:timeout_after_accept=1,lookup_timeouts=99", cwd=tmp_path
     )
     assert unknown.returncode == 3 and "UNKNOWN" in unknown.stdout and "recover" in unknown.stdout
     recover = run("recover", cwd=tmp_path)
@@ -119,27 +100,9 @@ def test_trade_outcomes_map_to_exit_codes(tmp_path: Path):
         (["trade", "BTC/USDT", "buy", "-1", "ETH/USDT", "sell"], ["amount_x"]),
         (["trade", "BTC/USDT", "hold", "1", "ETH/USDT", "sell"], ["side_x"]),
         (["trade", "BTC/USDT", "buy", "0.000000001", "ETH/USDT", "sell"], ["minimum"]),
-        (
-            ["trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--chaos", "ETH/USDT:nope=1"],
-            ["--chaos"],
-        ),
-        (
-            ["trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", "--exchange", "nosuchex"],
-            ["nosuchex"],
-        ),
-        (
-            [
-                "trade",
-                "BTC/USDT",
-                "buy",
-                "1",
-                "ETH/USDT",
-                "sell",
-                "--db",
-                "postgresql://nobody@127.0.0.1:1/none",
-            ],
-            ["cannot open database"],
-        ),
+        ([*TRADE, "--chaos", "ETH/USDT:nope=1"], ["--chaos"]),
+        ([*TRADE, "--exchange", "nosuchex"], ["nosuchex"]),
+        ([*TRADE, "--db", "postgresql://nobody@127.0.0.1:1/none"], ["cannot open database"]),
         (["status", "--db", "sqlite:///does/not/exist.db"], ["no database"]),
         (["status", "--limit", "0"], ["--limit", "at least 1"]),
         (["show", "abc"], ["no database"]),
@@ -161,7 +124,7 @@ def test_newer_schema_is_refused(tmp_path: Path):
     assert run("db", "upgrade", cwd=tmp_path).returncode == 0
     with sqlite3.connect(tmp_path / "pairexec.db") as db:
         db.execute("UPDATE alembic_version SET version_num = 'ffff_future'")
-    result = run("trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell", cwd=tmp_path)
+    result = run(*TRADE, cwd=tmp_path)
     assert_one_line_error(result, "newer pairexec")
     assert paper_orders(tmp_path / "pairexec.paper.db") == []
 

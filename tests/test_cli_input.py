@@ -24,9 +24,7 @@ from pairexec.fsm.cli.commands import recover
 from pairexec.fsm.cli.errors import CliError
 from pairexec.migrations import known_revision
 from pairexec.persistence import TradeStore, head_revision
-from tests.test_cli import assert_one_line_error, paper_orders
-
-TRADE = ("trade", "BTC/USDT", "buy", "1", "ETH/USDT", "sell")
+from tests.test_cli import TRADE, assert_one_line_error, paper_orders
 
 
 def run(

@@ -234,22 +234,11 @@ async def replayed_signal(d: Demo) -> Check:
 async def killed_mid_trade(d: Demo) -> Check:
     """A real process, SIGKILLed after leg B's intent is stored, then recover() finishes it."""
     env = {**os.environ, KILL_ENV: "intent:B"}
+    req = btc_eth()
+    argv = ["trade", req.pair_x, req.side_x, f"{req.amount_x:g}", req.pair_y, req.side_y]
+    argv += ["--db", d.db_url, "--paper-state", str(d.paper_path)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pairexec.fsm.cli",
-            "trade",
-            "BTC/USDT",
-            "buy",
-            "1",
-            "ETH/USDT",
-            "sell",
-            "--db",
-            d.db_url,
-            "--paper-state",
-            str(d.paper_path),
-        ],
+        [sys.executable, "-m", "pairexec.fsm.cli", *argv],
         env=env,
         capture_output=True,
         text=True,
