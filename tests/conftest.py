@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
 from pairexec.persistence import TradeStore
-from tests.fake_exchange import FakeExchange
+from tests.support.fake_exchange import FakeExchange
 
 FAST = EngineConfig(
     lookup_backoff=0.001,

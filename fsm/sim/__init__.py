@@ -13,5 +13,5 @@ One module, one job:
 - ``runner``: one scenario end to end -> ``ScenarioResult``;
 - ``parallel``: many scenarios over worker processes; ``report``: totals, repro lines.
 
-Entry points: ``tests/test_simulation.py`` (CI) and ``pairexec simulate`` (by hand).
+Entry points: ``tests/sim/test_simulation.py`` (CI) and ``pairexec simulate`` (by hand).
 """

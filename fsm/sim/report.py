@@ -1,6 +1,6 @@
 """Totals over many scenarios, and how to reproduce a failing one.
 
-Shared by ``tests/test_simulation.py`` and ``pairexec simulate`` so CI and a developer read
+Shared by ``tests/sim/test_simulation.py`` and ``pairexec simulate`` so CI and a developer read
 the same numbers and the same repro line.
 """
 

@@ -1,0 +1,378 @@
+"""The deterministic chaos simulation in CI, and proof that its checks catch a broken engine.
+
+``PAIREXEC_SIM_RUNS`` (default 10000) scenarios from seed ``PAIREXEC_SIM_SEED`` (default 0) run
+in chunks on one worker per core; a chunk fails with each failing seed and the command that
+replays it. Set PAIREXEC_SIM_SEED to explore other seeds (e.g. nightly); a failing seed
+reproduces anywhere: ``pairexec simulate --seed S --runs 1 -v``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ccxt
+import pytest
+
+import pairexec.fsm.decide
+import pairexec.fsm.venues.gateway
+from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
+from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
+from pairexec.fsm.sim.checks import Submitted, check_scenario
+from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
+from pairexec.fsm.sim.parallel import SimulationPool, default_jobs
+from pairexec.fsm.sim.report import Summary, known_bug, repro_command
+from pairexec.fsm.sim.runner import run_scenario, run_seed
+from pairexec.fsm.sim.runtime import Hang, run_deterministic
+from pairexec.fsm.sim.scenario import Scenario, Signal, generate
+from pairexec.fsm.venues.errors import ErrorMeaning, classify
+from pairexec.fsm.venues.reports import ExchangeReport
+from pairexec.persistence import TradeStore
+from tests.support.paths import ROOT
+
+RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "10000"))
+FIRST = int(os.environ.get("PAIREXEC_SIM_SEED", "0"))
+CHUNK = 250
+CHUNKS = [range(s, min(s + CHUNK, FIRST + RUNS)) for s in range(FIRST, FIRST + RUNS, CHUNK)]
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SimulationPool]:
+    with SimulationPool(default_jobs()) as shared:
+        yield shared
+
+
+@pytest.mark.parametrize("seeds", CHUNKS, ids=lambda r: f"seeds-{r.start}-{r.stop - 1}")
+def test_scenarios_keep_every_invariant(seeds: range, pool: SimulationPool) -> None:
+    summary = Summary()
+    for result in pool.run(list(seeds)):
+        summary.add(result)
+    known = {r.seed: bug for r in summary.failing if (bug := known_bug(r)) is not None}
+    for seed, bug in known.items():  # reported (pytest -ra lists them), not failed: see KNOWN_BUGS
+        warnings.warn(
+            f"seed {seed}: known engine bug {bug.name}: {repro_command(seed)}", stacklevel=1
+        )
+    unexplained = Summary(failing=[r for r in summary.failing if r.seed not in known])
+    assert not unexplained.failing, "\n".join(unexplained.failure_lines())
+    assert summary.trades > 0 and summary.crashes > 0 and summary.faults > 0
+
+
+def test_unwind_when_the_hedge_of_a_partial_fill_is_below_the_minimum() -> None:
+    """The first bug the simulation found (fixed in 7e58677), in its smallest scenario: leg A
+    fills 60%, the hedge of that (0.00006 ETH) is below ETH's minimum (0.0001), so leg A must
+    be unwound from LEG_A_PARTIAL; the engine used to raise IllegalTransition, leg A naked."""
+    scenario = Scenario(
+        seed=0,
+        markets={s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")},
+        signals=(Signal(PairTradeRequest("BTC/USDT", "buy", 0.0002, "ETH/USDT", "sell", 0.5), 0),),
+        chaos="BTC/USDT@buy:fill=0.6",
+        recovery="calm",
+        crash=None,
+        recovery_crash=None,
+    )
+    result = run_scenario(scenario)
+    assert result.ok, result.violations
+    assert result.final_states == {"ABORTED": 1}
+
+
+def test_same_seed_same_run() -> None:
+    """Seed -> calls, order, virtual timing, outcome: identical, so CI failures replay."""
+    firsts = [run_seed(seed) for seed in range(12)]
+    assert any(r.crashes for r in firsts) and any(r.faults for r in firsts)  # not trivial
+    assert any(r.trades > 1 for r in firsts)
+    for first in firsts:
+        second = run_seed(first.seed)
+        assert (second.fingerprint, second.final_states, second.virtual_seconds) == (
+            first.fingerprint,
+            first.final_states,
+            first.virtual_seconds,
+        )
+
+
+def test_same_seed_same_run_in_another_process() -> None:
+    """What CI prints must replay on a laptop: another interpreter, another hash seed."""
+    seeds = [3, 8, 11]
+    code = (
+        "from pairexec.fsm.sim.runner import run_seed\n"
+        f"print(' '.join(run_seed(s).fingerprint for s in {seeds}))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert other.stdout.split() == [run_seed(s).fingerprint for s in seeds]
+
+
+def test_failure_report_names_the_seed_and_the_repro_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A classic bug: hedging the *requested* leg A amount instead of its fill. The simulation
+    must catch it and say how to replay the failing seed."""
+    monkeypatch.setattr(
+        pairexec.fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
+    )
+    summary = _until_first_failure()
+    report = "\n".join(summary.failure_lines())
+    seed = summary.failing[0].seed
+    assert f"seed {seed}" in report and repro_command(seed) in report
+    assert "over-hedged" in report
+
+
+def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another classic: a lookup that times out taken for "absent", so the order is resent
+    although it may exist (the exchange refuses the reused client id: still a violation)."""
+    from pairexec.fsm.venues.gateway import CallResult, ExchangeGateway, Failed
+
+    real_fetch = ExchangeGateway.fetch
+
+    async def fetch(self: ExchangeGateway, order: OrderFacts) -> CallResult:
+        result = await real_fetch(self, order)
+        if isinstance(result, Failed) and result.meaning is ErrorMeaning.UNKNOWN:
+            return Failed(ErrorMeaning.NOT_FOUND, result.error)
+        return result
+
+    monkeypatch.setattr(ExchangeGateway, "fetch", fetch)
+    violations = _until_first_failure().failing[0].violations
+    assert any("blind resend" in v or "exists on the exchange" in v for v in violations)
+
+
+def _btc_eth_scenario(chaos: str, config: EngineConfig | None = None) -> Scenario:
+    """One BTC/ETH trade (leg A buy 0.01 BTC, hedge 20 ETH per BTC) under ``chaos``."""
+    return Scenario(
+        seed=0,
+        markets={s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT")},
+        signals=(Signal(PairTradeRequest("BTC/USDT", "buy", 0.01, "ETH/USDT", "sell", 20.0), 0),),
+        chaos=chaos,
+        recovery="calm",
+        crash=None,
+        recovery_crash=None,
+        config=config or EngineConfig(call_timeout=2.0),
+    )
+
+
+def _bare_exchange_error_taken_for_a_reject(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``classify`` as it was before 77512ac: a bare ccxt.ExchangeError was a refusal."""
+
+    def old_classify(error: BaseException) -> ErrorMeaning:
+        return ErrorMeaning.REJECTED if type(error) is ccxt.ExchangeError else classify(error)
+
+    monkeypatch.setattr(pairexec.fsm.venues.gateway, "classify", old_classify)
+
+
+def test_an_unrecognised_error_after_accept_taken_for_a_reject_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leg B is placed and the venue answers "System error" (Bybit 10016). Taken for a
+    refusal, leg A is unwound while leg B stands on the exchange: the checks must say so."""
+    _bare_exchange_error_taken_for_a_reject(monkeypatch)
+    result = run_scenario(_btc_eth_scenario("ETH/USDT:error_after_accept=1"))
+    placed = "is REJECTED but exists on the exchange (leg B rejected"
+    assert any(placed in v for v in result.violations), result.violations
+    assert any("over-unwound on the exchange" in v for v in result.violations)
+
+
+def test_an_unrecognised_error_after_accept_is_looked_up() -> None:
+    result = run_scenario(_btc_eth_scenario("ETH/USDT:error_after_accept=1"))
+    assert result.ok, result.violations
+    assert result.final_states == {"DONE": 1}
+
+
+def _believe_every_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway as it was before replies were checked: any order dict is the order."""
+
+    def believe(order: Any, facts: OrderFacts, *, new_send: bool = False) -> ExchangeReport:
+        status = {"open": OrderStatus.OPEN, "canceled": OrderStatus.CANCELED}.get(
+            order.get("status"), OrderStatus.CLOSED
+        )
+        filled = order.get("filled")
+        return ExchangeReport(
+            str(order["id"]), status, facts.amount if filled is None else filled, None
+        )
+
+    monkeypatch.setattr(pairexec.fsm.venues.gateway, "parse_order", believe)
+
+
+def test_a_hedge_sized_from_an_insane_report_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leg A's create reply says 1.5 x its amount filled: believed, leg B hedges a fill that
+    the exchange does not have, and the DB agrees with itself."""
+    _believe_every_reply(monkeypatch)
+    result = run_scenario(_btc_eth_scenario("BTC/USDT:insane_reports=1"))
+    assert any("over-hedged on the exchange" in v for v in result.violations), result.violations
+
+
+@pytest.mark.parametrize(
+    ("chaos", "state"),
+    [
+        ("BTC/USDT:insane_reports=1", "DONE"),  # the create's lie: looked up, then hedged
+        ("ETH/USDT:timeout_after_accept=1,insane_reports=2", "DONE"),  # two lies, third true
+        ("ETH/USDT:timeout_after_accept=1,insane_reports=3", "PARKED"),  # every lookup lies
+        ("BTC/USDT:insane_reports=4", "PARKED"),  # the create's answer, then every lookup
+    ],
+)
+def test_insane_reports_are_not_believed(chaos: str, state: str) -> None:
+    config = EngineConfig(call_timeout=2.0, lookup_attempts=3, settle_timeout=0.05)
+    result = run_scenario(_btc_eth_scenario(chaos, config))
+    assert result.ok, result.violations
+    assert result.final_states == {state: 1}
+
+
+def test_the_draws_include_unrecognised_errors_and_insane_reports() -> None:
+    """At a modest rate: each in about one scenario of thirteen."""
+    chaos = [generate(seed).chaos for seed in range(1000)]
+    for key in ("error_after_accept", "insane_reports"):
+        assert 40 <= sum(key in c for c in chaos) <= 120, key
+
+
+def _until_first_failure(limit: int = 300) -> Summary:
+    """Seeds 0, 1, ... in this process (where the monkeypatch lives) until one fails."""
+    summary = Summary()
+    with SimulationPool(1) as in_process:
+        for seed in range(limit):
+            summary.add(next(in_process.run([seed])))
+            if summary.failing:
+                return summary
+    raise AssertionError(f"a broken engine went unnoticed for {limit} scenarios")
+
+
+# --- pairexec simulate --------------------------------------------------------------------
+
+
+def test_cli_exits_0_and_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    from pairexec.fsm.cli.main import main
+
+    assert main(["simulate", "--runs", "3", "--seed", "5", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "scenarios" in out and "final states" in out and "no invariant violated" in out
+
+
+def test_cli_exits_1_with_the_failing_seeds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pairexec.fsm.cli.main import main
+
+    monkeypatch.setattr(
+        pairexec.fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
+    )
+    seed = _until_first_failure().failing[0].seed
+    capsys.readouterr()
+    assert main(["simulate", "--runs", "1", "--seed", str(seed), "--jobs", "1", "-v"]) == 1
+    out = capsys.readouterr().out
+    assert f"seed {seed}" in out and repro_command(seed) in out
+    assert "exchange calls (virtual time" in out  # -v: the failing seed's full trace
+
+
+# --- the checks themselves, on deliberately corrupted states --------------------------------
+
+Corrupt = Callable[[sqlite3.Connection, PaperExchange], object]
+
+CORRUPTIONS: dict[str, tuple[Corrupt, str]] = {
+    "leg B fill lost in the DB": (
+        lambda db, paper: db.execute("UPDATE orders SET filled = filled / 2 WHERE leg = 'B'"),
+        "on the exchange",
+    ),
+    "trade left in flight": (
+        lambda db, paper: db.execute("UPDATE trades SET state = 'LEG_B_SENT'"),
+        "not terminal",
+    ),
+    "journal entry missing": (
+        lambda db, paper: db.execute("DELETE FROM trade_events WHERE to_state = 'LEG_A_FILLED'"),
+        "journal gap",
+    ),
+    "illegal transition journaled": (
+        lambda db, paper: db.execute(
+            "UPDATE trade_events SET from_state = 'PENDING' WHERE to_state = 'DONE'"
+        ),
+        "illegal move PENDING -> DONE",
+    ),
+    "order sent but never journaled": (
+        lambda db, paper: db.execute("DELETE FROM orders WHERE leg = 'B'"),
+        "unknown to the DB",
+    ),
+    "second order on the exchange": (
+        lambda db, paper: paper.book.place("ETH/USDT", "market", "sell", 1.0, None, "ghost"),
+        "unknown to the DB",
+    ),
+    "client id not the deterministic one": (
+        lambda db, paper: db.execute("UPDATE orders SET attempt = 2 WHERE leg = 'A'"),
+        "not the deterministic id",
+    ),
+    "placed order recorded as rejected": (
+        lambda db, paper: db.execute("UPDATE orders SET status = 'REJECTED' WHERE leg = 'B'"),
+        "is REJECTED but exists on the exchange (leg B ",  # with the journal's cause
+    ),
+    "another order's report recorded": (
+        lambda db, paper: db.execute(
+            "UPDATE orders SET exchange_order_id = (SELECT exchange_order_id FROM orders"
+            " WHERE leg = 'A') WHERE leg = 'B'"
+        ),
+        "another order's report believed",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_checks_reject_a_corrupted_state(name: str) -> None:
+    corrupt, expected = CORRUPTIONS[name]
+    problems = _check_after(corrupt)
+    assert any(expected in p for p in problems), problems
+
+
+def test_checks_accept_the_uncorrupted_state() -> None:
+    assert _check_after(lambda db, paper: None) == []
+
+
+def test_checks_catch_a_stored_duplicate() -> None:
+    """Two requests, one refused as a duplicate, yet two trades stored."""
+    refused = Submitted("sig", "k", "duplicate")
+    problems = _check_after(lambda db, paper: None, extra_trade=True, also=[refused])
+    assert any("a duplicate or rejected request was stored" in p for p in problems), problems
+
+
+def test_a_hung_run_is_reported_not_waited_for() -> None:
+    async def waits_forever() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    async def polls_forever() -> None:
+        while True:
+            await asyncio.sleep(1)
+
+    with pytest.raises(Hang, match="deadlock"):
+        run_deterministic(waits_forever)
+    with pytest.raises(Hang, match="virtual seconds"):
+        run_deterministic(polls_forever, time_limit=60)
+
+
+def _check_after(
+    corrupt: Corrupt, extra_trade: bool = False, also: list[Submitted] | None = None
+) -> list[str]:
+    """Run one clean BTC/ETH trade (two with ``extra_trade``), corrupt, and check."""
+    uri = "file:test-sim-checks?mode=memory&cache=shared"
+    markets = {s: DEFAULT_MARKETS[s] for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
+    config = EngineConfig(lookup_backoff=0, settle_timeout=0)
+
+    async def scenario() -> list[str]:
+        store = TradeStore(f"sqlite+aiosqlite:///{uri}&uri=true")
+        paper = PaperExchange(None, markets=markets)
+        async with store, ExecutionEngine(paper, store=store, config=config) as engine:
+            request = PairTradeRequest("BTC/USDT", "buy", 0.01, "ETH/USDT", "sell", 20.0, "sig")
+            outcome = await engine.execute_pair_trade(request)
+            submitted = [Submitted("sig", request.inflight_key, "outcome", outcome)]
+            if extra_trade:
+                other = PairTradeRequest("SOL/USDT", "buy", 1.0, "ETH/USDT", "sell", 0.05)
+                await engine.execute_pair_trade(other)
+            corrupt(anchor, paper)
+            anchor.commit()
+            snapshot = await Snapshot.load(store)
+            return await check_scenario(
+                snapshot, uri, paper, markets, config, submitted + (also or [])
+            )
+
+    with scenario_database(uri) as anchor:
+        return run_deterministic(scenario)
