@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from pairexec.fsm import crashpoints
 from pairexec.fsm.client_ids import Leg, client_order_id
@@ -54,7 +54,13 @@ from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState, Trigger
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
 from pairexec.fsm.venues.errors import ErrorMeaning, describe
-from pairexec.fsm.venues.gateway import Answered, ExchangeGateway, Failed, NotBelieved
+from pairexec.fsm.venues.gateway import (
+    Answered,
+    CallResult,
+    ExchangeGateway,
+    Failed,
+    NotBelieved,
+)
 from pairexec.fsm.venues.prices import PriceBook
 from pairexec.fsm.venues.reports import ExchangeReport
 
@@ -556,32 +562,25 @@ class ExecutionEngine:
         answer is like it: the final fill, which sizes what follows, is then unknown."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.settle_timeout
-        while loop.time() < deadline:
+        result: CallResult | None = None
+        how, cancel_error = "filled while open", None
+        while loop.time() < deadline and not _final(result):
             await asyncio.sleep(self.config.settle_poll_interval)
             result = await self.gateway.fetch(order)
-            if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
-                return await self._record_report(
-                    record,
-                    order,
-                    result.report,
-                    f"{order.client_order_id} filled while open",
-                    of_amount=True,
-                )
-        cancel_error = await self.gateway.cancel(order)
-        result = await self.gateway.fetch(order)
-        for attempt in range(1, self.config.lookup_attempts):  # a report not believed: ask again
-            if not isinstance(result, NotBelieved):
-                break
-            await asyncio.sleep(self.config.backoff(attempt))
+        if not _final(result):
+            how = "remainder cancelled"
+            cancel_error = await self.gateway.cancel(order)
             result = await self.gateway.fetch(order)
-        if isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN:
+            for attempt in range(1, self.config.lookup_attempts):  # not believed: ask again
+                if not isinstance(result, NotBelieved):
+                    break
+                await asyncio.sleep(self.config.backoff(attempt))
+                result = await self.gateway.fetch(order)
+        if _final(result):
             return await self._record_report(
-                record,
-                order,
-                result.report,
-                f"{order.client_order_id} remainder cancelled",
-                of_amount=True,
+                record, order, result.report, f"{order.client_order_id} {how}", of_amount=True
             )
+        assert result is not None  # fetched after the cancel at least
         detail = result.error if isinstance(result, Failed) else "still open"
         if cancel_error is not None:
             detail += f"; cancel: {cancel_error.error}"
@@ -643,6 +642,11 @@ def _sql_store(url: str) -> Store:
     from pairexec.persistence.store import TradeStore
 
     return TradeStore(url)
+
+
+def _final(result: CallResult | None) -> TypeGuard[Answered]:
+    """Whether ``result`` reports the order no longer open (filled, cancelled, rejected)."""
+    return isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN
 
 
 def _reported(order: OrderFacts, report: ExchangeReport, add_sends: int = 0) -> OrderUpdate:

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from pairexec import ExecutionEngine, TradeState
+from pairexec import ExecutionEngine, TradeOutcome, TradeState
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import OrderStatus
 from pairexec.fsm.sim.crash import SimulatedCrash
@@ -133,7 +133,11 @@ async def test_recover_joins_a_trade_this_engine_is_already_driving(engine, exch
     assert exchange.count("fetch_order") == 0  # no second driver looked anything up
 
 
-async def test_another_engine_leaves_a_live_engines_trade_alone(exchange, db_url: str):
+@asynccontextmanager
+async def two_engines_mid_leg_a(
+    exchange: FakeExchange, db_url: str
+) -> AsyncIterator[tuple[ExecutionEngine, ExecutionEngine, asyncio.Task[TradeOutcome]]]:
+    """Two engines on one database; the first has a trade whose leg A is on its way."""
     exchange.latency = 0.05
     leg_a_in_flight = asyncio.Event()
     exchange.on_create = lambda call: leg_a_in_flight.set()
@@ -143,6 +147,11 @@ async def test_another_engine_leaves_a_live_engines_trade_alone(exchange, db_url
     ):
         running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
         await leg_a_in_flight.wait()
+        yield first, second, running
+
+
+async def test_another_engine_leaves_a_live_engines_trade_alone(exchange, db_url: str):
+    async with two_engines_mid_leg_a(exchange, db_url) as (_, second, running):
         assert await second.recover() == []  # leased by a live engine: not claimed
         outcome = await running
 
@@ -153,15 +162,7 @@ async def test_another_engine_leaves_a_live_engines_trade_alone(exchange, db_url
 async def test_expired_lease_is_taken_over_and_the_old_driver_stops(exchange, db_url: str):
     """A stalled owner (alive, but its lease ran out) loses the trade: the compare-and-set on
     owner stops its next step, and the client id stops a second copy on the exchange."""
-    exchange.latency = 0.05
-    leg_a_in_flight = asyncio.Event()
-    exchange.on_create = lambda call: leg_a_in_flight.set()
-    async with (
-        ExecutionEngine(exchange, store=db_url, config=FAST) as first,
-        ExecutionEngine(exchange, store=TradeStore(db_url), config=FAST) as second,
-    ):
-        running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
-        await leg_a_in_flight.wait()
+    async with two_engines_mid_leg_a(exchange, db_url) as (first, second, running):
         await first.store.release(first.owner)  # as if the lease had run out
         [recovered] = await second.recover()
         outcome = await running

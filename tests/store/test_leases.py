@@ -20,7 +20,7 @@ from pairexec.fsm.model import Change, Lease, TradeRecord
 from pairexec.persistence import StaleTrade, StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.support.fake_exchange import Call, FakeExchange
-from tests.support.stores import sql_store
+from tests.support.stores import insert_trades, sql_store
 
 
 def lease(owner: str, seconds: float = 30) -> Lease:
@@ -110,17 +110,9 @@ async def test_renewing_more_trades_than_one_statement_can_bind(db_url: str):
     statement): the heartbeat's renewal of them all goes through, in lists of ids."""
     n = 33_000
     now = datetime.now(timezone.utc)
-    count = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})"
     async with TradeStore(db_url) as store:
-        await store._run(
-            lambda db: db.execute(
-                "INSERT INTO trades (id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio,"
-                " state, reason, version, owner, lease_expires_at, created_at, updated_at) "
-                f"{count} SELECT 't' || i, 'X/USDT', 'buy', 1, 'Y/USDT', 'sell', 1, 'LEG_A_SENT',"
-                " '', 0, 'me', :expired, :now, :now FROM n",
-                {"now": now, "expired": now - timedelta(seconds=1)},
-            )
-        )
+        expired = now - timedelta(seconds=1)
+        await insert_trades(store, n, "LEG_A_SENT", now, owner="me", lease_expires_at=expired)
         ids = [f"t{i}" for i in range(1, n + 1)]
         assert await store.renew(Lease("me", seconds=60), ids) == set(ids)
         assert await store.claim(lease("other")) == []  # every one renewed

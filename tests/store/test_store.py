@@ -29,6 +29,7 @@ from pairexec.persistence import (
     head_revision,
     schema_revision,
 )
+from tests.support.stores import insert_trades
 
 
 def request(n: int) -> PairTradeRequest:
@@ -240,17 +241,8 @@ async def test_list_trades_beyond_the_drivers_parameter_limit(db_url: str):
     order, which a single IN list of their ids could not fetch."""
     n = 33_000
     now = datetime.now(timezone.utc)
-    count = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})"
     async with TradeStore(db_url) as store:
-        await store._run(
-            lambda db: db.execute(
-                "INSERT INTO trades (id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio,"
-                " state, reason, version, created_at, updated_at) "
-                f"{count} SELECT 't' || i, 'X/USDT', 'buy', 1, 'Y/USDT', 'sell', 1, 'DONE', '',"
-                " 0, :now, :now FROM n",
-                {"now": now},
-            )
-        )
+        await insert_trades(store, n, "DONE", now)
         await store._run(
             lambda db: db.execute(
                 "INSERT INTO orders (trade_id, leg, attempt, client_order_id, symbol, side,"

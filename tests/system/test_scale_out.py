@@ -112,30 +112,29 @@ def test_four_processes_same_50_signals_make_50_trades(pg_db: str, tmp_path: Pat
     assert asyncio.run(invariants(pg_db, paper)) == []
 
 
-def test_killed_worker_is_taken_over_after_its_lease_expires(pg_db: str, tmp_path: Path):
-    paper = tmp_path / "paper.db"
+def trade_killed_at(
+    kill_at: str, pair_y: str, ratio: str, *options: str, db: str, paper: Path
+) -> None:
+    """``pairexec trade`` buying 0.01 BTC against ``pair_y``, SIGKILLed at ``kill_at``."""
     killed = subprocess.run(
         cli(
-            "trade",
-            "BTC/USDT",
-            "buy",
-            "0.01",
-            "ETH/USDT",
-            "sell",
-            "--hedge-ratio",
-            "20",
-            "--lease-seconds",
-            "2",
-            db=pg_db,
+            *("trade", "BTC/USDT", "buy", "0.01", pair_y, "sell", "--hedge-ratio", ratio),
+            *options,
+            db=db,
             paper=paper,
         ),
-        env=environment("host-a", kill_at="intent:B"),
+        env=environment("host-a", kill_at=kill_at),
         capture_output=True,
         text=True,
         timeout=120,
         cwd=ROOT,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+def test_killed_worker_is_taken_over_after_its_lease_expires(pg_db: str, tmp_path: Path):
+    paper = tmp_path / "paper.db"
+    trade_killed_at("intent:B", "ETH/USDT", "20", "--lease-seconds", "2", db=pg_db, paper=paper)
     worker = subprocess.Popen(
         cli("worker", "--poll", "0.2", "--lease-seconds", "2", db=pg_db, paper=paper),
         env=environment("host-b"),
@@ -174,27 +173,7 @@ def test_two_recovers_at_once_never_drive_the_same_trade(pg_db: str, tmp_path: P
     for kill_at, pair_y in zip(KILL_POINTS, pairs, strict=True):
         chaos = ["--chaos", f"{pair_y}:reject_invalid=1"] if "UNWIND" in kill_at else []
         ratio = str(DEFAULT_MARKETS["BTC/USDT"].price / DEFAULT_MARKETS[pair_y].price)
-        killed = subprocess.run(
-            cli(
-                "trade",
-                "BTC/USDT",
-                "buy",
-                "0.01",
-                pair_y,
-                "sell",
-                "--hedge-ratio",
-                ratio,
-                *chaos,
-                db=pg_db,
-                paper=paper,
-            ),
-            env=environment("host-a", kill_at=kill_at),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
-        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        trade_killed_at(kill_at, pair_y, ratio, *chaos, db=pg_db, paper=paper)
 
     recoverers = [
         subprocess.Popen(
