@@ -71,6 +71,17 @@ class EngineError(RuntimeError):
     """The engine cannot start or go on (exchange unreachable at start-up...)."""
 
 
+class TradeInterrupted(StoreError):
+    """The database failed while a stored trade was being driven: orders of it may be on the
+    exchange (unlike a StoreError before the trade was stored, when nothing was sent). No more
+    is sent for it here; ``recover()`` finishes it once the database answers again. The
+    driver's exception stays the cause, as for any StoreError."""
+
+    def __init__(self, trade_id: str, failure: StoreError) -> None:
+        super().__init__(f"trade {trade_id} interrupted, orders may be on the exchange: {failure}")
+        self.trade_id = trade_id
+
+
 class _StopDriving(Exception):
     """The trade cannot safely advance now; it stays non-terminal for ``recover()``."""
 
@@ -296,6 +307,10 @@ class ExecutionEngine:
     ) -> TradeOutcome:
         try:
             return await self._run_held(trade_id, resuming, created)
+        except TradeInterrupted:
+            raise
+        except StoreError as exc:
+            raise TradeInterrupted(trade_id, exc) from (exc.__cause__ or exc)
         finally:
             self._held.discard(trade_id)
 

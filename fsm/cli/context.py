@@ -18,12 +18,16 @@ from sqlalchemy.engine import make_url
 from pairexec.fsm.cli.errors import CliError
 from pairexec.fsm.cli.venue import open_exchange
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.engine import EngineError, ExecutionEngine
+from pairexec.fsm.engine import EngineError, ExecutionEngine, TradeInterrupted
 from pairexec.fsm.machine import is_terminal
 from pairexec.fsm.request import InvalidRequest
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import StoreError, TradeStore
 from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
+
+INTERRUPTED = TradeInterrupted
+"""The database failed under a trade already stored: orders may be out, exit 3 ("run recover").
+Caught before ``REFUSALS``, of which it would otherwise be one (a StoreError)."""
 
 REFUSALS = (CliError, InvalidRequest, StoreError, EngineError)
 """What a command raises when the input or the environment is unusable: exit 2, one line."""

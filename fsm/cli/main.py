@@ -168,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
     try:
         return asyncio.run(run(args))
+    except context.INTERRUPTED as exc:
+        _error(exc)
+        return EXIT_ATTENTION
     except context.REFUSALS as exc:
         _error(exc)
         return EXIT_BAD_INPUT

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import pairexec.persistence.db
 from pairexec import ExecutionEngine, PairTradeRequest, TradeOutcome, TradeState
 from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.engine import TradeInterrupted
 from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.persistence import StoreError, TradeStore, head_revision, schema_revision
 from pairexec.persistence.db import connect_args
@@ -122,7 +123,9 @@ async def test_a_server_that_stops_answering_mid_trade_fails_the_call_within_its
         await engine.start()
         exchange.on_create = freeze
         started = time.monotonic()
-        with pytest.raises(StoreError, match=r"did not answer within 0\.5 s .*command_timeout="):
+        with pytest.raises(
+            TradeInterrupted, match=r"did not answer within 0\.5 s .*command_timeout="
+        ):  # the trade was stored and leg A sent: a StoreError that says so
             await asyncio.wait_for(engine.execute_pair_trade(btc_eth()), 20)
         failed_after = time.monotonic() - started
         await asyncio.wait_for(engine.close(), 20)
@@ -346,6 +349,7 @@ async def test_terminated_backends_are_a_store_error_when_no_new_connection_can_
         finally:
             await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         assert exchange.create_calls() == []
+        assert not isinstance(failed.value, TradeInterrupted)  # nothing stored, nothing sent
         assert isinstance(failed.value.__cause__, DBAPIError)  # asyncpg's, as SQLAlchemy's
         outcome = await engine.execute_pair_trade(btc_eth())
     assert outcome.state is TradeState.DONE
