@@ -47,6 +47,9 @@ from pairexec.fsm.model import (
     TradeRecord,
     Transition,
     after,
+    average_price,
+    fee_totals,
+    net,
 )
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
 from pairexec.fsm.ports import StaleTrade, Store, StoreError
@@ -673,6 +676,7 @@ def _reported(order: OrderFacts, report: ExchangeReport, add_sends: int = 0) -> 
         exchange_order_id=report.exchange_order_id,
         average=report.average,
         add_sends=add_sends,
+        fees=report.fees,
     )
 
 
@@ -688,4 +692,9 @@ def _outcome(record: TradeRecord, reason: str) -> TradeOutcome:
         filled_y=record.filled(Leg.B),
         unwound_x=record.filled(Leg.UNWIND),
         reason=reason,
+        net_x=net(record.orders, Leg.A),
+        net_y=net(record.orders, Leg.B),
+        average_x=average_price(record.orders, Leg.A),
+        average_y=average_price(record.orders, Leg.B),
+        fees=fee_totals(record.orders),
     )

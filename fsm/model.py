@@ -55,10 +55,25 @@ class OrderFacts:
     exchange_order_id: str | None = None
     average: float | None = None
     """The average fill price the exchange reported, if any."""
+    fees: tuple[Fee, ...] = ()
+    """The fees the exchange reported for the order so far (each a currency and a cost)."""
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_ORDER_STATUSES
+
+    @property
+    def reduces_position(self) -> bool:
+        """Whether this order closes (part of) a position the trade opened: an unwind closes
+        leg A's. On a contract market it is sent reduce-only (``venues.gateway``)."""
+        return self.leg is Leg.UNWIND
+
+    @property
+    def net(self) -> float:
+        """The base amount that actually moved on the account: a buy's fill minus the fees
+        charged in the base currency, a sell's fill plus them (it gives away more)."""
+        base_fee = sum((f.cost for f in self.fees if f.currency == base_currency(self.symbol)), 0.0)
+        return self.filled - base_fee if self.side == "buy" else self.filled + base_fee
 
     @classmethod
     def intent(
@@ -71,6 +86,49 @@ class OrderFacts:
 def filled(orders: Iterable[OrderFacts], leg: Leg) -> float:
     """What ``leg``'s orders filled together (a leg may take several orders: remainders)."""
     return sum((o.filled for o in orders if o.leg is leg), 0.0)
+
+
+@dataclass(frozen=True)
+class Fee:
+    """One fee an exchange charged on an order, in ccxt's unified sign: a positive cost was
+    paid, a negative one (a maker rebate) was received."""
+
+    currency: str
+    cost: float
+
+
+def base_currency(symbol: str) -> str:
+    """The base currency of a ccxt symbol: BTC of ``BTC/USDT`` and of ``BTC/USDT:USDT``."""
+    return symbol.split("/", 1)[0]
+
+
+def net(orders: Iterable[OrderFacts], leg: Leg) -> float:
+    """The base amount ``leg``'s orders moved on the account, after fees in the base currency
+    (``OrderFacts.net``)."""
+    return sum((o.net for o in orders if o.leg is leg), 0.0)
+
+
+def average_price(orders: Iterable[OrderFacts], leg: Leg) -> float | None:
+    """The volume-weighted average fill price of ``leg``'s orders; None if nothing filled or
+    an order that filled has no reported average (the leg's average is then unknown)."""
+    quantity = value = 0.0
+    for o in orders:
+        if o.leg is not leg or o.filled <= 0:
+            continue
+        if o.average is None:
+            return None
+        quantity += o.filled
+        value += o.filled * o.average
+    return value / quantity if quantity > 0 else None
+
+
+def fee_totals(orders: Iterable[OrderFacts]) -> dict[str, float]:
+    """Every fee of ``orders`` summed per currency (all legs, unwinds included)."""
+    totals: dict[str, float] = {}
+    for o in orders:
+        for fee in o.fees:
+            totals[fee.currency] = totals.get(fee.currency, 0.0) + fee.cost
+    return totals
 
 
 @dataclass(frozen=True)
@@ -108,6 +166,8 @@ class OrderUpdate:
     average: float | None = None
     add_sends: int = 0
     error: str | None = None
+    fees: tuple[Fee, ...] | None = None
+    """The order's fees as now reported (they replace those stored); None: unchanged."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +287,7 @@ def _updated(orders: tuple[OrderFacts, ...], upd: OrderUpdate | None) -> tuple[O
                 o.exchange_order_id if upd.exchange_order_id is None else upd.exchange_order_id
             ),
             average=o.average if upd.average is None else upd.average,
+            fees=o.fees if upd.fees is None else upd.fees,
         )
         if o.client_order_id == upd.client_order_id
         else o

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from pairexec.fsm.states import TradeState
 
@@ -139,6 +140,18 @@ class TradeOutcome:
     unwound_x: float = 0.0
     reason: str = ""
     duplicate: bool = False
+    net_x: float = 0.0
+    """Leg A's base amount that actually moved on the account before any unwind: its fill
+    minus fees charged in its base currency on a buy, plus them on a sell."""
+    net_y: float = 0.0
+    """The same for leg B."""
+    average_x: float | None = None
+    """Leg A's volume-weighted average fill price over its orders (None: unknown)."""
+    average_y: float | None = None
+    """The same for leg B."""
+    fees: Mapping[str, float] = field(default_factory=dict)
+    """Every fee the trade's orders paid (unwinds included), summed per currency; a negative
+    total is a rebate received."""
 
     @property
     def ok(self) -> bool:

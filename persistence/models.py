@@ -77,6 +77,9 @@ class OrderRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     filled: Mapped[float] = mapped_column(Float, default=0.0)
     average: Mapped[float | None] = mapped_column(Float)
+    fees: Mapped[str | None] = mapped_column(Text)
+    """The fees the exchange reported for the order, as JSON ``{"currency": cost, ...}``
+    (NULL: none reported)."""
     sends: Mapped[int] = mapped_column(Integer, default=0)
     """How many times create_order was called with this client id (a resend needs a lookup
     that confirmed the order absent first)."""

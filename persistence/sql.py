@@ -7,12 +7,14 @@ clock) spelled out where they arise.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import (
     Change,
+    Fee,
     Lease,
     OrderFacts,
     OrderStatus,
@@ -38,7 +40,7 @@ TRADE_COLUMNS = (
 )
 ORDER_COLUMNS = (
     "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
-    " exchange_order_id, average"
+    " exchange_order_id, average, fees"
 )
 
 
@@ -179,6 +181,7 @@ def update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> None
         ("exchange_order_id", upd.exchange_order_id),
         ("average", upd.average),
         ("last_error", upd.error),
+        ("fees", None if upd.fees is None else fees_json(upd.fees)),
     ):
         if value is not None:
             sets.append(f"{column} = :{column}")
@@ -215,9 +218,23 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
         )
     for trade_id, leg, attempt, cid, symbol, side, amount, status, *rest in rows:
-        # rest: filled, sends, exchange_order_id, average (ORDER_COLUMNS' order)
+        # rest: filled, sends, exchange_order_id, average, fees (ORDER_COLUMNS' order)
+        filled, sends, exchange_order_id, average, fees = rest
         orders[trade_id].append(
-            OrderFacts(Leg(leg), attempt, cid, symbol, side, amount, OrderStatus(status), *rest)
+            OrderFacts(
+                Leg(leg),
+                attempt,
+                cid,
+                symbol,
+                side,
+                amount,
+                OrderStatus(status),
+                filled,
+                sends,
+                exchange_order_id,
+                average,
+                fees_from_json(fees),
+            )
         )
     return [
         TradeRecord(
@@ -246,6 +263,21 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             version,
         ) in trades
     ]
+
+
+def fees_json(fees: tuple[Fee, ...]) -> str:
+    """An order's fees as stored: JSON ``{"currency": cost, ...}``."""
+    return json.dumps({fee.currency: fee.cost for fee in fees})
+
+
+def fees_from_json(text: str | None) -> tuple[Fee, ...]:
+    if not text:
+        return ()
+    try:
+        stored = json.loads(text)
+        return tuple(Fee(str(currency), float(cost)) for currency, cost in stored.items())
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise StoreError(f"an order's stored fees are not readable: {text!r:.100}") from exc
 
 
 def aware(value: Any) -> datetime:

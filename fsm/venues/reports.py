@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.model import Fee, OrderFacts, OrderStatus
 
 _CCXT_STATUS = {
     "open": OrderStatus.OPEN,
@@ -27,6 +27,8 @@ class ExchangeReport:
     status: OrderStatus
     filled: float
     average: float | None
+    fees: tuple[Fee, ...] | None = None
+    """The order's fees as reported (summed per currency), None if the reply gives none."""
 
 
 class MalformedOrder(ValueError):
@@ -88,7 +90,33 @@ def parse_order(order: Any, facts: OrderFacts, *, new_send: bool = False) -> Exc
         status=status,
         filled=filled,
         average=_number(order.get("average")),
+        fees=parse_fees(order),
     )
+
+
+def parse_fees(order: dict[str, Any]) -> tuple[Fee, ...] | None:
+    """The fees of a ccxt order dict, summed per currency; None if it reports none.
+
+    ccxt gives ``fees`` (a list: several currencies, or ``fee`` None beside it as on Gate) and
+    ``fee`` (one, often the first of ``fees`` again): ``fees`` when it has entries, else
+    ``fee``, never both added. Costs keep ccxt's unified sign (ccxt turns OKX's and Bitget's
+    negative "fee charged" into a positive cost; a negative one is a rebate). An entry
+    without a finite non-zero cost or a currency is skipped."""
+    entries = order.get("fees")
+    if not isinstance(entries, (list, tuple)) or not any(isinstance(e, dict) for e in entries):
+        single = order.get("fee")
+        entries = [single] if isinstance(single, dict) else []
+    totals: dict[str, float] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        cost, currency = _number(entry.get("cost")), entry.get("currency")
+        if not cost or not math.isfinite(cost) or not currency:
+            continue  # None, 0 (Gate lists every kind of fee, most of them 0), inf
+        totals[str(currency)] = totals.get(str(currency), 0.0) + cost
+    if not totals:
+        return None
+    return tuple(Fee(currency, cost) for currency, cost in totals.items())
 
 
 def _same_order(
