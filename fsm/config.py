@@ -10,6 +10,9 @@ MAX_SECONDS = 86_400.0
 for anything was given a typo, and the lease is added to a wall-clock time, which overflows
 (an exception mid-trade) long before a float does."""
 
+POSITION_MODES = ("oneway", "hedge")
+"""``EngineConfig.position_mode``'s values."""
+
 _DURATIONS = (
     "call_timeout",
     "lease_seconds",
@@ -59,6 +62,12 @@ class EngineConfig:
     hedge_tolerance: float = 1e-9
     """Relative remainder of a leg small enough to count as complete (float noise)."""
 
+    position_mode: str = "oneway"
+    """The account's position mode on contract markets (swap, future): ``"oneway"`` (one net
+    position per symbol; an unwind is sent ``reduceOnly``) or ``"hedge"`` (long and short
+    positions apart; every contract order carries ccxt's ``hedged``, an unwind ``reduceOnly``
+    too, which ccxt maps to the venue's position side). Spot orders carry neither."""
+
     def __post_init__(self) -> None:
         self._check_types()
         if not 0 < self.abort_fill_ratio <= self.full_fill_ratio <= 1:
@@ -84,6 +93,10 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at most {MAX_SECONDS:g} s (a day)")
         if not 0 <= self.hedge_tolerance < 1:
             raise ValueError("hedge_tolerance must be >= 0 and < 1")
+        if self.position_mode not in POSITION_MODES:
+            raise ValueError(
+                f"position_mode must be 'oneway' or 'hedge', got {self.position_mode!r}"
+            )
 
     def _check_types(self) -> None:
         """Every field, by its declared type, before any comparison: NaN passes every ``<``

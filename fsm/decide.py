@@ -235,7 +235,7 @@ class _Plan:
         remainder = self._sendable(trade.pair_y, target - done, target)
         if remainder is None:
             dust = target - done
-            note = f" (remainder {dust:g} below market minimum)" if dust > 0 else ""
+            note = f" (remainder {dust:g} below market minimum: dust)" if dust > 0 else ""
             return Move(
                 Trigger.LEG_B_FILLED,
                 f"leg B filled {done:g}, hedging leg A {self.filled_a:g}{note}",
@@ -290,7 +290,7 @@ class _Plan:
         remainder = self._sendable(trade.pair_x, target - done, target)
         if remainder is None:
             dust = target - done
-            note = f" ({dust:g} below market minimum left)" if dust > 0 else ""
+            note = f" ({dust:g} below market minimum left: dust)" if dust > 0 else ""
             return Move(Trigger.UNWOUND, f"unwound {done:g} of leg A{note}")
         if unwind.status is OrderStatus.REJECTED or unwind.attempt >= config.leg_attempts:
             why = "rejected" if unwind.status is OrderStatus.REJECTED else "out of attempts"

@@ -184,6 +184,9 @@ class ExecutionEngine:
         for field, symbol in (("pair_x", request.pair_x), ("pair_y", request.pair_y)):
             if symbol not in self._markets:
                 raise InvalidRequest(f"{field} {symbol!r} is not a market on this exchange")
+            unsupported = self._markets[symbol].unsupported()
+            if unsupported is not None:  # an inverse contract: never a silent mis-size
+                raise InvalidRequest(f"{field} {symbol!r}: {unsupported}")
         rules_x, rules_y = self._markets[request.pair_x], self._markets[request.pair_y]
         if rules_x.sendable(request.amount_x) is None:
             raise InvalidRequest(

@@ -9,11 +9,21 @@ What differs between venues (how a client order id is passed and how an order is
 it) is data in ``pairexec.fsm.venues.ccxt_ids``; the lookups themselves are
 ``pairexec.fsm.venues.ccxt_lookup``. The paper exchange and test doubles (no ccxt ``has``) use
 ccxt's unified ``clientOrderId`` for all three calls, as before.
+
+Amounts: the engine speaks base units everywhere. On a contract market (``MarketRules``
+``is_contract``) ``create`` sends ``amount / contractSize`` contracts, and every reply's
+``filled`` (``amount``, ``remaining``) is read back as base units before it is checked, so an
+order's fill is always in the units it was decided in. An order that reduces a position
+(``OrderFacts.reduces_position``: an unwind) carries ccxt's unified ``reduceOnly`` there;
+with ``EngineConfig(position_mode="hedge")`` every contract order carries ``hedged`` too, which
+ccxt maps to the venue's position side (binance ``positionSide``, okx ``posSide``, bybit
+``positionIdx``). Spot orders carry neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,7 +32,7 @@ from typing import Any, TypeVar
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.markets import MarketRules, rules_from_ccxt
+from pairexec.fsm.markets import ANY_AMOUNT, MarketRules, rules_from_ccxt
 from pairexec.fsm.model import OrderFacts
 from pairexec.fsm.venues.ccxt_ids import check_support, rules_for
 from pairexec.fsm.venues.ccxt_lookup import find_order
@@ -77,6 +87,8 @@ class ExchangeGateway:
         self.config = config
         self.rules = rules_for(exchange)
         self._credentials = CredentialGuard(exchange)
+        self._markets: dict[str, MarketRules] = {}
+        """The rules ``market_rules`` read: how ``create`` sizes an order in contracts."""
 
     async def market_rules(self) -> dict[str, MarketRules]:
         """Each market's amount step and minimum; empty for a venue without ``load_markets``.
@@ -96,7 +108,21 @@ class ExchangeGateway:
             return {}
         markets = await _within(self.config.call_timeout, load())
         mode = getattr(self.exchange, "precisionMode", None)
-        return {symbol: rules_from_ccxt(m, mode) for symbol, m in (markets or {}).items()}
+        self._markets = {
+            symbol: rules_from_ccxt(m, mode, symbol) for symbol, m in (markets or {}).items()
+        }
+        return dict(self._markets)
+
+    def _params(self, order: OrderFacts, rules: MarketRules) -> dict[str, Any]:
+        """create_order's params: our client id, and on a contract market the position
+        flags (never on spot)."""
+        params: dict[str, Any] = {"clientOrderId": order.client_order_id}  # renamed per venue
+        if rules.is_contract:
+            if order.reduces_position:
+                params["reduceOnly"] = True
+            if self.config.position_mode == "hedge":
+                params["hedged"] = True  # ccxt: positionSide / posSide / positionIdx
+        return params
 
     def _failed(self, exc: Exception) -> Failed:
         return Failed(classify(exc), self._credentials.redact(describe(exc)))
@@ -109,6 +135,7 @@ class ExchangeGateway:
             reply = await _within(self.config.call_timeout, call())
         except Exception as exc:
             return self._failed(exc)
+        reply = _in_base_units(reply, self._markets.get(order.symbol, ANY_AMOUNT))
         try:
             return Answered(parse_order(reply, order, new_send=new_send))
         except NotBelievable as exc:
@@ -124,15 +151,22 @@ class ExchangeGateway:
                 ErrorMeaning.REJECTED,
                 f"client order id {order.client_order_id!r} does not fit {self.rules.name}",
             )
+        rules = self._markets.get(order.symbol, ANY_AMOUNT)
+        unsupported = rules.unsupported()
+        if unsupported is not None:  # nothing sent: never a mis-sized order
+            return Failed(ErrorMeaning.REJECTED, unsupported)
+        amount = rules.to_contracts(order.amount)
+        if amount <= 0:
+            return Failed(
+                ErrorMeaning.REJECTED,
+                f"{order.amount:g} {order.symbol} is less than one contract step "
+                f"({rules.amount_step or 0:g})",
+            )
+        params = self._params(order, rules)
         return await self._call(
             order,
             lambda: self.exchange.create_order(
-                order.symbol,
-                self.config.order_type,
-                order.side,
-                order.amount,
-                None,
-                {"clientOrderId": order.client_order_id},  # ccxt renames it per venue
+                order.symbol, self.config.order_type, order.side, amount, None, params
             ),
             new_send=True,
         )
@@ -173,3 +207,22 @@ class ExchangeGateway:
         except Exception as exc:
             return self._failed(exc)
         return None
+
+
+_AMOUNT_KEYS = ("amount", "filled", "remaining")
+
+
+def _in_base_units(reply: Any, rules: MarketRules) -> Any:
+    """A ccxt order dict of a contract market with its amounts (contracts) in base units; any
+    other reply as it is (``parse_order`` judges it)."""
+    if not rules.is_contract or not isinstance(reply, dict):
+        return reply
+    converted = dict(reply)
+    for key in _AMOUNT_KEYS:
+        value = reply.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            converted[key] = rules.to_base(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):  # else as it is: parse_order judges it
+                converted[key] = rules.to_base(float(value))
+    return converted
