@@ -13,6 +13,9 @@ for anything was given a typo, and the lease is added to a wall-clock time, whic
 POSITION_MODES = ("oneway", "hedge")
 """``EngineConfig.position_mode``'s values."""
 
+HEDGE_BASES = ("net", "filled")
+"""``EngineConfig.hedge_basis``'s values."""
+
 _DURATIONS = (
     "call_timeout",
     "lease_seconds",
@@ -59,6 +62,11 @@ class EngineConfig:
     """Seconds an open order may keep filling before its remainder is cancelled."""
     settle_poll_interval: float = 0.2
 
+    hedge_basis: str = "net"
+    """What leg B hedges of leg A: ``"net"``, the base amount that moved on the account (a
+    buy's fill minus fees charged in the base currency, a sell's plus them), or ``"filled"``,
+    the gross fill. An unwind never sells more than leg A's net, whichever basis."""
+
     hedge_tolerance: float = 1e-9
     """Relative remainder of a leg small enough to count as complete (float noise)."""
 
@@ -88,6 +96,8 @@ class EngineConfig:
             raise ValueError("call_timeout must be > 0")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be > 0")
+        if self.hedge_basis not in HEDGE_BASES:
+            raise ValueError(f"hedge_basis must be 'net' or 'filled', got {self.hedge_basis!r}")
         for name in _DURATIONS:
             if getattr(self, name) > MAX_SECONDS:
                 raise ValueError(f"{name} must be at most {MAX_SECONDS:g} s (a day)")

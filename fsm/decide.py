@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
-from pairexec.fsm.model import OrderFacts, OrderStatus, TradeRecord, filled
+from pairexec.fsm.model import OrderFacts, OrderStatus, TradeRecord, filled, net
 from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TERMINAL_STATES, TradeState, Trigger
 
@@ -92,14 +92,24 @@ def opposite(side: str) -> str:
     return "sell" if side == "buy" else "buy"
 
 
-def hedge_target(trade: PairTradeRequest, orders: Sequence[OrderFacts]) -> float:
-    """Leg B's total amount: the hedge ratio times what leg A actually filled."""
-    return trade.hedge_ratio * filled(orders, Leg.A)
+def hedge_target(
+    trade: PairTradeRequest, orders: Sequence[OrderFacts], basis: str = "net"
+) -> float:
+    """Leg B's total amount: the hedge ratio times what leg A actually got, its net (the
+    base amount that moved on the account after fees in it) or, ``basis="filled"``, its
+    gross fill (``EngineConfig.hedge_basis``)."""
+    return trade.hedge_ratio * (net(orders, Leg.A) if basis == "net" else filled(orders, Leg.A))
 
 
-def unwind_target(trade: PairTradeRequest, orders: Sequence[OrderFacts]) -> float:
-    """The part of leg A's fill that leg B does not hedge: what unwind orders must close."""
-    return max(filled(orders, Leg.A) - filled(orders, Leg.B) / trade.hedge_ratio, 0.0)
+def unwind_target(
+    trade: PairTradeRequest, orders: Sequence[OrderFacts], basis: str = "net"
+) -> float:
+    """The part of leg A that leg B does not hedge: what unwind orders must close. Never more
+    than leg A's net (a buy that paid its fee in the coin holds less than it filled: selling
+    the whole fill back would be refused)."""
+    got = net(orders, Leg.A)
+    basis_a = got if basis == "net" else filled(orders, Leg.A)
+    return max(min(basis_a - filled(orders, Leg.B) / trade.hedge_ratio, got), 0.0)
 
 
 def decide(
@@ -202,7 +212,8 @@ class _Plan:
             return Move(
                 Trigger.LEG_A_TOO_SMALL, f"{abort}: leg A left open (unwind_on_abort=False)"
             )
-        amount = self._sendable(trade.pair_x, leg_a.filled, leg_a.filled)
+        unhedged = self._unwind_target()  # leg A's net: all that is there to sell back
+        amount = self._sendable(trade.pair_x, unhedged, unhedged)
         if amount is None:
             return Move(
                 Trigger.LEG_A_TOO_SMALL, f"{abort}: below {trade.pair_x}'s minimum, left open"
@@ -211,7 +222,7 @@ class _Plan:
 
     def first_leg_b(self) -> Action:
         trade = self.trade
-        target = hedge_target(trade, self.orders)
+        target = self._hedge_target()
         amount = self._sendable(trade.pair_y, target, target)
         if amount is None:
             return self._unwind_all_or_park(
@@ -225,12 +236,29 @@ class _Plan:
             trade.pair_y,
             trade.side_y,
             amount,
-            f"leg B {amount:g} = {trade.hedge_ratio:g} x leg A filled {self.filled_a:g}",
+            f"leg B {amount:g} = {trade.hedge_ratio:g} x leg A {self._basis_note()}",
         )
+
+    def _hedge_target(self) -> float:
+        if self.config.hedge_basis == "net":  # the default call (tests replace the function)
+            return hedge_target(self.trade, self.orders)
+        return hedge_target(self.trade, self.orders, self.config.hedge_basis)
+
+    def _unwind_target(self) -> float:
+        if self.config.hedge_basis == "net":
+            return unwind_target(self.trade, self.orders)
+        return unwind_target(self.trade, self.orders, self.config.hedge_basis)
+
+    def _basis_note(self) -> str:
+        """What leg B is sized from: ``filled X``, or ``net X (filled F)`` if fees differ."""
+        gross, got = self.filled_a, net(self.orders, Leg.A)
+        if self.config.hedge_basis == "filled" or got == gross:
+            return f"filled {gross:g}"
+        return f"net {got:g} (filled {gross:g})"
 
     def after_leg_b(self, leg_b: OrderFacts) -> Action:
         trade, config = self.trade, self.config
-        target = hedge_target(trade, self.orders)
+        target = self._hedge_target()
         done = filled(self.orders, Leg.B)
         remainder = self._sendable(trade.pair_y, target - done, target)
         if remainder is None:
@@ -256,7 +284,7 @@ class _Plan:
     def _unwind_all_or_park(self, problem: str) -> Action:
         """Leg B cannot (fully) hedge: close leg A's unhedged part, or ask a human."""
         trade = self.trade
-        unhedged = unwind_target(trade, self.orders)
+        unhedged = self._unwind_target()
         if not self.config.unwind_on_abort:
             return Move(
                 Trigger.PARK, f"{problem}; leg A's {unhedged:g} unhedged (unwind_on_abort=False)"
@@ -285,7 +313,7 @@ class _Plan:
 
     def after_unwind(self, unwind: OrderFacts) -> Action:
         trade, config = self.trade, self.config
-        target = unwind_target(trade, self.orders)
+        target = self._unwind_target()
         done = filled(self.orders, Leg.UNWIND)
         remainder = self._sendable(trade.pair_x, target - done, target)
         if remainder is None:

@@ -154,3 +154,68 @@ def test_parse_order_carries_the_fees():
         facts,
     )
     assert report.fees == (Fee("BTC", 0.0001),) and report.average == 60_000
+
+
+# --- what leg B hedges and what an unwind sells (fsm/decide.py) --------------------------------
+
+from datetime import datetime, timezone  # noqa: E402
+
+from pairexec.fsm.config import EngineConfig  # noqa: E402
+from pairexec.fsm.decide import Submit, decide  # noqa: E402
+from pairexec.fsm.markets import MarketRules  # noqa: E402
+from pairexec.fsm.model import TradeRecord  # noqa: E402
+from pairexec.fsm.request import PairTradeRequest  # noqa: E402
+from pairexec.fsm.states import TradeState  # noqa: E402
+
+NOW = datetime(2026, 12, 2, tzinfo=timezone.utc)
+STEP = {"BTC/USDT": MarketRules(amount_step=0.0001), "ETH/USDT": MarketRules(amount_step=0.0001)}
+
+
+def trade_after_leg_a(
+    state: TradeState, filled: float, fee: float, side: str = "buy"
+) -> TradeRecord:
+    request = PairTradeRequest("BTC/USDT", side, 1.0, "ETH/USDT", "sell", 15.0).validated()
+    leg_a = order(side=side, filled=filled, fees=(Fee("BTC", fee),))
+    return TradeRecord("t1", request, state, "", NOW, NOW, (leg_a,))
+
+
+def test_an_unwind_after_a_fee_in_base_sells_only_the_net_fill():
+    record = trade_after_leg_a(TradeState.LEG_A_SENT, 0.1, 0.0001)
+    action = decide(record, EngineConfig(), markets=STEP)
+    assert isinstance(action, Submit) and action.side == "sell"
+    assert action.amount == 0.0999  # not 0.1: the account holds 0.0999 BTC
+    # with the gross basis too: an unwind never sells more than leg A's net
+    action = decide(record, EngineConfig(hedge_basis="filled"), markets=STEP)
+    assert isinstance(action, Submit) and action.amount == 0.0999
+
+
+def test_the_unwind_of_the_net_fill_completes_the_abort():
+    record = trade_after_leg_a(TradeState.LEG_A_SENT, 0.1, 0.0001)
+    unwind = OrderFacts(
+        Leg.UNWIND, 1, "u1", "BTC/USDT", "sell", 0.0999, OrderStatus.CLOSED, 0.0999, 1, "2"
+    )
+    done = TradeRecord(
+        "t1", record.request, TradeState.UNWINDING, "", NOW, NOW, (*record.orders, unwind)
+    )
+    action = decide(done, EngineConfig(), markets=STEP)
+    assert action is not None and action.trigger.name == "UNWOUND", action
+
+
+def test_leg_b_hedges_the_net_fill_by_default_and_the_gross_one_when_asked():
+    record = trade_after_leg_a(TradeState.LEG_A_FILLED, 1.0, 0.001)
+    action = decide(record, EngineConfig(), markets=STEP)
+    assert isinstance(action, Submit) and action.amount == pytest.approx(15 * 0.999)
+    action = decide(record, EngineConfig(hedge_basis="filled"), markets=STEP)
+    assert isinstance(action, Submit) and action.amount == 15.0
+
+
+def test_a_sell_that_paid_its_fee_in_base_is_hedged_for_what_it_gave_away():
+    record = trade_after_leg_a(TradeState.LEG_A_FILLED, 1.0, 0.001, side="sell")
+    action = decide(record, EngineConfig(), markets=STEP)
+    assert isinstance(action, Submit) and action.amount == pytest.approx(15 * 1.001)
+
+
+@pytest.mark.parametrize("basis", ["gross", "", "NET", None, 1])
+def test_hedge_basis_is_validated(basis):
+    with pytest.raises(ValueError, match="hedge_basis"):
+        EngineConfig(hedge_basis=basis)
