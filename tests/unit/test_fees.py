@@ -161,11 +161,11 @@ def test_parse_order_carries_the_fees():
 from datetime import datetime, timezone  # noqa: E402
 
 from pairexec.fsm.config import EngineConfig  # noqa: E402
-from pairexec.fsm.decide import Submit, decide  # noqa: E402
+from pairexec.fsm.decide import Move, Submit, decide  # noqa: E402
 from pairexec.fsm.markets import MarketRules  # noqa: E402
 from pairexec.fsm.model import TradeRecord  # noqa: E402
 from pairexec.fsm.request import PairTradeRequest  # noqa: E402
-from pairexec.fsm.states import TradeState  # noqa: E402
+from pairexec.fsm.states import TradeState, Trigger  # noqa: E402
 
 NOW = datetime(2026, 12, 2, tzinfo=timezone.utc)
 STEP = {"BTC/USDT": MarketRules(amount_step=0.0001), "ETH/USDT": MarketRules(amount_step=0.0001)}
@@ -198,7 +198,7 @@ def test_the_unwind_of_the_net_fill_completes_the_abort():
         "t1", record.request, TradeState.UNWINDING, "", NOW, NOW, (*record.orders, unwind)
     )
     action = decide(done, EngineConfig(), markets=STEP)
-    assert action is not None and action.trigger.name == "UNWOUND", action
+    assert isinstance(action, Move) and action.trigger is Trigger.UNWOUND, action
 
 
 def test_leg_b_hedges_the_net_fill_by_default_and_the_gross_one_when_asked():
