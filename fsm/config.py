@@ -76,6 +76,16 @@ class EngineConfig:
     positions apart; every contract order carries ccxt's ``hedged``, an unwind ``reduceOnly``
     too, which ccxt maps to the venue's position side). Spot orders carry neither."""
 
+    block_pair_while_parked: bool = True
+    """A PARKED trade keeps its pair key (pairs and sides): an identical request is refused as
+    a duplicate (``pair_parked``), nothing sent, until a human resolves the parked one.
+    False: the next identical request trades while the parked one's leg may still be naked."""
+
+    max_resume_age: float | None = None
+    """Seconds after a trade's creation past which ``recover()`` no longer sends its leg A
+    once a lookup confirmed it absent: the trade is FAILED instead of buying late. None: no
+    limit. A leg A found placed is always hedged, however old."""
+
     def __post_init__(self) -> None:
         self._check_types()
         if not 0 < self.abort_fill_ratio <= self.full_fill_ratio <= 1:
@@ -107,6 +117,8 @@ class EngineConfig:
             raise ValueError(
                 f"position_mode must be 'oneway' or 'hedge', got {self.position_mode!r}"
             )
+        if self.max_resume_age is not None and not 0 < self.max_resume_age <= 365 * MAX_SECONDS:
+            raise ValueError("max_resume_age must be None or > 0 and at most a year (s)")
 
     def _check_types(self) -> None:
         """Every field, by its declared type, before any comparison: NaN passes every ``<``
@@ -115,6 +127,10 @@ class EngineConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            if kind.endswith(" | None"):
+                if value is None:
+                    continue
+                kind = kind.removesuffix(" | None")
             if kind == "float":
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ValueError(f"{f.name} must be a number, got {value!r}")

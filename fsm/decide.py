@@ -119,6 +119,7 @@ def decide(
     markets: Mapping[str, MarketRules] | None = None,
     prices: Mapping[str, float] | None = None,
     resuming: bool = False,
+    age: float | None = None,
 ) -> Action | None:
     """The next action for ``record`` (the trade and its orders as stored), or None if it is
     terminal.
@@ -127,7 +128,9 @@ def decide(
     order value is checked at the price this trade's own fills on the symbol got, else at
     ``prices`` (a recent price per symbol), else not at all (the venue then decides). ``resuming``
     is set by ``recover()``: a trade still PENDING then was never sent before the restart, and
-    a stale signal must not open a position hours later, so it fails instead.
+    a stale signal must not open a position hours later, so it fails instead; ``age`` (seconds
+    since the trade was created) lets it fail a leg A confirmed absent past
+    ``config.max_resume_age`` for the same reason.
     """
     state, trade, orders = record.state, record.request, record.orders
     if state in TERMINAL_STATES:
@@ -151,6 +154,13 @@ def decide(
             return GiveUp(current, f"absent after {current.sends} sends")
         if plan.refused(current):  # sized before a price was known: it would be refused
             return GiveUp(current, "not resent: below the market's minimum order value")
+        limit = config.max_resume_age
+        if current.leg is Leg.A and resuming and limit is not None and (age or 0.0) > limit:
+            return Move(
+                Trigger.LEG_A_FAILED,
+                f"leg A confirmed absent {age:.0f} s after the signal (max_resume_age "
+                f"{limit:g} s): not sent late; nothing executed",
+            )
         return Resend(_TRIGGER_FOR_LEG[current.leg], current, "confirmed absent: resend same id")
     if current.status is OrderStatus.OPEN:
         return Settle(current)

@@ -23,7 +23,7 @@ PHASES: tuple[tuple[str, str, str, tuple[TradeState, ...]], ...] = (
     ("legB", "leg B, the hedge", "#d1e7dd", (S.LEG_B_SENT,)),
     ("unwind", "unwinding leg A's unhedged fill", "#fff3cd", (S.UNWINDING,)),
     ("unknown", "an order's outcome unknown, looked up", "#f8d7da", (S.UNKNOWN, S.RECONCILED)),
-    ("terminal", "terminal", "#ffffff", (S.DONE, S.ABORTED, S.FAILED, S.PARKED)),
+    ("terminal", "terminal", "#ffffff", (S.DONE, S.ABORTED, S.FAILED, S.PARKED, S.RESOLVED)),
 )
 """Every state in exactly one phase (checked by ``mermaid()``), in the life of a trade."""
 
@@ -52,6 +52,10 @@ def mermaid() -> str:
     for trigger, _sources, dest in TRANSITIONS:
         if trigger is Trigger.PARK:
             lines.append(f"    note right of {dest.value}: park — from any non-terminal state")
+    for trigger, sources, dest in TRANSITIONS:  # what only a human does, from a terminal state
+        for source in sources:
+            if source in TERMINAL_STATES:
+                lines.append(f"    {source.value} --> {dest.value}: {trigger}")
     lines.append("    %% terminal")
     for state in sorted(TERMINAL_STATES, key=list(TradeState).index):
         lines.append(f"    {state.value} --> [*]")

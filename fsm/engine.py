@@ -50,6 +50,7 @@ from pairexec.fsm.model import (
     average_price,
     fee_totals,
     net,
+    utc_now,
 )
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
 from pairexec.fsm.ports import StaleTrade, Store, StoreError
@@ -199,6 +200,16 @@ class ExecutionEngine:
                 f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} {request.pair_y}, "
                 f"below its minimum order ({rules_y.min_amount:g})"
             )
+        # The venue would refuse such a leg B only after leg A was bought: an unwind would then
+        # pay the fees and the spread twice for nothing. Judged at a price fetched recently
+        # (by an earlier trade); without one the venue has the last word, as before.
+        price = self._prices.recent(request.pair_y)
+        if price is not None and rules_y.sendable(hedge, price) is None:
+            raise InvalidRequest(
+                f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} {request.pair_y}"
+                f", worth {hedge * price:g} at its recent price {price:g}: below the minimum "
+                f"order value ({rules_y.min_cost:g}); nothing sent"
+            )
         return request
 
     async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
@@ -211,6 +222,7 @@ class ExecutionEngine:
                 state=existing.state if existing else TradeState.FAILED,
                 reason=f"duplicate: {created.why}; nothing sent",
                 duplicate=True,
+                duplicate_reason=created.reason,
             )
         self._held.add(created.id)
         self._journaled(created.id, TradeState.PENDING, [Transition(created.state, created.reason)])
@@ -395,7 +407,14 @@ class ExecutionEngine:
         to_state = next_state(record.state, trigger) if trigger else None
         fact = Change(cause, to_state=to_state, new_order=new_order, order_update=order_update)
         then = await self._moves_after(after(record, fact))
-        change = Change(cause, to_state, new_order, order_update, then)
+        change = Change(
+            cause,
+            to_state,
+            new_order,
+            order_update,
+            then,
+            keep_parked_pair=self.config.block_pair_while_parked,
+        )
         updated = await self.store.apply(record, change, self._lease())
         self._journaled(
             record.id, record.state, [Transition(to_state or record.state, cause), *change.then]
@@ -446,12 +465,14 @@ class ExecutionEngine:
             symbols = self._symbols_to_price(record)
             self._prices.refresh(symbols)  # a second try if the first fetch got no price
             prices = await self._prices.ready(symbols)
+        age = (utc_now() - record.created_at).total_seconds() if resuming else None
         return decide(
             record,
             self.config,
             markets=self._markets,
             prices=prices,
             resuming=resuming,
+            age=age,
         )
 
     def _symbols_to_price(self, record: TradeRecord) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.request import DuplicateReason, PairTradeRequest
 from pairexec.fsm.states import TradeState
 
 
@@ -197,6 +197,9 @@ class Change:
     new_order: OrderFacts | None = None
     order_update: OrderUpdate | None = None
     then: tuple[Transition, ...] = ()
+    keep_parked_pair: bool = False
+    """If the step ends PARKED, the trade keeps its pair key: an identical request is refused
+    (``pair_parked``) until a human resolves it, instead of piling onto a naked leg."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ class Duplicate:
 
     existing: TradeRecord | None
     why: str
+    reason: DuplicateReason
 
 
 def utc_now() -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import unicodedata
 from collections.abc import Mapping
@@ -20,6 +21,19 @@ fill comparisons the engine relies on would silently lose meaning."""
 
 class InvalidRequest(ValueError):
     """The request is malformed. Raised before anything is persisted or sent."""
+
+
+class DuplicateReason(str, enum.Enum):
+    """Why a request was refused as a duplicate (nothing stored, nothing sent)."""
+
+    SIGNAL_REPLAYED = "signal_replayed"
+    """Its signal id already made a trade (checked first, whatever that trade's state)."""
+    PAIR_BUSY = "pair_busy"
+    """An identical pair trade (same pairs and sides) is in flight; a signal id does not
+    exempt a request from that."""
+    PAIR_PARKED = "pair_parked"
+    """An identical pair trade is PARKED: its legs may be naked until a human resolves it
+    (``TradeStore.resolve`` / ``pairexec resolve``)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class PairTradeRequest:
                 raise InvalidRequest("signal_id must be a non-empty string or None")
             if len(signal_id) > 200:
                 raise InvalidRequest("signal_id is longer than 200 characters")
-            _text("signal_id", signal_id)
+            checked_text("signal_id", signal_id)
         amount_x = _positive("amount_x", self.amount_x)
         if amount_x > MAX_AMOUNT:
             raise InvalidRequest(f"amount_x must be at most {MAX_AMOUNT:g}, got {amount_x!r}")
@@ -82,10 +96,10 @@ class PairTradeRequest:
 def _symbol(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"{field} must be a non-empty market symbol such as 'BTC/USDT'")
-    return _text(field, value.strip())
+    return checked_text(field, value.strip())
 
 
-def _text(field: str, value: str) -> str:
+def checked_text(field: str, value: str) -> str:
     """Text that is stored and printed must be real text. A lone surrogate (what Python makes
     of non-UTF-8 bytes in argv or a file name) cannot be encoded: SQLite raises mid-write and
     PostgreSQL refuses it, after the trade was half stored. A control character (a newline, a
@@ -140,6 +154,8 @@ class TradeOutcome:
     unwound_x: float = 0.0
     reason: str = ""
     duplicate: bool = False
+    duplicate_reason: DuplicateReason | None = None
+    """Why this request was a duplicate; None if it was not one."""
     net_x: float = 0.0
     """Leg A's base amount that actually moved on the account before any unwind: its fill
     minus fees charged in its base currency on a buy, plus them on a sell."""

@@ -41,7 +41,11 @@ class TradeState(str, enum.Enum):
     """Nothing executed: leg A rejected or unfilled, or the trade was never sent. Terminal."""
     PARKED = "PARKED"
     """Needs a human: the engine could not reach a safe state by itself (e.g. an unwind that the
-    exchange keeps rejecting). The reason column says what is open. Terminal for the engine."""
+    exchange keeps rejecting). The reason column says what is open. Terminal for the engine;
+    its pair stays blocked (``block_pair_while_parked``) until a human resolves it."""
+    RESOLVED = "RESOLVED"
+    """A human settled a PARKED trade (``TradeStore.resolve`` / ``pairexec resolve``), with a
+    note in the reason column; its pair is free again. Terminal."""
 
 
 class Trigger(str, enum.Enum):
@@ -62,10 +66,17 @@ class Trigger(str, enum.Enum):
     UNWIND = "unwind"
     UNWOUND = "unwound"
     PARK = "park"
+    RESOLVE = "resolve"
 
 
 TERMINAL_STATES: frozenset[TradeState] = frozenset(
-    {TradeState.DONE, TradeState.ABORTED, TradeState.FAILED, TradeState.PARKED}
+    {
+        TradeState.DONE,
+        TradeState.ABORTED,
+        TradeState.FAILED,
+        TradeState.PARKED,
+        TradeState.RESOLVED,
+    }
 )
 
 S = TradeState
@@ -102,4 +113,6 @@ TRANSITIONS: list[tuple[Trigger, list[TradeState], TradeState]] = [
     (T.UNWOUND, [S.UNWINDING, S.RECONCILED], S.ABORTED),
     # a human is needed: from any state, because what cannot be resolved is found anywhere
     (T.PARK, _ANY_ACTIVE, S.PARKED),
+    # the one move the engine never makes: a human, after settling the parked legs by hand
+    (T.RESOLVE, [S.PARKED], S.RESOLVED),
 ]

@@ -89,7 +89,9 @@ def write_change(
         "version": updated.version,
     }
     where = "id = :id AND state = :expected AND version = :seen"
-    if updated.state in TERMINAL_STATES:
+    if updated.state in TERMINAL_STATES and not (
+        updated.state is TradeState.PARKED and change.keep_parked_pair
+    ):
         sets += ", inflight_key = NULL"
     if lease is not None:
         expiry, expiry_params = lease_expiry(db, lease)

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from pairexec.fsm.machine import next_state
 from pairexec.fsm.model import (
     Change,
     Duplicate,
@@ -41,8 +42,13 @@ from pairexec.fsm.model import (
     utc_now,
 )
 from pairexec.fsm.ports import StaleTrade, StoreError
-from pairexec.fsm.request import PairTradeRequest
-from pairexec.fsm.states import TERMINAL_STATES, TradeState
+from pairexec.fsm.request import (
+    DuplicateReason,
+    InvalidRequest,
+    PairTradeRequest,
+    checked_text,
+)
+from pairexec.fsm.states import TERMINAL_STATES, TradeState, Trigger
 from pairexec.persistence import schema, sql
 from pairexec.persistence.db import (
     AsyncEngineRunner,
@@ -268,16 +274,29 @@ class TradeStore:
                 found = sql.load(db, "signal_id = :key", {"key": request.signal_id})
                 if found is not None:
                     return Duplicate(
-                        found, f"signal {request.signal_id!r} already made trade {found.id}"
+                        found,
+                        f"signal {request.signal_id!r} already made trade {found.id}",
+                        DuplicateReason.SIGNAL_REPLAYED,
                     )
             found = sql.load(db, "inflight_key = :key", {"key": request.inflight_key})
+            if found is not None and found.state is TradeState.PARKED:
+                return Duplicate(
+                    found,
+                    f"trade {found.id} on the same pairs and sides is PARKED ({found.reason});"
+                    " resolve it first (pairexec resolve)",
+                    DuplicateReason.PAIR_PARKED,
+                )
             if found is not None:
                 return Duplicate(
-                    found, f"trade {found.id} on the same pairs and sides is still in flight"
+                    found,
+                    f"trade {found.id} on the same pairs and sides is still in flight",
+                    DuplicateReason.PAIR_BUSY,
                 )
             # The blocking trade finished between our insert and this read: still a rejection,
             # because at the time of the insert it was in flight.
-            return Duplicate(None, "a trade on the same signal or pairs was in flight")
+            return Duplicate(
+                None, "a trade on the same signal or pairs was in flight", DuplicateReason.PAIR_BUSY
+            )
 
         return await self._run(find, writes=False)
 
@@ -419,6 +438,31 @@ class TradeStore:
             writes=False,
         )
         return [LeaseHolder(str(id_), str(owner), as_utc(until)) for id_, owner, until in rows]
+
+    async def resolve(self, trade_id: str, note: str) -> TradeRecord:
+        """A human settled a PARKED trade's legs by hand: it becomes RESOLVED, ``note`` (what
+        was done) its reason, journaled, and its pair key is free again. InvalidRequest for an
+        unknown trade or one that is not PARKED; then nothing changes."""
+        note = checked_text("note", note.strip())
+        if not note:
+            raise InvalidRequest("a resolve needs a note: what was done about the parked legs")
+        now = utc_now()
+
+        def write(db: Db) -> TradeRecord:
+            record = sql.load(db, "id = :id", {"id": trade_id})
+            if record is None:
+                raise InvalidRequest(f"no trade {trade_id}")
+            if record.state is not TradeState.PARKED:
+                raise InvalidRequest(
+                    f"trade {trade_id} is {record.state.value}, not PARKED: nothing to resolve"
+                )
+            to_state = next_state(record.state, Trigger.RESOLVE)
+            change = Change(f"resolved by hand: {note}", to_state=to_state)
+            updated = after(record, change, now)
+            sql.write_change(db, record, change, updated, None, now)
+            return updated
+
+        return await self._run(write)
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -88,6 +88,18 @@ async def opened(url: str, must_exist: bool = True) -> AsyncIterator[TradeStore]
         await trades.close()
 
 
+async def trade_id(store: TradeStore, given: str) -> str:
+    """The one trade whose id is ``given`` or starts with it; CliError if none or several."""
+    if not given.strip():
+        raise CliError("give a trade id (or its beginning): an empty one matches every trade")
+    ids = await store.trade_ids_starting_with(given)
+    if not ids:
+        raise CliError(f"no trade with id {given!r}")
+    if len(ids) > 1:
+        raise CliError(f"{given!r} is ambiguous: {', '.join(ids)}…")
+    return ids[0]
+
+
 def may_exist(url: str) -> bool:
     """False for a SQLite file that is not there yet (reading it would create it)."""
     path = _sqlite_file(url)

@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("trade_id", help="trade id or its unique beginning")
     options.add_after(show, options.APPLIES["show"])
 
+    resolve = commands.add_parser(
+        "resolve", help="mark a PARKED trade settled by hand (frees its pair)"
+    )
+    resolve.add_argument("trade_id", help="trade id or its unique beginning")
+    resolve.add_argument("--note", required=True, help="what was done about its legs")
+    options.add_after(resolve, options.APPLIES["resolve"])
+
     db = commands.add_parser("db", help="database schema (alembic migrations)")
     options.add_after(db, options.APPLIES["db"])  # pairexec db --db X upgrade, too
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")

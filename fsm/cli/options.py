@@ -284,6 +284,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "worker": TRADING,
     "status": DATABASE,
     "show": DATABASE,
+    "resolve": DATABASE,
     "db": DATABASE,
     "demo": ("verbose",),
     "simulate": ("verbose", "seed"),

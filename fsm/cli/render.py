@@ -291,6 +291,10 @@ def status(
     console.print(f"all {sum(counts.values())} trades: {by_state}")
 
 
+def resolved(trade: TradeRecord) -> None:
+    console.print(f"{trade.id}: {trade.state.value} ({trade.reason}); its pair is free again")
+
+
 def schema(db_url: str, current: str | None, head: str) -> None:
     note = "newest" if current == head else f"newest is {head}: run 'pairexec db upgrade'"
     console.print(f"{redacted(db_url)}: schema at {current or 'nothing (empty)'} ({note})")

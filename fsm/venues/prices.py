@@ -50,6 +50,15 @@ class PriceBook:
         if price is not None and price > 0:
             self._prices[symbol] = price
 
+    def recent(self, symbol: str) -> float | None:
+        """The price of ``symbol`` if one was fetched less than ``max_age`` seconds ago, at
+        once (no fetch, no wait: leg A's send must not wait for it)."""
+        started = self._fetches.get(symbol)
+        if started is None or symbol not in self._prices:
+            return None
+        fresh = asyncio.get_running_loop().time() - started[0] < self._max_age
+        return self._prices[symbol] if fresh else None
+
     async def ready(self, symbols: Iterable[str]) -> Mapping[str, float]:
         """The prices known once the symbols' fetches under way have ended."""
         pending = [self._fetches[s][1] for s in symbols if s in self._fetches]
