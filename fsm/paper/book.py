@@ -157,7 +157,15 @@ class PaperBook:
         *,
         markets: dict[str, MarketSpec] | None = None,
         balances: dict[str, float] | None = None,
+        taker_fee: float = 0.0,
     ) -> None:
+        """``taker_fee``: the fee rate every fill on a spot market pays (0.001: 0.1%), on a
+        buy in the base currency it receives (as Binance charges by default), on a sell in
+        the quote currency; contract markets are charged none. Not stored in the file: it is
+        this process's venue setting, applied to the fills it makes."""
+        if not 0 <= taker_fee < 1:
+            raise ValueError(f"taker_fee must be >= 0 and < 1, got {taker_fee!r}")
+        self.taker_fee = float(taker_fee)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             ":memory:" if path is None else os.fspath(path),
@@ -293,7 +301,7 @@ class PaperBook:
                 (*row, fill_price, amount, status),
             )
             order = PaperOrder(int(cursor.lastrowid or 0), *row, fill_price, amount, 0, 0, status)
-            return _execute(db, order, filled, status)
+            return _execute(db, order, filled, status, self.taker_fee)
 
     def find(self, order_id: str | None, client_order_id: str | None = None) -> PaperOrder | None:
         """The order with this client order id if one is given, else with this id."""
@@ -317,8 +325,8 @@ class PaperBook:
             spec = _market(db, order.symbol)
             filled = order.filled + _part(order.amount, fill_more, spec.amount_step)
             if filled >= order.amount * (1 - _SLACK):
-                return _execute(db, order, order.amount, "closed")
-            return _execute(db, order, filled, "open")
+                return _execute(db, order, order.amount, "closed", self.taker_fee)
+            return _execute(db, order, filled, "open", self.taker_fee)
 
     def cancel(
         self, order_id: str | None, client_order_id: str | None = None, *, symbol: str | None = None
@@ -434,10 +442,13 @@ def _check_funds(
         )
 
 
-def _execute(db: sqlite3.Connection, order: PaperOrder, filled: float, status: str) -> PaperOrder:
+def _execute(
+    db: sqlite3.Connection, order: PaperOrder, filled: float, status: str, taker_fee: float = 0.0
+) -> PaperOrder:
     """Fill ``order`` up to ``filled`` at its fill price, move the balances, set its status.
 
     The new total is set, not added, so a completed order's filled is exactly its amount.
+    A spot fill pays ``taker_fee`` of what it receives: a buy in the base, a sell in the quote.
     """
     quantity, price = filled - order.filled, order.fill_price
     db.execute(
@@ -446,8 +457,11 @@ def _execute(db: sqlite3.Connection, order: PaperOrder, filled: float, status: s
     )
     sign = 1.0 if order.side == "buy" else -1.0
     for asset, delta in (
-        (_base(order.symbol), sign * quantity),
-        (_quote(order.symbol), -sign * quantity * price),
+        (_base(order.symbol), sign * quantity - (taker_fee * quantity if sign > 0 else 0.0)),
+        (
+            _quote(order.symbol),
+            -sign * quantity * price - (taker_fee * quantity * price if sign < 0 else 0.0),
+        ),
     ):
         db.execute(
             "INSERT INTO balances (asset, total) VALUES (?, ?)"

@@ -47,9 +47,13 @@ class PaperExchange:
         seed: int = 0,
         markets: dict[str, MarketSpec] | None = None,
         balances: dict[str, float] | None = None,
+        taker_fee: float = 0.0,
     ) -> None:
         """``chaos``: a ChaosConfig or its text (a list of texts adds up, like repeated
-        ``--chaos`` options). ``seed`` seeds the chaos RNG; 0 keeps a ChaosConfig's own seed."""
+        ``--chaos`` options). ``seed`` seeds the chaos RNG; 0 keeps a ChaosConfig's own seed.
+        ``taker_fee``: the fee rate of every spot fill (0.001: 0.1%; default none), charged
+        on a buy in the base currency, on a sell in the quote, and reported in ccxt's
+        ``fee``/``fees``."""
         if isinstance(chaos, ChaosConfig):
             config = dataclasses.replace(chaos, seed=seed) if seed else chaos
         else:
@@ -58,7 +62,7 @@ class PaperExchange:
         self._faults = FaultInjector(config)
         self._lies = 0
         """Lies told so far (``insane_reports``): picks the next one's kind."""
-        self.book = PaperBook(path, markets=markets, balances=balances)
+        self.book = PaperBook(path, markets=markets, balances=balances, taker_fee=taker_fee)
         self._inline = path is None
         specs = self.book.markets()
         unknown = sorted(config.market_symbols() - set(specs))
@@ -168,7 +172,7 @@ class PaperExchange:
             raise ccxt.ExchangeError(
                 f"paper chaos: create_order on {symbol}: System error (the order was accepted)"
             )
-        return await self._reply(_ccxt_order(order), symbol, side)
+        return await self._reply(self._order_dict(order), symbol, side)
 
     async def _chaos_before(
         self,
@@ -193,13 +197,13 @@ class PaperExchange:
         cid, target = await self._chaos_before("fetch_order", "lookup_timeouts", id, symbol, params)
         fill_more = self._faults.settings(*target).fills_while_open
         order = await self._call(self.book.fetch, id, cid, symbol=symbol, fill_more=fill_more)
-        return await self._reply(_ccxt_order(order), *target)
+        return await self._reply(self._order_dict(order), *target)
 
     async def cancel_order(
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         cid, _ = await self._chaos_before("cancel_order", "cancel_timeouts", id, symbol, params)
-        return _ccxt_order(await self._call(self.book.cancel, id, cid, symbol=symbol))
+        return self._order_dict(await self._call(self.book.cancel, id, cid, symbol=symbol))
 
     async def fetch_open_orders(
         self,
@@ -229,12 +233,26 @@ class PaperExchange:
         self.book.set_price(symbol, price)
 
     def orders_with_client_id(self, client_order_id: str) -> list[dict[str, Any]]:
-        return [_ccxt_order(o) for o in self.book.orders_with_client_id(client_order_id)]
+        return [self._order_dict(o) for o in self.book.orders_with_client_id(client_order_id)]
 
     def all_orders(self) -> list[dict[str, Any]]:
-        return [_ccxt_order(o) for o in self.book.orders()]
+        return [self._order_dict(o) for o in self.book.orders()]
 
     # --- internals -----------------------------------------------------------------------
+
+    def _order_dict(self, order: PaperOrder) -> dict[str, Any]:
+        """``order`` as a ccxt order dict, with the fee it paid."""
+        reply = _ccxt_order(order)
+        rate = self.book.taker_fee
+        if rate > 0 and order.filled > 0 and not self.markets[order.symbol].get("contract"):
+            base, quote = order.symbol.split("/", 1)
+            fee = (
+                {"currency": base, "cost": rate * order.filled, "rate": rate}
+                if order.side == "buy"
+                else {"currency": quote, "cost": rate * order.cost, "rate": rate}
+            )
+            reply.update(fee=fee, fees=[fee])
+        return reply
 
     async def _reply(self, reply: dict[str, Any], symbol: str, side: str | None) -> dict[str, Any]:
         """``reply``, or (``insane_reports``) a lie about it: the lies take turns, so a count
@@ -250,7 +268,8 @@ class PaperExchange:
         elif kind is Fault.OTHER_ORDER_AFTER_ACCEPT:
             cid = reply["clientOrderId"]
             others = [o for o in await self._call(self.book.orders) if o.client_order_id != cid]
-            lie = _ccxt_order(others[-1]) if others else {**reply, "clientOrderId": f"not-{cid}"}
+            other = {**reply, "clientOrderId": f"not-{cid}"}
+            lie = self._order_dict(others[-1]) if others else other
         else:  # NO_FILL_AFTER_ACCEPT: "closed" without a fill
             lie = {**reply, "status": "closed", "filled": None, "remaining": None}
         return {**lie, "info": {**lie["info"], "paper_chaos": kind.value}}
@@ -277,7 +296,7 @@ class PaperExchange:
             orders = [o for o in orders if o.timestamp >= since]
         if limit is not None:  # from ``since`` on: the first ones; otherwise the latest
             orders = orders[:limit] if since is not None else orders[max(len(orders) - limit, 0) :]
-        return [_ccxt_order(o) for o in orders]
+        return [self._order_dict(o) for o in orders]
 
 
 def _ccxt_market(spec: MarketSpec) -> dict[str, Any]:
@@ -315,6 +334,7 @@ def _ccxt_order(order: PaperOrder) -> dict[str, Any]:
         "cost": order.cost,
         "status": order.status,
         "fee": None,
+        "fees": [],
         "trades": [],
         "info": dataclasses.asdict(order),
     }
