@@ -1,4 +1,4 @@
-"""The paper exchange: a simulated spot venue, the CLI's default and the demo's.
+"""The paper exchange: a simulated spot and swap venue, the CLI's default and the demo's.
 
 Three layers: ``book`` (matching, balances and orders in SQLite), ``exchange`` (the ccxt-shaped
 facade the engine calls) and ``chaos`` (seeded fault injection), whose faults are named in
@@ -7,10 +7,13 @@ facade the engine calls) and ``chaos`` (seeded fault injection), whose faults ar
 
 from pairexec.fsm.paper.book import (
     DEFAULT_MARKETS,
+    PAPER_MARKETS,
+    SWAP_MARKETS,
     Balance,
     MarketSpec,
     PaperBook,
     PaperOrder,
+    Position,
     default_balances,
 )
 from pairexec.fsm.paper.chaos import ChaosConfig, SymbolChaos
@@ -20,6 +23,8 @@ from pairexec.fsm.paper.faults import LIES, Fault, Fills
 __all__ = [
     "DEFAULT_MARKETS",
     "LIES",
+    "PAPER_MARKETS",
+    "SWAP_MARKETS",
     "Balance",
     "ChaosConfig",
     "Fault",
@@ -28,6 +33,7 @@ __all__ = [
     "PaperBook",
     "PaperExchange",
     "PaperOrder",
+    "Position",
     "SymbolChaos",
     "default_balances",
 ]

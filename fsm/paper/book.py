@@ -11,6 +11,12 @@ classes, which is how every venue says "rejected"): the ccxt facade over it is
 
 Like a real venue, a client order id can be used once (``ccxt.DuplicateOrderId`` after that),
 which is what makes a resend with the same id safe.
+
+Swap markets (``MarketSpec.contract_size`` > 0, ``SWAP_MARKETS``) count orders in contracts of
+``contract_size`` base units, as ccxt does, and keep one net position per symbol (one-way mode:
+long > 0, short < 0, in contracts) instead of moving the base balance; reducing it realises the
+profit or loss in the quote (settle) currency. A ``reduce_only`` order that would open or grow
+the position is rejected, one larger than it is filled only up to it. No margin is modelled.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import ccxt
 _SLACK = 1e-9
 """Relative float noise forgiven in amounts: 0.1 + 0.2 is a multiple of 0.1."""
 _BUSY_TIMEOUT_MS = 30_000
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+"""2: swap markets (``markets.contract_size``) and ``positions``; a version-1 file is
+upgraded when opened (its markets are spot: contract size 0)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,13 @@ class MarketSpec:
     min_cost: float
     price_step: float = 1e-8
     """Reported in the ccxt market structure only; limit prices are not checked against it."""
+    contract_size: float = 0.0
+    """Base units per contract on a swap market (its amounts, step and minimum are in
+    contracts, its price per base unit); 0: a spot market."""
+
+    @property
+    def is_contract(self) -> bool:
+        return self.contract_size > 0
 
     @property
     def base(self) -> str:
@@ -77,6 +92,32 @@ DEFAULT_MARKETS: dict[str, MarketSpec] = {
         MarketSpec("ADA/USDT", 0.4, 0.1, 0.1, 5.0, 0.0001),
     )
 }
+
+
+SWAP_MARKETS: dict[str, MarketSpec] = {
+    m.symbol: m
+    for m in (
+        MarketSpec("BTC/USDT:USDT", 60000.0, 1.0, 1.0, 5.0, 0.1, contract_size=0.01),
+        MarketSpec("ETH/USDT:USDT", 3000.0, 1.0, 1.0, 5.0, 0.01, contract_size=0.1),
+    )
+}
+"""Linear USDT perpetual swaps (ccxt symbols ``BASE/USDT:USDT``), amounts in contracts. Not in
+``DEFAULT_MARKETS``, which the simulation draws its markets from; a paper exchange opened
+without ``markets`` has both."""
+
+PAPER_MARKETS: dict[str, MarketSpec] = {**DEFAULT_MARKETS, **SWAP_MARKETS}
+"""A paper exchange's markets unless it is given its own."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A swap market's net position (one-way mode)."""
+
+    symbol: str
+    contracts: float
+    """Long > 0, short < 0, in contracts."""
+    entry_price: float
+    """Average price of the contracts held (0 when flat)."""
 
 
 def default_balances(markets: dict[str, MarketSpec]) -> dict[str, float]:
@@ -127,6 +168,11 @@ class PaperOrder:
         return self.cost / self.filled if self.filled > 0 else None
 
 
+_UPGRADE_TO_2 = (
+    "ALTER TABLE markets ADD COLUMN contract_size REAL NOT NULL DEFAULT 0",
+    """CREATE TABLE positions (
+        symbol TEXT PRIMARY KEY, contracts REAL NOT NULL, entry_price REAL NOT NULL)""",
+)
 _SCHEMA = (
     """CREATE TABLE markets (
         symbol TEXT PRIMARY KEY, price REAL NOT NULL, amount_step REAL NOT NULL,
@@ -138,10 +184,12 @@ _SCHEMA = (
         side TEXT NOT NULL, price REAL, fill_price REAL NOT NULL, amount REAL NOT NULL,
         filled REAL NOT NULL, cost REAL NOT NULL, status TEXT NOT NULL)""",
     "CREATE INDEX orders_open ON orders (status, symbol)",
+    *_UPGRADE_TO_2,
 )
 _ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(PaperOrder))
 _ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
 _MARKET_COLUMNS = ", ".join(f.name for f in dataclasses.fields(MarketSpec))
+_MARKET_PLACES = ", ".join("?" for _ in dataclasses.fields(MarketSpec))
 
 
 class PaperBook:
@@ -178,7 +226,7 @@ class PaperBook:
             if path is not None:
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
-            self._seed(markets or DEFAULT_MARKETS, balances)
+            self._seed(markets or PAPER_MARKETS, balances)
         except BaseException:
             self._db.close()
             raise
@@ -189,12 +237,17 @@ class PaperBook:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == _SCHEMA_VERSION:
                 return
+            if version == 1:  # a file of an earlier pairexec: spot markets only
+                for statement in _UPGRADE_TO_2:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                return
             if version != 0 or db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise ValueError("this file is not a paper exchange database")
             for statement in _SCHEMA:
                 db.execute(statement)
             db.executemany(
-                f"INSERT INTO markets ({_MARKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO markets ({_MARKET_COLUMNS}) VALUES ({_MARKET_PLACES})",
                 [dataclasses.astuple(m) for m in markets.values()],
             )
             if balances is None:
@@ -244,6 +297,15 @@ class PaperBook:
             used = _reserved(db)
         return {a: Balance(total=t, used=used.get(a, 0.0)) for a, t in totals.items()}
 
+    def positions(self) -> dict[str, Position]:
+        """Every swap market's position that is not flat."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT symbol, contracts, entry_price FROM positions"
+                " WHERE contracts != 0 ORDER BY symbol"
+            )
+            return {row[0]: Position(*row) for row in rows}
+
     # --- orders --------------------------------------------------------------------------
 
     def place(
@@ -257,12 +319,15 @@ class PaperBook:
         *,
         fill: float = 1.0,
         leave_open: bool = False,
+        reduce_only: bool = False,
     ) -> PaperOrder:
         """Validate and accept an order; a market (or crossing limit) order fills at once.
 
         ``fill`` is the fraction of it that fills now, rounded down to the step; the rest is
         dropped ("closed" partly filled, as an IOC order would be) unless ``leave_open``, which
         keeps it "open" with the rest reserved. A limit order that does not cross rests "open".
+        ``reduce_only`` (swap markets; ignored on spot, as ccxt drops it there): rejected if it
+        would open or grow the position, filled at most up to the position's size.
         """
         amount = _number(amount, "amount")
         if side not in ("buy", "sell"):
@@ -289,6 +354,8 @@ class PaperBook:
             _validate(spec, amount, spec.price if price is None else price)
             _check_funds(db, spec, side, amount, fill_price)
             filled = _part(amount, fill, spec.amount_step) if crosses else 0.0
+            if reduce_only and spec.is_contract:
+                filled = min(filled, _reducible(db, spec, side, amount))
             if not crosses or (leave_open and filled < amount):
                 status = "open"
             else:
@@ -394,11 +461,31 @@ def _validate(spec: MarketSpec, amount: float, price: float) -> None:
             f"paper: amount {amount:g} is not a multiple of {spec.symbol}'s step "
             f"{spec.amount_step:g}"
         )
-    if amount * price < spec.min_cost * (1 - _SLACK):
+    value = amount * price * (spec.contract_size if spec.is_contract else 1.0)
+    if value < spec.min_cost * (1 - _SLACK):
         raise ccxt.InvalidOrder(
-            f"paper: order value {amount * price:g} {spec.quote} is below {spec.symbol}'s "
+            f"paper: order value {value:g} {spec.quote} is below {spec.symbol}'s "
             f"minimum cost {spec.min_cost:g}"
         )
+
+
+def _position(db: sqlite3.Connection, symbol: str) -> Position:
+    row = db.execute(
+        "SELECT contracts, entry_price FROM positions WHERE symbol = ?", (symbol,)
+    ).fetchone()
+    return Position(symbol, *(row or (0.0, 0.0)))
+
+
+def _reducible(db: sqlite3.Connection, spec: MarketSpec, side: str, amount: float) -> float:
+    """How much of a reduce-only ``side`` order of ``amount`` contracts may fill: up to the
+    position it reduces; InvalidOrder if it would open or grow one (as venues reject it)."""
+    held = _position(db, spec.symbol).contracts
+    if (side == "sell" and held <= 0) or (side == "buy" and held >= 0):
+        raise ccxt.InvalidOrder(
+            f"paper: reduce-only {side} of {amount:g} {spec.symbol} rejected: it would not "
+            f"reduce the position ({held:g} contracts)"
+        )
+    return min(amount, abs(held))
 
 
 def _market(db: sqlite3.Connection, symbol: str) -> MarketSpec:
@@ -413,7 +500,10 @@ def _market(db: sqlite3.Connection, symbol: str) -> MarketSpec:
 def _reserved(db: sqlite3.Connection, asset: str | None = None) -> dict[str, float]:
     """What open orders hold back: quote for the rest of a buy, base for the rest of a sell
     (of every asset, or of ``asset`` only: an order's funds check must not scan them all)."""
-    sql = "SELECT symbol, side, amount - filled, fill_price FROM orders WHERE status = 'open'"
+    sql = (
+        "SELECT symbol, side, amount - filled, fill_price FROM orders WHERE status = 'open'"
+        " AND symbol NOT IN (SELECT symbol FROM markets WHERE contract_size > 0)"
+    )  # a swap order holds no base nor quote back: no margin is modelled
     params: tuple[str, ...] = ()
     if asset is not None:  # a cheap superset in SQL; the exact match is below
         sql += " AND instr(symbol, ?) > 0"
@@ -432,6 +522,8 @@ def _reserved(db: sqlite3.Connection, asset: str | None = None) -> dict[str, flo
 def _check_funds(
     db: sqlite3.Connection, spec: MarketSpec, side: str, amount: float, price: float
 ) -> None:
+    if spec.is_contract:
+        return  # no margin is modelled: a position needs no funds
     asset, needed = (spec.quote, amount * price) if side == "buy" else (spec.base, amount)
     row = db.execute("SELECT total FROM balances WHERE asset = ?", (asset,)).fetchone()
     free = (row[0] if row else 0.0) - _reserved(db, asset).get(asset, 0.0)
@@ -456,13 +548,19 @@ def _execute(
         (filled, quantity * price, status, order.id),
     )
     sign = 1.0 if order.side == "buy" else -1.0
-    for asset, delta in (
-        (_base(order.symbol), sign * quantity - (taker_fee * quantity if sign > 0 else 0.0)),
-        (
-            _quote(order.symbol),
-            -sign * quantity * price - (taker_fee * quantity * price if sign < 0 else 0.0),
-        ),
-    ):
+    size = _market(db, order.symbol).contract_size
+    moves = (
+        [(_quote(order.symbol), _move_position(db, order.symbol, sign * quantity, price, size))]
+        if size > 0
+        else [
+            (_base(order.symbol), sign * quantity - (taker_fee * quantity if sign > 0 else 0.0)),
+            (
+                _quote(order.symbol),
+                -sign * quantity * price - (taker_fee * quantity * price if sign < 0 else 0.0),
+            ),
+        ]
+    )
+    for asset, delta in moves:
         db.execute(
             "INSERT INTO balances (asset, total) VALUES (?, ?)"
             " ON CONFLICT (asset) DO UPDATE SET total = total + excluded.total",
@@ -471,6 +569,37 @@ def _execute(
     return dataclasses.replace(  # what the row now holds (the same float arithmetic)
         order, filled=filled, cost=order.cost + quantity * price, status=status
     )
+
+
+def _move_position(
+    db: sqlite3.Connection, symbol: str, contracts: float, price: float, size: float
+) -> float:
+    """Add ``contracts`` (signed) at ``price`` to ``symbol``'s position; the profit or loss
+    the part that closes realises, in the quote currency."""
+    held = _position(db, symbol)
+    new = held.contracts + contracts
+    if abs(new) <= _SLACK * max(abs(held.contracts), abs(contracts)):
+        new = 0.0
+    pnl = 0.0
+    if held.contracts * contracts < 0:  # reducing (and maybe flipping)
+        closed = min(abs(contracts), abs(held.contracts))
+        direction = 1.0 if held.contracts > 0 else -1.0
+        pnl = closed * size * (price - held.entry_price) * direction
+    if new == 0:
+        entry = 0.0
+    elif held.contracts * new < 0 or held.contracts == 0:  # opened, or flipped: this price
+        entry = price
+    elif abs(new) > abs(held.contracts):  # grown: the average
+        entry = (abs(held.contracts) * held.entry_price + abs(contracts) * price) / abs(new)
+    else:  # reduced: the rest keeps its entry
+        entry = held.entry_price
+    db.execute(
+        "INSERT INTO positions (symbol, contracts, entry_price) VALUES (?, ?, ?)"
+        " ON CONFLICT (symbol) DO UPDATE SET contracts = excluded.contracts,"
+        " entry_price = excluded.entry_price",
+        (symbol, new, entry),
+    )
+    return pnl
 
 
 def _load(db: sqlite3.Connection, order_id: int) -> PaperOrder:

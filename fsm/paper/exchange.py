@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import ccxt
 
-from pairexec.fsm.paper.book import MarketSpec, PaperBook, PaperOrder, floor_to_step
+from pairexec.fsm.paper.book import MarketSpec, PaperBook, PaperOrder, Position, floor_to_step
 from pairexec.fsm.paper.chaos import ANY_SYMBOL, ChaosConfig, FaultInjector, SymbolChaos
 from pairexec.fsm.paper.faults import LIES, Fault
 from pairexec.fsm.venues.ccxt_ids import unified_client_id
@@ -143,6 +143,10 @@ class PaperExchange:
         price: float | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        if (params or {}).get("hedged") and self.market(symbol)["contract"]:
+            raise ccxt.NotSupported(
+                f"paper: hedge mode is not supported on {symbol}: positions are one-way (net)"
+            )
         chaos = self._faults.settings(symbol, side)
         await self._latency(chaos)
         if self._faults.strikes(Fault.RATE_LIMIT, symbol, side):
@@ -163,6 +167,7 @@ class PaperExchange:
             unified_client_id(params),
             fill=chaos.fill,
             leave_open=chaos.leave_open,
+            reduce_only=bool((params or {}).get("reduceOnly")),
         )
         if self._faults.strikes(Fault.TIMEOUT_AFTER_ACCEPT, symbol, side):
             raise ccxt.RequestTimeout(
@@ -223,6 +228,18 @@ class PaperExchange:
     ) -> list[dict[str, Any]]:
         """Orders with status "closed" (as ccxt's own fetchClosedOrders filters them)."""
         return await self._orders(symbol, "closed", since, limit)
+
+    async def fetch_positions(
+        self, symbols: list[str] | None = None, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Swap positions that are not flat, as ccxt position dicts (one-way mode)."""
+        await self._latency(self._faults.settings(ANY_SYMBOL))
+        positions = await self._call(self.book.positions)
+        return [
+            _ccxt_position(p, self.markets[s]["contractSize"])
+            for s, p in positions.items()
+            if symbols is None or s in symbols
+        ]
 
     async def close(self) -> None:
         self.book.close()
@@ -300,19 +317,45 @@ class PaperExchange:
 
 
 def _ccxt_market(spec: MarketSpec) -> dict[str, Any]:
+    kind: dict[str, Any] = {"type": "spot", "spot": True, "swap": False, "contract": False}
+    if spec.is_contract:  # a linear perpetual swap, settled in its quote currency
+        kind = {
+            "type": "swap",
+            "spot": False,
+            "swap": True,
+            "contract": True,
+            "linear": True,
+            "inverse": False,
+            "settle": spec.quote,
+            "contractSize": spec.contract_size,
+        }
     return {
-        "id": spec.symbol.replace("/", ""),
+        "id": spec.symbol.replace("/", "").replace(":", "-"),
         "symbol": spec.symbol,
         "base": spec.base,
         "quote": spec.quote,
-        "type": "spot",
-        "spot": True,
+        **kind,
         "active": True,
         "precision": {"amount": spec.amount_step, "price": spec.price_step},
         "limits": {
             "amount": {"min": spec.min_amount, "max": None},
             "cost": {"min": spec.min_cost, "max": None},
         },
+    }
+
+
+def _ccxt_position(position: Position, contract_size: float) -> dict[str, Any]:
+    contracts = abs(position.contracts)
+    return {
+        "symbol": position.symbol,
+        "side": "long" if position.contracts > 0 else "short",
+        "contracts": contracts,
+        "contractSize": contract_size,
+        "entryPrice": position.entry_price,
+        "notional": contracts * contract_size * position.entry_price,
+        "hedged": False,
+        "marginMode": "cross",
+        "info": dataclasses.asdict(position),
     }
 
 
