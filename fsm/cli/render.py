@@ -25,7 +25,15 @@ from rich.table import Table
 from rich.text import Text
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.model import EventRecord, TradeRecord
+from pairexec.fsm.model import (
+    EventRecord,
+    OrderFacts,
+    TradeRecord,
+    average_price,
+    fee_totals,
+    filled,
+    net,
+)
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome
 from pairexec.fsm.states import TradeState
 from pairexec.persistence.urls import redacted
@@ -75,6 +83,9 @@ def trades_table(trades: Sequence[TradeRecord], title: str) -> Table:
         "leg A filled",
         "leg B filled",
         "unwound",
+        "leg A avg",
+        "leg B avg",
+        "fees",
         "reason",
     ):
         table.add_column(column, overflow="fold")
@@ -87,6 +98,9 @@ def trades_table(trades: Sequence[TradeRecord], title: str) -> Table:
             f"{t.filled(Leg.A):g}",
             f"{t.filled(Leg.B):g}",
             f"{t.filled(Leg.UNWIND):g}",
+            price_text(average_price(t.orders, Leg.A)),
+            price_text(average_price(t.orders, Leg.B)),
+            fees_text(fee_totals(t.orders)),
             t.reason,
         )
     return table
@@ -98,6 +112,9 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
     console.print(f"  {pair_text(trade)}" + (f"  signal {r.signal_id}" if r.signal_id else ""))
     if trade.reason:
         console.print(f"  reason: {trade.reason}")
+    for leg, symbol in ((Leg.A, r.pair_x), (Leg.B, r.pair_y)):
+        console.print(f"  {leg_text(trade.orders, leg, symbol)}")
+    console.print(f"  fees: {fees_text(fee_totals(trade.orders)) or 'none reported'}")
     timeline = Table(title="events", title_justify="left")
     for column in ("time (UTC)", "from", "to", "cause", "client order id"):
         timeline.add_column(column, overflow="fold")
@@ -122,6 +139,8 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
         "status",
         "filled",
         "sends",
+        "average",
+        "fees",
     ):
         orders.add_column(column, overflow="fold")
     for o in trade.orders:
@@ -136,8 +155,26 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
             o.status.value,
             f"{o.filled:g}",
             str(o.sends),
+            price_text(o.average),
+            fees_text(fee_totals([o])),
         )
     console.print(orders)
+
+
+def price_text(price: float | None) -> str:
+    return "" if price is None else f"{price:g}"
+
+
+def fees_text(fees: Mapping[str, float]) -> str:
+    """``BTC 0.0001, USDT 5.99``: fees per currency (a negative one is a rebate)."""
+    return ", ".join(f"{currency} {cost:g}" for currency, cost in sorted(fees.items()))
+
+
+def leg_text(orders: Sequence[OrderFacts], leg: Leg, symbol: str) -> str:
+    """``leg A BTC/USDT: filled 0.1, net 0.0999, average 60000``."""
+    average = average_price(orders, leg)
+    text = f"leg {leg.value} {symbol}: filled {filled(orders, leg):g}, net {net(orders, leg):g}"
+    return text + (f", average {average:g}" if average is not None else "")
 
 
 def progress(label: str, *columns: ProgressColumn, on: Console, transient: bool) -> Progress:
@@ -170,6 +207,15 @@ def trade_outcome(
         f"leg B {request.pair_y} filled {outcome.filled_y:g}"
         + (f", unwound {outcome.unwound_x:g}" if outcome.unwound_x else "")
     )
+    prices = [
+        f"leg {name} net {amount:g}" + (f" at {average:g}" if average is not None else "")
+        for name, amount, average in (
+            ("A", outcome.net_x, outcome.average_x),
+            ("B", outcome.net_y, outcome.average_y),
+        )
+    ]
+    fees = fees_text(outcome.fees)
+    console.print(f"  {', '.join(prices)}; fees: {fees or 'none reported'}")
     if outcome.reason:
         console.print(f"  {outcome.reason}")
 
