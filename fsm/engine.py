@@ -170,6 +170,9 @@ class ExecutionEngine:
         if not self._started:
             await self.start()
         request = self._validated(request)  # InvalidRequest before anything is stored or sent
+        mismatch = await self.gateway.position_mode_mismatch((request.pair_x, request.pair_y))
+        if mismatch is not None:  # contract orders would carry the wrong position flags
+            raise InvalidRequest(mismatch)
         # Shielded from the caller's cancellation from the first write on: a trade that is
         # stored is always driven, even if the bot stopped waiting for it.
         task = asyncio.create_task(self._execute(request))

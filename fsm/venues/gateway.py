@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -89,6 +89,8 @@ class ExchangeGateway:
         self._credentials = CredentialGuard(exchange)
         self._markets: dict[str, MarketRules] = {}
         """The rules ``market_rules`` read: how ``create`` sizes an order in contracts."""
+        self._modes: dict[str, str | None] = {}
+        """Each contract symbol's position mode as the venue told it (None: it would not)."""
 
     async def market_rules(self) -> dict[str, MarketRules]:
         """Each market's amount step and minimum; empty for a venue without ``load_markets``.
@@ -112,6 +114,48 @@ class ExchangeGateway:
             symbol: rules_from_ccxt(m, mode, symbol) for symbol, m in (markets or {}).items()
         }
         return dict(self._markets)
+
+    async def position_mode_mismatch(self, symbols: Iterable[str]) -> str | None:
+        """Why orders on ``symbols`` would carry the wrong position flags, or None.
+
+        For each contract market among them, asks the venue its position mode once (ccxt's
+        ``fetchPositionMode``, where the venue has it: binance's futures, okx), and says so if
+        it is not ``EngineConfig.position_mode``. A venue without it, or whose answer fails,
+        is trusted to match (logged): its refusal of an order is handled like any other.
+        """
+        for symbol in symbols:
+            if not self._markets.get(symbol, ANY_AMOUNT).is_contract:
+                continue
+            if symbol not in self._modes:
+                self._modes[symbol] = await self._position_mode(symbol)
+            mode = self._modes[symbol]
+            if mode is not None and mode != self.config.position_mode:
+                return (
+                    f"{symbol}: the account is in {mode} position mode, but "
+                    f"EngineConfig.position_mode is {self.config.position_mode!r}; nothing sent"
+                )
+        return None
+
+    async def _position_mode(self, symbol: str) -> str | None:
+        has = getattr(self.exchange, "has", None)
+        if not isinstance(has, dict) or not has.get("fetchPositionMode"):
+            return None
+        try:
+            info = await _within(
+                self.config.call_timeout, self.exchange.fetch_position_mode(symbol)
+            )
+        except Exception as exc:
+            log.warning(
+                "%s: position mode unknown, taken to be %r: %s",
+                symbol,
+                self.config.position_mode,
+                self._credentials.redact(describe(exc)),
+            )
+            return None
+        hedged = info.get("hedged") if isinstance(info, dict) else None
+        if not isinstance(hedged, bool):
+            return None
+        return "hedge" if hedged else "oneway"
 
     def _params(self, order: OrderFacts, rules: MarketRules) -> dict[str, Any]:
         """create_order's params: our client id, and on a contract market the position

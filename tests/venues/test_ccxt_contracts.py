@@ -179,12 +179,16 @@ async def test_an_inverse_market_is_never_sent_to():
 class OkxVenue:
     """Answers okx's create (id only, as okx does) and its order lookups (filled)."""
 
-    def __init__(self, exchange: Any, price: float = 60000.0) -> None:
+    def __init__(self, exchange: Any, price: float = 60000.0, mode: str = "net_mode") -> None:
         self.wire = Wire(exchange, self.reply)
         self.orders: dict[str, dict[str, Any]] = {}
         self.price = price
+        self.mode = mode
 
     def reply(self, path: str) -> Any:
+        if path == "/api/v5/account/config":  # ccxt's fetchPositionMode (via fetch_accounts)
+            account = {"uid": "1", "mainUid": "1", "acctLv": "2", "posMode": self.mode}
+            return {"code": "0", "msg": "", "data": [account]}
         if path == "/api/v5/trade/batch-orders":
             [request] = json.loads(self.wire.bodies[-1])
             order_id = str(len(self.orders) + 1)
@@ -337,3 +341,62 @@ async def test_spot_perp_basis_trade_on_bybit_settles_id_only_creates_by_a_scan(
     creates = [p for _, path, p in bybit.wire.requests if path == "/v5/order/create"]
     assert [(c["category"], c["qty"]) for c in creates] == [("spot", "0.05"), ("linear", "5")]
     assert "/v5/order/history" in bybit.wire.paths()  # the fill came from the lookup
+
+
+# --- the account's position mode, asked once (fetchPositionMode) ------------------------------
+
+
+async def test_a_trade_on_an_account_in_the_other_position_mode_is_refused_nothing_sent(tmp_path):
+    exchange = venue("okx")
+    okx = OkxVenue(exchange, mode="long_short_mode")  # the account is in hedge mode
+    request = PairTradeRequest(SPOT, "buy", 0.05, PERP, "sell", hedge_ratio=1.0)
+    try:
+        async with ExecutionEngine(
+            exchange, store=f"sqlite+aiosqlite:///{tmp_path / 't.db'}", config=ONEWAY
+        ) as engine:
+            with pytest.raises(InvalidRequest, match=r"BTC/USDT:USDT: the account is in hedge"):
+                await engine.execute_pair_trade(request)
+            with pytest.raises(InvalidRequest, match="position_mode is 'oneway'"):
+                await engine.execute_pair_trade(request)
+    finally:
+        await exchange.close()
+    assert okx.wire.paths() == ["/api/v5/account/config"]  # asked once; no order sent
+
+
+@pytest.mark.parametrize(
+    ("dual", "config", "refused"),
+    [(True, HEDGE, False), (False, ONEWAY, False), (True, ONEWAY, True), (False, HEDGE, True)],
+)
+async def test_binance_futures_position_mode_is_read_from_dual_side_position(dual, config, refused):
+    exchange = venue("binanceusdm")
+    wire = Wire(exchange, lambda path: {"dualSidePosition": dual})
+    gateway = ExchangeGateway(exchange, config)
+    try:
+        await gateway.market_rules()
+        spot_only = await gateway.position_mode_mismatch([SPOT])
+        mismatch = await gateway.position_mode_mismatch([SPOT, PERP])
+    finally:
+        await exchange.close()
+    assert spot_only is None  # a spot market has no position mode: nothing asked for it
+    assert wire.paths() == ["/fapi/v1/positionSide/dual"]
+    assert (mismatch is not None) is refused and (not refused or PERP in (mismatch or ""))
+
+
+async def test_a_venue_that_cannot_say_its_position_mode_is_trusted(tmp_path):
+    exchange = venue("bybit")  # ccxt bybit has no fetchPositionMode
+    gateway = ExchangeGateway(exchange, HEDGE)
+    wire = Wire(exchange, lambda path: STOP)
+    try:
+        await gateway.market_rules()
+        assert await gateway.position_mode_mismatch([PERP]) is None
+    finally:
+        await exchange.close()
+    assert wire.requests == []
+    okx_exchange = venue("okx")
+    Wire(okx_exchange, lambda path: STOP)  # the question times out: trusted, logged
+    okx_gateway = ExchangeGateway(okx_exchange, HEDGE)
+    try:
+        await okx_gateway.market_rules()
+        assert await okx_gateway.position_mode_mismatch([PERP]) is None
+    finally:
+        await okx_exchange.close()
