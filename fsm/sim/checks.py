@@ -28,16 +28,17 @@ import itertools
 import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord
+from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord, net
 from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.fsm.request import TradeOutcome
 from pairexec.fsm.sim.fast_store import Snapshot
 from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
+from pairexec.fsm.venues.reports import parse_fees
 
 SUPERSEDED = ("DONE but leg B", "ABORTED but unwound")
 """``check_invariants`` findings replaced by the step-aware ``_hedge`` (see the module)."""
@@ -102,14 +103,14 @@ def _dust(spec: MarketSpec | None) -> float:
 def _hedge(trade: TradeRecord, markets: dict[str, MarketSpec], config: EngineConfig) -> list[str]:
     r = trade.request
     a, b, u = trade.filled(Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
-    target = r.hedge_ratio * a
+    basis, unhedged = _positions(r.hedge_ratio, a, net(trade.orders, Leg.A), b, config)
+    target = r.hedge_ratio * basis
     eps_y = 1e-9 * max(target, 1.0)
     eps_x = 1e-9 * max(a, 1.0)
-    unhedged = a - b / r.hedge_ratio
     dust_x, dust_y = _dust(markets.get(r.pair_x)), _dust(markets.get(r.pair_y))
     problems = []
     if b > target + eps_y:
-        problems.append(f"over-hedged: leg B {b:g} > {r.hedge_ratio:g} x leg A {a:g}")
+        problems.append(f"over-hedged: leg B {b:g} > {r.hedge_ratio:g} x leg A {basis:g}")
     if u > unhedged + eps_x:
         problems.append(f"over-unwound: unwound {u:g} > unhedged {unhedged:g}")
     state = trade.state
@@ -132,27 +133,40 @@ def _hedge(trade: TradeRecord, markets: dict[str, MarketSpec], config: EngineCon
     return problems
 
 
+def _positions(
+    ratio: float, filled_a: float, net_a: float, filled_b: float, config: EngineConfig
+) -> tuple[float, float]:
+    """What leg B must hedge (leg A's net, or its gross fill, by ``hedge_basis``) and leg A's
+    part left unhedged, never more than leg A's net: what the account really holds."""
+    basis = net_a if config.hedge_basis == "net" else filled_a
+    return basis, max(min(basis - filled_b / ratio, net_a), 0.0)
+
+
 def _hedge_on_exchange(
     trade: TradeRecord, paper: PaperExchange, markets: dict[str, MarketSpec], config: EngineConfig
 ) -> list[str]:
     """``_hedge`` on what really filled, when that is not what the DB says: the hedge must
     follow the exchange's fills whatever a reply claimed."""
     ex = {leg: 0.0 for leg in Leg}
+    net_a = 0.0
     for order in trade.orders:
-        ex[order.leg] += sum(
-            float(o["filled"]) for o in paper.orders_with_client_id(order.client_order_id)
-        )
+        for placed in paper.orders_with_client_id(order.client_order_id):
+            ex[order.leg] += float(placed["filled"])
+            if order.leg is Leg.A:  # its net by the exchange's own fill and fees
+                fees = parse_fees(placed) or ()
+                net_a += replace(order, filled=float(placed["filled"]), fees=fees).net
     db = {leg: trade.filled(leg) for leg in Leg}
     if all(abs(ex[leg] - db[leg]) <= 1e-9 * max(db[leg], 1.0) for leg in Leg):
         return []  # _hedge has judged these very fills
     r = trade.request
     a, b, u = ex[Leg.A], ex[Leg.B], ex[Leg.UNWIND]
-    target, unhedged = r.hedge_ratio * a, a - b / r.hedge_ratio
+    basis, unhedged = _positions(r.hedge_ratio, a, net_a, b, config)
+    target = r.hedge_ratio * basis
     on = "on the exchange"
     problems = []
     if b > target + 1e-9 * max(target, 1.0):
-        problems.append(f"over-hedged {on}: leg B {b:g} > {r.hedge_ratio:g} x leg A {a:g}")
-    if u > max(unhedged, 0.0) + 1e-9 * max(a, 1.0):
+        problems.append(f"over-hedged {on}: leg B {b:g} > {r.hedge_ratio:g} x leg A {basis:g}")
+    if u > unhedged + 1e-9 * max(a, 1.0):
         problems.append(f"over-unwound {on}: unwound {u:g} > unhedged {unhedged:g}")
     if trade.state is TradeState.DONE and target - b > _dust(markets.get(r.pair_y)):
         problems.append(f"DONE but {on} leg B {b:g} is short of {target:g} by more than dust")

@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Protocol
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.model import EventRecord, OrderStatus, TradeRecord
+from pairexec.fsm.model import EventRecord, OrderStatus, TradeRecord, net
 from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.states import TERMINAL_STATES, TradeState
 
@@ -41,7 +41,8 @@ async def check_invariants(store: TradeReader, paper: PaperExchange) -> list[str
                 1 for o in trade.orders if o.leg is leg and o.status is not OrderStatus.REJECTED
             ):
                 problems.append(f"{tid}: leg {leg.value} has {on_exchange[leg]} exchange orders")
-        a, b, u = trade.filled(Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
+        # leg A as the account holds it, after fees in its coin: what leg B hedges by default
+        a, b, u = net(trade.orders, Leg.A), trade.filled(Leg.B), trade.filled(Leg.UNWIND)
         ratio = trade.request.hedge_ratio
         # Legs are rounded down to the market's step and never below its minimums (amount,
         # order value), so a hedge may fall short of the exact ratio by less than one
@@ -51,7 +52,7 @@ async def check_invariants(store: TradeReader, paper: PaperExchange) -> list[str
         target = ratio * a
         if trade.state is TradeState.DONE and not -1e-9 <= target - b < dust_y + 1e-9:
             problems.append(f"{tid}: DONE but leg B {b:g} != {ratio:g} x leg A {a:g}")
-        unhedged = a - b / ratio
+        unhedged = max(min(a - b / ratio, a), 0.0)
         if trade.state is TradeState.ABORTED and u and not -1e-9 <= unhedged - u < dust_x:
             problems.append(f"{tid}: ABORTED but unwound {u:g} != unhedged {unhedged:g}")
         events = await store.events(trade.id)

@@ -84,7 +84,13 @@ async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
     store = TradeStore(f"sqlite+aiosqlite:///{uri}&uri=true")
     await store.open()
     probe = OrderRowProbe(uri)
-    paper = PaperExchange(None, chaos=scenario.chaos, seed=scenario.seed, markets=scenario.markets)
+    paper = PaperExchange(
+        None,
+        chaos=scenario.chaos,
+        seed=scenario.seed,
+        markets=scenario.markets,
+        taker_fee=scenario.taker_fee,
+    )
     log = CallLog()
     try:
         submitted, crashes = await _trade(scenario, store, paper, probe, log)

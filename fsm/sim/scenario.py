@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import MarketRules
@@ -63,6 +63,8 @@ class Scenario:
     recovery_crash: Crash | None
     """Where the first recovering engine dies too (None: it does not)."""
     config: EngineConfig = field(default_factory=EngineConfig)
+    taker_fee: float = 0.0
+    """The paper exchange's fee rate (buys pay it in the base coin, sells in the quote)."""
 
     def describe(self) -> list[str]:
         """The scenario for a human reading a failure, one fact per line."""
@@ -75,6 +77,7 @@ class Scenario:
                 f"{r.side_y} {r.pair_y} x{r.hedge_ratio:g} signal_id={r.signal_id}{dup}"
             )
         lines.append(f"  chaos: {self.chaos or '(none)'}")
+        lines.append(f"  fees: {self.taker_fee:g} taker, hedge basis {self.config.hedge_basis}")
         lines.append(
             f"  crash: {self.crash or 'none'}; recovery crash: {self.recovery_crash or 'none'}"
         )
@@ -115,6 +118,7 @@ earlier still replays the same trades, crashes and other faults."""
 
 def generate(seed: int) -> Scenario:
     rng = random.Random(seed)
+    fees = random.Random(f"fees {seed}")  # drawn apart, as _RARE_COUNTERS are: see there
     markets = _default_markets(rng) if rng.random() < 0.5 else _synthetic_markets(rng)
     signals = _signals(rng, seed, markets)
     used = sorted({s for sig in signals for s in (sig.request.pair_x, sig.request.pair_y)})
@@ -129,7 +133,8 @@ def generate(seed: int) -> Scenario:
         recovery=rng.choice(("same", "calm")),
         crash=crash,
         recovery_crash=recovery_crash,
-        config=_config(rng),
+        config=replace(_config(rng), hedge_basis=fees.choice(("net", "net", "filled"))),
+        taker_fee=fees.choice((0.0, 0.0, 0.0004, 0.001, 0.002)),
     )
 
 

@@ -23,7 +23,8 @@ import pytest
 import pairexec.fsm.decide
 import pairexec.fsm.venues.gateway
 from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
-from pairexec.fsm.model import OrderFacts, OrderStatus
+from pairexec.fsm.client_ids import Leg
+from pairexec.fsm.model import OrderFacts, OrderStatus, filled
 from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.fsm.sim.checks import Submitted, check_scenario
 from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
@@ -123,6 +124,28 @@ def test_failure_report_names_the_seed_and_the_repro_command(
     seed = summary.failing[0].seed
     assert f"seed {seed}" in report and repro_command(seed) in report
     assert "over-hedged" in report
+
+
+def test_hedging_the_gross_fill_after_a_fee_in_the_coin_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulation draws taker fees (and the hedge basis): with leg B sized on leg A's
+    gross fill where its net is the basis, the checker sees the over-hedge."""
+    monkeypatch.setattr(
+        pairexec.fsm.decide,
+        "hedge_target",
+        lambda trade, orders, basis="net": trade.hedge_ratio * filled(orders, Leg.A),
+    )
+    summary = _until_first_failure()
+    assert "over-hedged" in "\n".join(summary.failure_lines())
+    failing = generate(summary.failing[0].seed)
+    assert failing.taker_fee > 0 and failing.config.hedge_basis == "net"
+
+
+def test_fees_and_both_hedge_bases_are_drawn() -> None:
+    drawn = [generate(seed) for seed in range(200)]
+    assert {s.taker_fee for s in drawn} >= {0.0, 0.0004, 0.001, 0.002}
+    assert {s.config.hedge_basis for s in drawn} == {"net", "filled"}
 
 
 def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
