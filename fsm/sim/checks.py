@@ -29,6 +29,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
@@ -91,13 +92,22 @@ async def check_scenario(
 
 
 def _dust(spec: MarketSpec | None) -> float:
-    """The largest remainder the engine may leave unsent: below one step, the minimum amount,
-    or the minimum order value at the market's price (what the engine's fills got)."""
+    """The largest remainder the engine may leave unsent, in base units: below one step, the
+    minimum amount, or the minimum order value at the market's price (what the engine's fills
+    got). A swap's step and minimum are in contracts."""
     if spec is None:
         return 1e-9
+    size = spec.contract_size if spec.is_contract else 1.0
+    step, minimum = spec.amount_step * size, spec.min_amount * size
     # a remainder whose floor to the step is worth less than the minimum order value
-    by_value = spec.min_cost / spec.price + spec.amount_step if spec.min_cost else 0.0
-    return max(spec.amount_step, spec.min_amount, by_value) * (1 + 1e-6)
+    by_value = spec.min_cost / spec.price + step if spec.min_cost else 0.0
+    return max(step, minimum, by_value) * (1 + 1e-6)
+
+
+def _base_filled(paper: PaperExchange, placed: dict[str, Any]) -> float:
+    """What an order on the paper book filled, in base units (a swap counts contracts)."""
+    spec = paper.book.market(placed["symbol"])
+    return float(placed["filled"]) * (spec.contract_size if spec.is_contract else 1.0)
 
 
 def _hedge(trade: TradeRecord, markets: dict[str, MarketSpec], config: EngineConfig) -> list[str]:
@@ -151,10 +161,10 @@ def _hedge_on_exchange(
     net_a = 0.0
     for order in trade.orders:
         for placed in paper.orders_with_client_id(order.client_order_id):
-            ex[order.leg] += float(placed["filled"])
+            ex[order.leg] += _base_filled(paper, placed)
             if order.leg is Leg.A:  # its net by the exchange's own fill and fees
                 fees = parse_fees(placed) or ()
-                net_a += replace(order, filled=float(placed["filled"]), fees=fees).net
+                net_a += replace(order, filled=_base_filled(paper, placed), fees=fees).net
     db = {leg: trade.filled(leg) for leg in Leg}
     if all(abs(ex[leg] - db[leg]) <= 1e-9 * max(db[leg], 1.0) for leg in Leg):
         return []  # _hedge has judged these very fills
@@ -216,10 +226,10 @@ def _matches_exchange(
                 f"order {cid} records exchange id {order.exchange_order_id}, "
                 f"the exchange's is {on_exchange['id']} (another order's report believed)"
             )
-        if abs(float(on_exchange["filled"]) - order.filled) > 1e-9 * max(order.amount, 1.0):
+        on_book = _base_filled(paper, on_exchange)
+        if abs(on_book - order.filled) > 1e-9 * max(order.amount, 1.0):
             problems.append(
-                f"order {cid} filled {order.filled:g} in the DB, "
-                f"{on_exchange['filled']:g} on the exchange"
+                f"order {cid} filled {order.filled:g} in the DB, {on_book:g} on the exchange"
             )
         if terminal and on_exchange["status"] not in _EXCHANGE_FINAL:
             problems.append(f"order {cid} left {on_exchange['status']} on the exchange")

@@ -74,9 +74,10 @@ def _tradable_unit(paper: PaperExchange, symbol: str) -> float:
     """The largest remainder an order may not carry: one step, the minimum amount, or what the
     minimum order value buys at the market's price (plus the step it is floored to)."""
     market = paper.markets.get(symbol, {})
-    step = float((market.get("precision") or {}).get("amount") or 0)
+    size = float(market.get("contractSize") or 1.0) if market.get("contract") else 1.0
+    step = float((market.get("precision") or {}).get("amount") or 0) * size  # base units
     limits = market.get("limits") or {}
-    minimum = float((limits.get("amount") or {}).get("min") or 0)
+    minimum = float((limits.get("amount") or {}).get("min") or 0) * size
     min_cost = float((limits.get("cost") or {}).get("min") or 0)
     # a remainder whose floor to the step is worth less than the minimum order value
     by_value = min_cost / paper.book.market(symbol).price + step if market and min_cost else 0.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import MarketRules
-from pairexec.fsm.paper import DEFAULT_MARKETS, MarketSpec
+from pairexec.fsm.paper import DEFAULT_MARKETS, SWAP_MARKETS, MarketSpec
 from pairexec.fsm.request import PairTradeRequest
 
 CALL_TIMEOUT = 2.0
@@ -119,12 +119,15 @@ earlier still replays the same trades, crashes and other faults."""
 def generate(seed: int) -> Scenario:
     rng = random.Random(seed)
     fees = random.Random(f"fees {seed}")  # drawn apart, as _RARE_COUNTERS are: see there
+    perps = random.Random(f"perps {seed}")
     markets = _default_markets(rng) if rng.random() < 0.5 else _synthetic_markets(rng)
     signals = _signals(rng, seed, markets)
     used = sorted({s for sig in signals for s in (sig.request.pair_x, sig.request.pair_y)})
     chaos = _chaos(rng, used, random.Random(f"rare faults {seed}"))
     crash = _crash(rng, calls=3 * len(signals)) if rng.random() < 0.8 else None
     recovery_crash = _crash(rng, calls=4) if crash and rng.random() < 0.2 else None
+    if perps.random() < PERP_SHARE:
+        markets, signals = _with_basis_trade(perps, seed, markets, signals)
     return Scenario(
         seed=seed,
         markets=markets,
@@ -136,6 +139,35 @@ def generate(seed: int) -> Scenario:
         config=replace(_config(rng), hedge_basis=fees.choice(("net", "net", "filled"))),
         taker_fee=fees.choice((0.0, 0.0, 0.0004, 0.001, 0.002)),
     )
+
+
+PERP_SHARE = 0.2
+"""The share of scenarios that also trade a spot-perp basis (a spot leg hedged on its linear
+perpetual swap, ratio 1), added after every other draw of the seed so those stay what they
+were; the swap's faults come from the ``*`` entries of the chaos."""
+
+
+def _with_basis_trade(
+    perps: random.Random, seed: int, markets: dict[str, MarketSpec], signals: tuple[Signal, ...]
+) -> tuple[dict[str, MarketSpec], tuple[Signal, ...]]:
+    swap = SWAP_MARKETS[perps.choice(sorted(SWAP_MARKETS))]
+    spot = DEFAULT_MARKETS[swap.symbol.split(":")[0]]
+    spot_first = perps.random() < 0.7  # else the perp is leg A and the spot its hedge
+    x, y = (spot, swap) if spot_first else (swap, spot)
+    side = perps.choice(("buy", "sell"))
+    contracts = perps.randint(1, 20)
+    amount = contracts * swap.contract_size  # base units, a whole number of contracts
+    request = PairTradeRequest(
+        pair_x=x.symbol,
+        side_x=side,
+        amount_x=amount,
+        pair_y=y.symbol,
+        side_y="sell" if side == "buy" else "buy",
+        hedge_ratio=1.0,
+        signal_id=f"sim{seed}-basis" if perps.random() < 0.6 else None,
+    )
+    signal = Signal(request, 0.0 if perps.random() < 0.5 else round(perps.uniform(0, 3), 3))
+    return {**markets, spot.symbol: spot, swap.symbol: swap}, (*signals, signal)
 
 
 def _default_markets(rng: random.Random) -> dict[str, MarketSpec]:

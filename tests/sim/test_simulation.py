@@ -111,14 +111,17 @@ def test_same_seed_same_run_in_another_process() -> None:
     assert other.stdout.split() == [run_seed(s).fingerprint for s in seeds]
 
 
+def hedge_of_the_requested_amount(trade: Any, _orders: Any, _basis: str = "net") -> float:
+    """A classic bug, to plant: leg B sized on leg A's requested amount, not its fill."""
+    return float(trade.hedge_ratio * trade.amount_x)
+
+
 def test_failure_report_names_the_seed_and_the_repro_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A classic bug: hedging the *requested* leg A amount instead of its fill. The simulation
     must catch it and say how to replay the failing seed."""
-    monkeypatch.setattr(
-        pairexec.fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
-    )
+    monkeypatch.setattr(pairexec.fsm.decide, "hedge_target", hedge_of_the_requested_amount)
     summary = _until_first_failure()
     report = "\n".join(summary.failure_lines())
     seed = summary.failing[0].seed
@@ -146,6 +149,20 @@ def test_fees_and_both_hedge_bases_are_drawn() -> None:
     drawn = [generate(seed) for seed in range(200)]
     assert {s.taker_fee for s in drawn} >= {0.0, 0.0004, 0.001, 0.002}
     assert {s.config.hedge_basis for s in drawn} == {"net", "filled"}
+
+
+def test_spot_perp_basis_trades_are_drawn_both_ways() -> None:
+    basis = [
+        sig.request
+        for seed in range(300)
+        for sig in generate(seed).signals
+        if ":" in sig.request.pair_x + sig.request.pair_y
+    ]
+    assert 30 <= len(basis) <= 90  # PERP_SHARE of 300 scenarios, one basis trade each
+    assert any(":" in r.pair_y for r in basis) and any(":" in r.pair_x for r in basis)
+    assert all(
+        r.hedge_ratio == 1.0 and r.pair_x.split(":")[0] == r.pair_y.split(":")[0] for r in basis
+    )
 
 
 def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,9 +297,7 @@ def test_cli_exits_1_with_the_failing_seeds(
 ) -> None:
     from pairexec.fsm.cli.main import main
 
-    monkeypatch.setattr(
-        pairexec.fsm.decide, "hedge_target", lambda trade, _: trade.hedge_ratio * trade.amount_x
-    )
+    monkeypatch.setattr(pairexec.fsm.decide, "hedge_target", hedge_of_the_requested_amount)
     seed = _until_first_failure().failing[0].seed
     capsys.readouterr()
     assert main(["simulate", "--runs", "1", "--seed", str(seed), "--jobs", "1", "-v"]) == 1
