@@ -79,8 +79,12 @@ class Demo:
     def paper_path(self) -> Path:
         return self.workdir / "demo.paper.db"
 
-    def paper(self, chaos: str = "") -> PaperExchange:
-        paper = PaperExchange(self.paper_path, chaos=ChaosConfig.parse(chaos) if chaos else None)
+    def paper(self, chaos: str = "", taker_fee: float = 0.0) -> PaperExchange:
+        paper = PaperExchange(
+            self.paper_path,
+            chaos=ChaosConfig.parse(chaos) if chaos else None,
+            taker_fee=taker_fee,
+        )
         self.opened.append(paper)
         return paper
 
@@ -94,8 +98,9 @@ class Demo:
         *requests: PairTradeRequest,
         concurrent: bool = False,
         config: EngineConfig = DEMO_CONFIG,
+        taker_fee: float = 0.0,
     ) -> Run:
-        paper = self.paper(chaos)
+        paper = self.paper(chaos, taker_fee)
         calls = CallRecorder(paper)
         async with ExecutionEngine(calls, store=TradeStore(self.db_url), config=config) as engine:
             if concurrent:
@@ -231,6 +236,60 @@ async def replayed_signal(d: Demo) -> Check:
     )
 
 
+async def fee_in_the_coin(d: Demo) -> Check:
+    """Binance charges a buy's fee in the coin bought: the account holds less than filled."""
+    r = await d.run("", btc_eth(), taker_fee=0.001)
+    [o] = r.executed
+    return (
+        f"{o.state.value}, leg A net {o.net_x:g} of {o.filled_x:g}, leg B {o.filled_y:g}",
+        o.state is TradeState.DONE and o.filled_y == o.net_x == 0.999,
+    )
+
+
+async def unwind_after_a_fee(d: Demo) -> Check:
+    r = await d.run("ETH/USDT:reject_invalid=1", btc_eth(), taker_fee=0.001)
+    [o] = r.executed
+    return (
+        f"{o.state.value}, unwound {o.unwound_x:g} of {o.filled_x:g} (net {o.net_x:g})",
+        o.state is TradeState.ABORTED and o.unwound_x == o.net_x == 0.999,
+    )
+
+
+async def spot_perp_basis(d: Demo) -> Check:
+    """Buy 0.05 BTC spot, short the same on the perpetual: 5 contracts of 0.01 BTC."""
+    basis = PairTradeRequest("BTC/USDT", "buy", 0.05, "BTC/USDT:USDT", "sell", 1.0)
+    r = await d.run("", basis)
+    [o] = r.executed
+    [leg_b] = [x for t in r.trades for x in t.orders if x.leg is Leg.B]
+    [placed] = r.paper.orders_with_client_id(leg_b.client_order_id)
+    return (
+        f"{o.state.value}, leg B {o.filled_y:g} BTC = {placed['amount']:g} contracts",
+        o.state is TradeState.DONE and o.filled_y == 0.05 and placed["amount"] == 5,
+    )
+
+
+async def parked_pair_blocked(d: Demo) -> Check:
+    """Leg B and every unwind refused: PARKED, and the next signal on the pair is refused
+    until a human resolves the parked trade (``pairexec resolve``); then it trades."""
+    parked = await d.run(
+        "ETH/USDT:reject_funds=1;BTC/USDT@sell:reject_invalid=9", btc_eth(signal="demo-park-1")
+    )
+    again = await d.run("", btc_eth(signal="demo-park-2"))
+    [first], [second] = parked.outcomes, again.outcomes
+    reason = second.duplicate_reason.value if second.duplicate_reason else "none"
+    async with TradeStore(d.db_url) as store:
+        await store.resolve(first.trade_id, "demo: leg A closed by hand")
+    after = await d.run("", btc_eth(signal="demo-park-3"))
+    return (
+        f"{first.state.value}; next signal refused ({reason}); resolved: "
+        f"then {after.outcomes[0].state.value}",
+        first.state is TradeState.PARKED
+        and reason == "pair_parked"
+        and again.creates == 0
+        and after.outcomes[0].ok,
+    )
+
+
 async def killed_mid_trade(d: Demo) -> Check:
     """A real process, SIGKILLed after leg B's intent is stored, then recover() finishes it."""
     env = {**os.environ, KILL_ENV: "intent:B"}
@@ -272,6 +331,10 @@ SCENARIOS: list[tuple[str, str, Callable[[Demo], Awaitable[Check]]]] = [
     ("ours", "leg A rejected: nothing else sent", leg_a_rejected),
     ("ours", "leg B rejected: leg A unwound", leg_b_rejected),
     ("ours", "signal replayed after a restart", replayed_signal),
+    ("ours", "fee paid in the coin: leg B hedges the net", fee_in_the_coin),
+    ("ours", "leg B rejected after a fee: unwind sells the net", unwind_after_a_fee),
+    ("ours", "spot-perp basis trade in contracts", spot_perp_basis),
+    ("ours", "a PARKED pair refuses signals until resolved", parked_pair_blocked),
     ("ours", "process SIGKILLed mid-trade, then recover", killed_mid_trade),
 ]
 
