@@ -90,6 +90,14 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def pg_db(pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests that need PostgreSQL itself (not either store)."""
+    name = new_pg_database(pg_template)
+    yield pg_url(name)
+    drop_pg_database(name)
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty trades database: a SQLite file, and (second run) a PostgreSQL database."""

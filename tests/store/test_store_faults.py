@@ -11,7 +11,6 @@ import itertools
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,18 +28,11 @@ from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.persistence import StoreError, TradeStore, head_revision, schema_revision
 from pairexec.persistence.db import connect_args
 from pairexec.persistence.urls import driver_url
-from tests.conftest import FAST, PG_ADMIN, btc_eth, drop_pg_database, new_pg_database, pg_url
+from tests.conftest import FAST, PG_ADMIN, btc_eth
 from tests.support.fake_exchange import Call, FakeExchange
 from tests.support.stores import sql_store
 
 needs_pg = pytest.mark.skipif(PG_ADMIN == "off", reason="PAIREXEC_TEST_PG=off")
-
-
-@pytest.fixture
-def pg_db(pg_template: str) -> Iterator[str]:
-    name = new_pg_database(pg_template)
-    yield pg_url(name)
-    drop_pg_database(name)
 
 
 class Relay:

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,10 @@ from pairexec.fsm.paper import DEFAULT_MARKETS, PaperExchange
 from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TERMINAL_STATES
 from pairexec.persistence import TradeStore
-from tests.conftest import PG_ADMIN, drop_pg_database, new_pg_database, pg_url
+from tests.conftest import PG_ADMIN
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.skipif(PG_ADMIN == "off", reason="PAIREXEC_TEST_PG=off")
-
-
-@pytest.fixture
-def pg_db(pg_template: str) -> Iterator[str]:
-    name = new_pg_database(pg_template)
-    yield pg_url(name)
-    drop_pg_database(name)
 
 
 def cli(*args: str, db: str, paper: Path) -> list[str]:

@@ -8,13 +8,14 @@ lookup, end to end through the engine.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from pairexec import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeState
+from pairexec import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeOutcome, TradeState
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.model import OrderFacts
@@ -242,17 +243,22 @@ async def test_okx_fill_in_contracts_is_read_back_as_base_units():
     assert isinstance(looked_up, Answered) and looked_up.report.filled == 0.0537  # not 5.37
 
 
-async def test_spot_perp_basis_trade_on_okx_settles_id_only_creates_by_a_lookup(tmp_path):
-    exchange = venue("okx")
-    okx = OkxVenue(exchange)
+async def basis_trade(exchange: Any, tmp_path: Path) -> TradeOutcome:
+    """Buy 0.05 BTC spot, sell the same on the linear perpetual, through ``exchange``."""
     request = PairTradeRequest(SPOT, "buy", 0.05, PERP, "sell", hedge_ratio=1.0)
     try:
         async with ExecutionEngine(
             exchange, store=f"sqlite+aiosqlite:///{tmp_path / 't.db'}", config=ONEWAY
         ) as engine:
-            outcome = await engine.execute_pair_trade(request)
+            return await engine.execute_pair_trade(request)
     finally:
         await exchange.close()
+
+
+async def test_spot_perp_basis_trade_on_okx_settles_id_only_creates_by_a_lookup(tmp_path):
+    exchange = venue("okx")
+    okx = OkxVenue(exchange)
+    outcome = await basis_trade(exchange, tmp_path)
 
     assert outcome.state is TradeState.DONE, outcome.reason
     assert (outcome.filled_x, outcome.filled_y) == (0.05, 0.05)  # base units, both legs
@@ -327,14 +333,7 @@ class BybitVenue:
 async def test_spot_perp_basis_trade_on_bybit_settles_id_only_creates_by_a_scan(tmp_path):
     exchange = venue("bybit")
     bybit = BybitVenue(exchange)
-    request = PairTradeRequest(SPOT, "buy", 0.05, PERP, "sell", hedge_ratio=1.0)
-    try:
-        async with ExecutionEngine(
-            exchange, store=f"sqlite+aiosqlite:///{tmp_path / 't.db'}", config=ONEWAY
-        ) as engine:
-            outcome = await engine.execute_pair_trade(request)
-    finally:
-        await exchange.close()
+    outcome = await basis_trade(exchange, tmp_path)
 
     assert outcome.state is TradeState.DONE, outcome.reason
     assert (outcome.filled_x, outcome.filled_y) == (0.05, 0.05)

@@ -30,6 +30,7 @@ from pairexec.fsm.venues import ccxt_ids
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange, check_support, rules_for
 from pairexec.fsm.venues.errors import ErrorMeaning
 from pairexec.fsm.venues.gateway import Answered, ExchangeGateway, Failed
+from tests.support.ccxt_markets import set_btc_usdt_spot
 from tests.support.fake_exchange import FakeExchange
 
 CID = client_order_id("venues", Leg.B, 1)
@@ -160,26 +161,7 @@ class Wire:
 def venue(name: str, market_id: str, **config: Any) -> Any:
     credentials = {"apiKey": "k" * 24, "secret": "c2VjcmV0" * 4, "enableRateLimit": False}
     exchange = getattr(ccxt_async, name)({**credentials, **config})
-    exchange.set_markets(
-        [
-            exchange.safe_market_structure(
-                {
-                    "id": market_id,
-                    "symbol": "BTC/USDT",
-                    "base": "BTC",
-                    "quote": "USDT",
-                    "baseId": "BTC",
-                    "quoteId": "USDT",
-                    "type": "spot",
-                    "spot": True,
-                    "active": True,
-                    "precision": {"amount": 0.0001, "price": 0.01},
-                    "limits": {"amount": {"min": 0.0001}},
-                    "info": {},
-                }
-            )
-        ]
-    )
+    set_btc_usdt_spot(exchange, market_id, limits={"amount": {"min": 0.0001}})
     return exchange
 
 

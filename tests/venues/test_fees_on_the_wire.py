@@ -13,6 +13,7 @@ from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import Fee, OrderFacts, OrderStatus
 from pairexec.fsm.venues.gateway import Answered, ExchangeGateway
 from pairexec.fsm.venues.reports import parse_order
+from tests.support.ccxt_markets import set_btc_usdt_spot
 from tests.venues.test_ccxt_venues import CID, CONFIG, Wire, order, venue
 
 
@@ -84,26 +85,7 @@ async def test_okx_negative_fee_is_a_cost_paid_and_fee_is_not_added_to_fees():
 
 def test_gate_fee_none_with_a_fees_list():
     gate: Any = ccxt.gate()
-    gate.set_markets(
-        [
-            gate.safe_market_structure(
-                {
-                    "id": "BTC_USDT",
-                    "symbol": "BTC/USDT",
-                    "base": "BTC",
-                    "quote": "USDT",
-                    "baseId": "BTC",
-                    "quoteId": "USDT",
-                    "type": "spot",
-                    "spot": True,
-                    "active": True,
-                    "precision": {"amount": 0.0001, "price": 0.01},
-                    "limits": {},
-                    "info": {},
-                }
-            )
-        ]
-    )
+    set_btc_usdt_spot(gate, "BTC_USDT", limits={})
     raw = {
         "id": "123",
         "text": CID,
