@@ -250,13 +250,9 @@ class _Plan:
         )
 
     def _hedge_target(self) -> float:
-        if self.config.hedge_basis == "net":  # the default call (tests replace the function)
-            return hedge_target(self.trade, self.orders)
         return hedge_target(self.trade, self.orders, self.config.hedge_basis)
 
     def _unwind_target(self) -> float:
-        if self.config.hedge_basis == "net":
-            return unwind_target(self.trade, self.orders)
         return unwind_target(self.trade, self.orders, self.config.hedge_basis)
 
     def _basis_note(self) -> str:

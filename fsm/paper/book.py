@@ -35,6 +35,8 @@ from typing import Any
 
 import ccxt
 
+from pairexec.fsm.model import base_currency
+
 _SLACK = 1e-9
 """Relative float noise forgiven in amounts: 0.1 + 0.2 is a multiple of 0.1."""
 _BUSY_TIMEOUT_MS = 30_000
@@ -64,15 +66,11 @@ class MarketSpec:
 
     @property
     def base(self) -> str:
-        return _base(self.symbol)
+        return base_currency(self.symbol)
 
     @property
     def quote(self) -> str:
         return _quote(self.symbol)
-
-
-def _base(symbol: str) -> str:
-    return symbol.split("/")[0]
 
 
 def _quote(symbol: str) -> str:
@@ -512,7 +510,7 @@ def _reserved(db: sqlite3.Connection, asset: str | None = None) -> dict[str, flo
     for symbol, side, remaining, fill_price in db.execute(sql, params):
         buy = side == "buy"
         held_asset, held = (
-            (_quote(symbol), remaining * fill_price) if buy else (_base(symbol), remaining)
+            (_quote(symbol), remaining * fill_price) if buy else (base_currency(symbol), remaining)
         )
         if asset is None or held_asset == asset:
             used[held_asset] = used.get(held_asset, 0.0) + held
@@ -553,7 +551,10 @@ def _execute(
         [(_quote(order.symbol), _move_position(db, order.symbol, sign * quantity, price, size))]
         if size > 0
         else [
-            (_base(order.symbol), sign * quantity - (taker_fee * quantity if sign > 0 else 0.0)),
+            (
+                base_currency(order.symbol),
+                sign * quantity - (taker_fee * quantity if sign > 0 else 0.0),
+            ),
             (
                 _quote(order.symbol),
                 -sign * quantity * price - (taker_fee * quantity * price if sign < 0 else 0.0),
