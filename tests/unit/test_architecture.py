@@ -44,8 +44,10 @@ MAY_USE: dict[str, set[str]] = {
     "paper": {"domain", "venues", "paper", "ccxt"},
     "engine": {"domain", "venues", "engine"},
     "sim": {"domain", "venues", "paper", "engine", "persistence", "sim", "ccxt", "sqlalchemy"},
+    "settings": {"domain", "paper", "engine", "persistence", "settings", "ccxt", "sqlalchemy"},
     "cli": {
         *("public", "domain", "venues", "paper", "engine", "persistence", "sim", "cli"),
+        "settings",
         *("ccxt", "sqlalchemy", "alembic", "rich"),
     },
 }
@@ -69,7 +71,7 @@ def layer_of(module: str) -> str | None:
         return None  # the public pairexec/__init__, or pairexec.fsm's empty __init__
     if parts[2] in DOMAIN:
         return "domain"
-    if parts[2] in ("venues", "paper", "engine", "sim", "cli"):
+    if parts[2] in ("venues", "paper", "engine", "sim", "cli", "settings"):
         return parts[2]
     raise AssertionError(f"{module} is in no layer: add it to one (and to the docs)")
 
