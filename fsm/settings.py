@@ -218,10 +218,10 @@ class VenueSpec:
         params: dict[str, Any] = {"enableRateLimit": True, "options": dict(self.options)}
         params.update(self.credentials(os.environ if environ is None else environ))
         exchange = getattr(ccxt_async, self.exchange)(params)
+        if self.sandbox:  # first: ccxt's sandbox mode replaces urls["api"] with urls["test"]
+            exchange.set_sandbox_mode(True)
         if self.urls:
             exchange.urls = _merged(exchange.urls, self.urls)
-        if self.sandbox:
-            exchange.set_sandbox_mode(True)
         return exchange
 
 
