@@ -124,12 +124,14 @@ def decide(
     """The next action for ``record`` (the trade and its orders as stored), or None if it is
     terminal.
 
-    ``markets`` gives each symbol's amount step and minimums (absent: any amount). A minimum
-    order value is checked at the price this trade's own fills on the symbol got, else at
-    ``prices`` (a recent price per symbol), else not at all (the venue then decides). ``resuming``
-    is set by ``recover()``: a trade still PENDING then was never sent before the restart, and
-    a stale signal must not open a position hours later, so it fails instead; ``age`` (seconds
-    since the trade was created) lets it fail a leg A confirmed absent past
+    ``markets`` gives each market's amount step and minimums (absent: any amount), keyed as
+    ``PairTradeRequest.market_x`` is (the symbol alone with a single exchange, ``symbol@venue``
+    with several: the same symbol may trade under other rules on another venue). A minimum
+    order value is checked at the price this trade's own fills on the market got, else at
+    ``prices`` (a recent price per market, keyed alike), else not at all (the venue decides).
+    ``resuming`` is set by ``recover()``: a trade still PENDING then was never sent before the
+    restart, and a stale signal must not open a position hours later, so it fails instead;
+    ``age`` (seconds since the trade was created) lets it fail a leg A confirmed absent past
     ``config.max_resume_age`` for the same reason.
     """
     state, trade, orders = record.state, record.request, record.orders
@@ -139,7 +141,7 @@ def decide(
     if state is TradeState.PENDING:
         if resuming:
             return Move(Trigger.NEVER_SENT, "not resumed: leg A was never sent before the restart")
-        amount = plan.markets.get(trade.pair_x, ANY_AMOUNT).floor(trade.amount_x)
+        amount = plan.markets.get(trade.market_x, ANY_AMOUNT).floor(trade.amount_x)
         return Submit(
             Trigger.SEND_LEG_A, Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent"
         )
@@ -182,25 +184,25 @@ class _Plan:
     markets: Mapping[str, MarketRules]
     prices: Mapping[str, float]
 
-    def _sendable(self, symbol: str, amount: float, whole: float) -> float | None:
+    def _sendable(self, market: str, amount: float, whole: float) -> float | None:
         """What may be sent of ``amount`` (a part of ``whole``), None if it is only dust."""
         if amount <= self.config.hedge_tolerance * max(whole, 1e-12):
             return None
-        return self.markets.get(symbol, ANY_AMOUNT).sendable(amount, self._price(symbol))
+        return self.markets.get(market, ANY_AMOUNT).sendable(amount, self._price(market))
 
     def refused(self, order: OrderFacts) -> bool:
         """Whether the market must refuse ``order`` as it stands (at the price known now)."""
-        rules = self.markets.get(order.symbol, ANY_AMOUNT)
-        return rules.sendable(order.amount, self._price(order.symbol)) is None
+        rules = self.markets.get(order.market, ANY_AMOUNT)
+        return rules.sendable(order.amount, self._price(order.market)) is None
 
-    def _price(self, symbol: str) -> float | None:
-        """What an order on ``symbol`` is worth per unit: the average this trade's fills on it
+    def _price(self, market: str) -> float | None:
+        """What an order on ``market`` is worth per unit: the average this trade's fills on it
         got, else the recent price the engine was given, else unknown."""
-        fills = [(o.filled, o.average) for o in self.orders if o.symbol == symbol and o.average]
+        fills = [(o.filled, o.average) for o in self.orders if o.market == market and o.average]
         quantity = sum(f for f, _ in fills)
         if quantity > 0:
             return sum(f * (a or 0.0) for f, a in fills) / quantity
-        return self.prices.get(symbol)
+        return self.prices.get(market)
 
     @property
     def filled_a(self) -> float:
@@ -223,21 +225,21 @@ class _Plan:
                 Trigger.LEG_A_TOO_SMALL, f"{abort}: leg A left open (unwind_on_abort=False)"
             )
         unhedged = self._unwind_target()  # leg A's net: all that is there to sell back
-        amount = self._sendable(trade.pair_x, unhedged, unhedged)
+        amount = self._sendable(trade.market_x, unhedged, unhedged)
         if amount is None:
             return Move(
-                Trigger.LEG_A_TOO_SMALL, f"{abort}: below {trade.pair_x}'s minimum, left open"
+                Trigger.LEG_A_TOO_SMALL, f"{abort}: below {trade.market_x}'s minimum, left open"
             )
         return self._unwind(1, amount, f"{abort}: unwind leg A")
 
     def first_leg_b(self) -> Action:
         trade = self.trade
         target = self._hedge_target()
-        amount = self._sendable(trade.pair_y, target, target)
+        amount = self._sendable(trade.market_y, target, target)
         if amount is None:
             return self._unwind_all_or_park(
-                f"hedge {target:g} {trade.pair_y} is below the market minimum"
-                f"{self._value_note(trade.pair_y, target)}"
+                f"hedge {target:g} {trade.market_y} is below the market minimum"
+                f"{self._value_note(trade.market_y, target)}"
             )
         return Submit(
             Trigger.SEND_LEG_B,
@@ -266,7 +268,7 @@ class _Plan:
         trade, config = self.trade, self.config
         target = self._hedge_target()
         done = filled(self.orders, Leg.B)
-        remainder = self._sendable(trade.pair_y, target - done, target)
+        remainder = self._sendable(trade.market_y, target - done, target)
         if remainder is None:
             dust = target - done
             note = f" (remainder {dust:g} below market minimum: dust)" if dust > 0 else ""
@@ -295,18 +297,18 @@ class _Plan:
             return Move(
                 Trigger.PARK, f"{problem}; leg A's {unhedged:g} unhedged (unwind_on_abort=False)"
             )
-        amount = self._sendable(trade.pair_x, unhedged, unhedged)
+        amount = self._sendable(trade.market_x, unhedged, unhedged)
         if amount is None:
             return Move(
                 Trigger.PARK,
                 f"{problem}; leg A's unhedged {unhedged:g} is below the minimum"
-                f"{self._value_note(trade.pair_x, unhedged)}",
+                f"{self._value_note(trade.market_x, unhedged)}",
             )
         return self._unwind(1, amount, f"{problem}: unwind leg A's unhedged {amount:g}")
 
-    def _value_note(self, symbol: str, amount: float) -> str:
+    def _value_note(self, market: str, amount: float) -> str:
         """Say so when it is the minimum order value (not the amount) that stops an order."""
-        rules, price = self.markets.get(symbol, ANY_AMOUNT), self._price(symbol)
+        rules, price = self.markets.get(market, ANY_AMOUNT), self._price(market)
         if rules.sendable(amount) is None or rules.sendable(amount, price) is not None:
             return ""
         return f" (order value {amount * (price or 0.0):g} < minimum {rules.min_cost:g})"
@@ -321,7 +323,7 @@ class _Plan:
         trade, config = self.trade, self.config
         target = self._unwind_target()
         done = filled(self.orders, Leg.UNWIND)
-        remainder = self._sendable(trade.pair_x, target - done, target)
+        remainder = self._sendable(trade.market_x, target - done, target)
         if remainder is None:
             dust = target - done
             note = f" ({dust:g} below market minimum left: dust)" if dust > 0 else ""
@@ -330,6 +332,7 @@ class _Plan:
             why = "rejected" if unwind.status is OrderStatus.REJECTED else "out of attempts"
             return Move(
                 Trigger.PARK,
-                f"unwind incomplete ({why}): {target - done:g} {trade.pair_x} of leg A still open",
+                f"unwind incomplete ({why}): {target - done:g} {trade.market_x} of leg A still "
+                "open",
             )
         return self._unwind(unwind.attempt + 1, remainder, f"unwind remainder {remainder:g}")

@@ -11,6 +11,12 @@ same trade joins the first instead of racing it. Across processes, the store's c
 on the trade state makes a second driver fail with StaleTrade before it can send anything.
 A bot cancelling ``execute_pair_trade`` (e.g. ``asyncio.wait_for``) does not interrupt the
 trade: the driver is shielded and finishes; ``close()`` waits for it.
+
+Venues: the engine is given one exchange, or a mapping of venue names to exchanges for trades
+whose legs go to two (``PairTradeRequest.venue_x`` / ``venue_y``). Each venue has its own
+gateway (its client-id rules, markets, position flags, errors) and every order is sent, looked
+up and cancelled on its own venue only (``OrderFacts.venue``). Markets and prices are keyed
+``symbol@venue`` then (``market_key``): the same symbol may trade under other rules there.
 """
 
 from __future__ import annotations
@@ -54,7 +60,14 @@ from pairexec.fsm.model import (
 )
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
 from pairexec.fsm.ports import StaleTrade, Store, StoreError
-from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
+from pairexec.fsm.request import (
+    InvalidRequest,
+    PairTradeRequest,
+    TradeOutcome,
+    market_key,
+    split_market,
+    venue_name,
+)
 from pairexec.fsm.states import TradeState, Trigger
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
 from pairexec.fsm.venues.errors import ErrorMeaning, describe
@@ -93,12 +106,25 @@ class _StopDriving(Exception):
 class ExecutionEngine:
     def __init__(
         self,
-        exchange: Any,
+        exchange: Any | Mapping[str, Any],
         store: Store | str | None = None,
         config: EngineConfig | None = None,
     ) -> None:
+        """``exchange``: one ccxt-style exchange, or a mapping of venue names to exchanges
+        (``{"binance": bn, "okx": ok}``), whose names requests then give per leg."""
         self.config = config or EngineConfig()
-        self.gateway = ExchangeGateway(exchange, self.config)
+        self.gateways: dict[str | None, ExchangeGateway] = {}
+        """Each venue's gateway by name; with a single exchange, its one gateway under None."""
+        if isinstance(exchange, Mapping):
+            if not exchange:
+                raise EngineError("no venues: give one exchange or a mapping of one or more")
+            for name, venue in exchange.items():
+                try:
+                    self.gateways[venue_name("venue", name)] = ExchangeGateway(venue, self.config)
+                except InvalidRequest as exc:
+                    raise EngineError(f"exchange mapping: {exc}") from None
+        else:
+            self.gateways[None] = ExchangeGateway(exchange, self.config)
         self.store: Store = (
             _sql_store(store or "sqlite+aiosqlite:///:memory:")
             if store is None or isinstance(store, str)
@@ -108,6 +134,9 @@ class ExecutionEngine:
         self._drivers: dict[str, asyncio.Task[TradeOutcome]] = {}
         self._executions: set[asyncio.Task[TradeOutcome]] = set()
         self._markets: dict[str, MarketRules] = {}
+        """Every venue's market rules, keyed as ``decide`` reads them (``market_key``)."""
+        self._listed: set[str | None] = set()
+        """The venues whose markets were listed: a symbol missing there is not a market."""
         self._started = False
         self.owner = new_owner_id()
         """This engine's name in trade leases (host:pid:nonce)."""
@@ -115,18 +144,35 @@ class ExecutionEngine:
         """Trades this engine has created or claimed and not yet let go: their leases are
         renewed by the heartbeat, even while they wait for a driver."""
         self._heartbeat: asyncio.Task[None] | None = None
-        self._prices = PriceBook(self.gateway.price)
-        """Recent prices of symbols with a minimum order value (fetched while leg A runs)."""
+        self._prices = PriceBook(self._price)
+        """Recent prices of markets with a minimum order value (fetched while leg A runs),
+        keyed like ``_markets``."""
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    @property
+    def venue_names(self) -> tuple[str, ...]:
+        """The venues requests may name; empty with a single exchange."""
+        return tuple(name for name in self.gateways if name is not None)
+
     async def start(self) -> None:
-        try:
-            self._markets = await self.gateway.market_rules()
-        except UnsupportedExchange as exc:
-            raise EngineError(str(exc)) from exc
-        except Exception as exc:
-            raise EngineError(f"cannot load the exchange's markets: {describe(exc)}") from exc
+        venues = list(self.gateways)
+        loaded = await asyncio.gather(
+            *(self.gateways[v].market_rules() for v in venues), return_exceptions=True
+        )
+        markets: dict[str, MarketRules] = {}
+        for venue, rules in zip(venues, loaded, strict=True):
+            where = "" if venue is None else f"venue {venue!r}: "
+            if isinstance(rules, UnsupportedExchange):
+                raise EngineError(f"{where}{rules}") from rules
+            if isinstance(rules, BaseException):
+                raise EngineError(
+                    f"{where}cannot load the exchange's markets: {describe(rules)}"
+                ) from rules
+            if rules:
+                self._listed.add(venue)
+            markets.update((market_key(symbol, venue), r) for symbol, r in rules.items())
+        self._markets = markets
         if not self.store.is_open:
             await self.store.open()
             self._owns_store = True
@@ -170,9 +216,10 @@ class ExecutionEngine:
         if not self._started:
             await self.start()
         request = self._validated(request)  # InvalidRequest before anything is stored or sent
-        mismatch = await self.gateway.position_mode_mismatch((request.pair_x, request.pair_y))
-        if mismatch is not None:  # contract orders would carry the wrong position flags
-            raise InvalidRequest(mismatch)
+        for venue, symbol in ((request.venue_x, request.pair_x), (request.venue_y, request.pair_y)):
+            mismatch = await self.gateways[venue].position_mode_mismatch((symbol,))
+            if mismatch is not None:  # contract orders would carry the wrong position flags
+                raise InvalidRequest(mismatch if venue is None else f"venue {venue!r}: {mismatch}")
         # Shielded from the caller's cancellation from the first write on: a trade that is
         # stored is always driven, even if the bot stopped waiting for it.
         task = asyncio.create_task(self._execute(request))
@@ -181,17 +228,25 @@ class ExecutionEngine:
         return await asyncio.shield(task)
 
     def _validated(self, request: PairTradeRequest) -> PairTradeRequest:
-        """The request's own checks, then the venue's: known symbols, tradable amounts."""
+        """The request's own checks, then the venues': known venues and symbols, tradable
+        amounts."""
         request = request.validated()
-        if not self._markets:
-            return request
-        for field, symbol in (("pair_x", request.pair_x), ("pair_y", request.pair_y)):
-            if symbol not in self._markets:
-                raise InvalidRequest(f"{field} {symbol!r} is not a market on this exchange")
-            unsupported = self._markets[symbol].unsupported()
+        self._check_venues(request)
+        legs = (
+            ("pair_x", request.venue_x, request.pair_x, request.market_x),
+            ("pair_y", request.venue_y, request.pair_y, request.market_y),
+        )
+        for field, venue, symbol, market in legs:
+            if venue not in self._listed:
+                continue
+            if market not in self._markets:
+                where = "this exchange" if venue is None else f"venue {venue!r}"
+                raise InvalidRequest(f"{field} {symbol!r} is not a market on {where}")
+            unsupported = self._markets[market].unsupported()
             if unsupported is not None:  # an inverse contract: never a silent mis-size
-                raise InvalidRequest(f"{field} {symbol!r}: {unsupported}")
-        rules_x, rules_y = self._markets[request.pair_x], self._markets[request.pair_y]
+                raise InvalidRequest(f"{field} {market!r}: {unsupported}")
+        rules_x = self._markets.get(request.market_x, ANY_AMOUNT)
+        rules_y = self._markets.get(request.market_y, ANY_AMOUNT)
         if rules_x.sendable(request.amount_x) is None:
             raise InvalidRequest(
                 f"amount_x {request.amount_x:g} is below {request.pair_x}'s minimum order "
@@ -200,20 +255,65 @@ class ExecutionEngine:
         hedge = request.amount_x * request.hedge_ratio
         if rules_y.sendable(hedge) is None:
             raise InvalidRequest(
-                f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} {request.pair_y}, "
-                f"below its minimum order ({rules_y.min_amount:g})"
+                f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} "
+                f"{request.market_y}, below its minimum order ({rules_y.min_amount:g})"
             )
         # The venue would refuse such a leg B only after leg A was bought: an unwind would then
         # pay the fees and the spread twice for nothing. Judged at a price fetched recently
         # (by an earlier trade); without one the venue has the last word, as before.
-        price = self._prices.recent(request.pair_y)
+        price = self._prices.recent(request.market_y)
         if price is not None and rules_y.sendable(hedge, price) is None:
             raise InvalidRequest(
-                f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} {request.pair_y}"
+                f"hedge_ratio {request.hedge_ratio:g} gives a leg B of {hedge:g} {request.market_y}"
                 f", worth {hedge * price:g} at its recent price {price:g}: below the minimum "
                 f"order value ({rules_y.min_cost:g}); nothing sent"
             )
         return request
+
+    def _check_venues(self, request: PairTradeRequest) -> None:
+        """With one exchange a request names no venue; with a mapping, one of its names per
+        leg (a missing one is never guessed: it decides where money goes)."""
+        named = self.venue_names
+        for field, venue in (("venue_x", request.venue_x), ("venue_y", request.venue_y)):
+            if not named and venue is not None:
+                raise InvalidRequest(
+                    f"{field} {venue!r} given, but the engine has a single exchange (no venue "
+                    "names): leave it None, or give the engine a mapping of venues"
+                )
+            if named and venue is None:
+                raise InvalidRequest(
+                    f"{field} missing: the engine has several venues ({', '.join(named)}); "
+                    "name one per leg"
+                )
+            if named and venue not in self.gateways:
+                raise InvalidRequest(
+                    f"{field} {venue!r} is not one of the engine's venues ({', '.join(named)})"
+                )
+
+    def _missing_venue(self, record: TradeRecord) -> str | None:
+        """Why the trade cannot be driven here (a venue of it that this engine was not given),
+        or None. Nothing may be sent for it, nor looked up elsewhere: its orders exist on
+        their own venue only."""
+        for venue in record.venues:
+            if venue in self.gateways:
+                continue
+            if venue is None:
+                return (
+                    f"not resumed: trade {record.id} was made with a single exchange (no venue "
+                    f"names), and this engine has venues ({', '.join(self.venue_names)}); "
+                    "recover it with an engine given its one exchange"
+                )
+            given = ", ".join(self.venue_names) or "a single exchange without names"
+            return (
+                f"not resumed: venue {venue!r} of trade {record.id} was not given to this "
+                f"engine ({given}); recover it with an engine that has {venue!r}"
+            )
+        return None
+
+    async def _price(self, market: str) -> float | None:
+        """A recent price of ``market`` (``symbol@venue``) from its own venue."""
+        symbol, venue = split_market(market) if self.venue_names else (market, None)
+        return await self.gateways[venue].price(symbol)
 
     async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
         created = await self.store.create_trade(request, self._lease(), first=self._first_step)
@@ -342,10 +442,17 @@ class ExecutionEngine:
         A intent, which is sent first (the only intent ``decide`` would not send: it cannot
         tell it from one a crash left unsent, and those are only looked up)."""
         record = created or await self.store.load(trade_id)
-        symbols = self._symbols_to_price(record)
-        if record.filled(Leg.A) <= 0:  # leg A's own fill will price its symbol
-            symbols = [s for s in symbols if s != record.request.pair_x]
-        self._prices.refresh(symbols)  # while leg A is on its way
+        missing = self._missing_venue(record)
+        if missing is not None:  # left as it is (non-terminal, nothing sent) for an engine that can
+            if record.reason != missing:  # said once, for `pairexec status`, not every recover
+                await self.store.apply(record, Change(missing), self._lease())
+                self._journaled(record.id, record.state, [Transition(record.state, missing)])
+            await self.store.release(self.owner, trade_id)
+            return _outcome(await self.store.load(trade_id), missing)
+        markets = self._markets_to_price(record)
+        if record.filled(Leg.A) <= 0:  # leg A's own fill will price its market
+            markets = [m for m in markets if m != record.request.market_x]
+        self._prices.refresh(markets)  # while leg A is on its way
         try:
             if created is not None:
                 record = await self._send(record, record.orders[-1])
@@ -465,9 +572,9 @@ class ExecutionEngine:
         Before that nothing waits for a price: leg A's send must not."""
         prices: Mapping[str, float] = {}
         if record.filled(Leg.A) > 0:
-            symbols = self._symbols_to_price(record)
-            self._prices.refresh(symbols)  # a second try if the first fetch got no price
-            prices = await self._prices.ready(symbols)
+            markets = self._markets_to_price(record)
+            self._prices.refresh(markets)  # a second try if the first fetch got no price
+            prices = await self._prices.ready(markets)
         age = (utc_now() - record.created_at).total_seconds() if resuming else None
         return decide(
             record,
@@ -478,15 +585,15 @@ class ExecutionEngine:
             age=age,
         )
 
-    def _symbols_to_price(self, record: TradeRecord) -> list[str]:
-        """The trade's symbols with a minimum order value that its own fills do not price (as
+    def _markets_to_price(self, record: TradeRecord) -> list[str]:
+        """The trade's markets with a minimum order value that its own fills do not price (as
         ``decide`` values them): leg B's until it fills, leg A's if its fill came unpriced."""
         r = record.request
         return [
-            s
-            for s in (r.pair_x, r.pair_y)
-            if self._markets.get(s, ANY_AMOUNT).min_cost > 0
-            and not any(o.symbol == s and o.filled > 0 and o.average for o in record.orders)
+            m
+            for m in (r.market_x, r.market_y)
+            if self._markets.get(m, ANY_AMOUNT).min_cost > 0
+            and not any(o.market == m and o.filled > 0 and o.average for o in record.orders)
         ]
 
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
@@ -499,7 +606,7 @@ class ExecutionEngine:
                     f"{leg} {order.client_order_id} not sent: this process's lease on the "
                     "trade may have run out or been taken (renewals failed?); run recover"
                 )
-            result = await self.gateway.create(order)
+            result = await self.gateways[order.venue].create(order)
             crashpoints.reached(f"sent:{order.leg.value}")
             if isinstance(result, Answered):
                 return await self._record_report(
@@ -561,7 +668,7 @@ class ExecutionEngine:
         for attempt in range(1, self.config.lookup_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self.config.backoff(attempt - 1))
-            result = await self.gateway.fetch(order)
+            result = await self.gateways[order.venue].fetch(order)
             not_believed += isinstance(result, NotBelieved)
             if isinstance(result, Answered):
                 return await self._record_report(
@@ -605,22 +712,23 @@ class ExecutionEngine:
         Polls that are not believed are ignored like failed ones. After the cancel, a report
         not believed is asked for again, as a lookup would be, and parks the trade if every
         answer is like it: the final fill, which sizes what follows, is then unknown."""
+        gateway = self.gateways[order.venue]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.settle_timeout
         result: CallResult | None = None
         how, cancel_error = "filled while open", None
         while loop.time() < deadline and not _final(result):
             await asyncio.sleep(self.config.settle_poll_interval)
-            result = await self.gateway.fetch(order)
+            result = await gateway.fetch(order)
         if not _final(result):
             how = "remainder cancelled"
-            cancel_error = await self.gateway.cancel(order)
-            result = await self.gateway.fetch(order)
+            cancel_error = await gateway.cancel(order)
+            result = await gateway.fetch(order)
             for attempt in range(1, self.config.lookup_attempts):  # not believed: ask again
                 if not isinstance(result, NotBelieved):
                     break
                 await asyncio.sleep(self.config.backoff(attempt))
-                result = await self.gateway.fetch(order)
+                result = await gateway.fetch(order)
         if _final(result):
             return await self._record_report(
                 record, order, result.report, f"{order.client_order_id} {how}", of_amount=True
@@ -675,7 +783,13 @@ def _intent(record: TradeRecord, submit: Submit) -> Change:
         submit.cause,
         to_state=next_state(record.state, submit.trigger),
         new_order=OrderFacts.intent(
-            submit.leg, submit.attempt, cid, submit.symbol, submit.side, submit.amount
+            submit.leg,
+            submit.attempt,
+            cid,
+            submit.symbol,
+            submit.side,
+            submit.amount,
+            record.request.venue_of(submit.leg),
         ),
     )
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.request import DuplicateReason, PairTradeRequest
+from pairexec.fsm.request import DuplicateReason, PairTradeRequest, market_key
 from pairexec.fsm.states import TradeState
 
 
@@ -57,6 +57,9 @@ class OrderFacts:
     """The average fill price the exchange reported, if any."""
     fees: tuple[Fee, ...] = ()
     """The fees the exchange reported for the order so far (each a currency and a cost)."""
+    venue: str | None = None
+    """The venue the order is sent to, looked up on and cancelled on, and no other (a name of
+    the engine's exchange mapping; None with a single exchange)."""
 
     @property
     def is_final(self) -> bool:
@@ -77,10 +80,24 @@ class OrderFacts:
 
     @classmethod
     def intent(
-        cls, leg: Leg, attempt: int, client_order_id: str, symbol: str, side: str, amount: float
+        cls,
+        leg: Leg,
+        attempt: int,
+        client_order_id: str,
+        symbol: str,
+        side: str,
+        amount: float,
+        venue: str | None = None,
     ) -> OrderFacts:
         """An order as it is written before its send: nothing filled, no exchange id yet."""
-        return cls(leg, attempt, client_order_id, symbol, side, amount, OrderStatus.INTENT)
+        return cls(
+            leg, attempt, client_order_id, symbol, side, amount, OrderStatus.INTENT, venue=venue
+        )
+
+    @property
+    def market(self) -> str:
+        """The order's market as one text (``BTC/USDT@binance``; see ``market_key``)."""
+        return market_key(self.symbol, self.venue)
 
 
 def filled(orders: Iterable[OrderFacts], leg: Leg) -> float:
@@ -145,6 +162,12 @@ class TradeRecord:
 
     def filled(self, leg: Leg) -> float:
         return filled(self.orders, leg)
+
+    @property
+    def venues(self) -> tuple[str | None, ...]:
+        """The venues the trade's legs go to (leg A's first), each once."""
+        r = self.request
+        return (r.venue_x,) if r.venue_y == r.venue_x else (r.venue_x, r.venue_y)
 
 
 @dataclass(frozen=True)
@@ -277,13 +300,8 @@ def _updated(orders: tuple[OrderFacts, ...], upd: OrderUpdate | None) -> tuple[O
     if upd is None:
         return orders
     return tuple(
-        OrderFacts(
-            leg=o.leg,
-            attempt=o.attempt,
-            client_order_id=o.client_order_id,
-            symbol=o.symbol,
-            side=o.side,
-            amount=o.amount,
+        replace(  # what the order was sent as (leg, symbol, venue...) never changes
+            o,
             status=upd.status,
             filled=o.filled if upd.filled is None else upd.filled,
             sends=o.sends + upd.add_sends,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.states import TradeState
 
 SIDES = ("buy", "sell")
@@ -17,6 +19,12 @@ MAX_AMOUNT = 1e15
 supply of the most plentiful listed tokens (SHIB: ~1e15 units), so no real order is larger;
 and near 2**53 (~9e15) a float stops holding whole units, so the market-step flooring and the
 fill comparisons the engine relies on would silently lose meaning."""
+
+
+VENUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+"""A venue's name (a key of the engine's exchange mapping, a config file's ``[venues.NAME]``):
+short, and without ``@`` or ``|``, which separate it from a symbol in a market key and in the
+in-flight pair key."""
 
 
 class InvalidRequest(ValueError):
@@ -51,14 +59,25 @@ class PairTradeRequest:
     side_y: str
     hedge_ratio: float = 1.0
     signal_id: str | None = None
+    venue_x: str | None = None
+    """The venue of leg A (and of its unwinds): a name of the engine's exchange mapping; None
+    with a single exchange."""
+    venue_y: str | None = None
+    """The venue of leg B."""
 
     def validated(self) -> PairTradeRequest:
         """Return a normalised copy, or raise InvalidRequest naming the bad field."""
         pair_x = _symbol("pair_x", self.pair_x)
         pair_y = _symbol("pair_y", self.pair_y)
-        if pair_x == pair_y:
+        venue_x = None if self.venue_x is None else venue_name("venue_x", self.venue_x)
+        venue_y = None if self.venue_y is None else venue_name("venue_y", self.venue_y)
+        if pair_x == pair_y and venue_x == venue_y:
+            # The same symbol on two venues is the main cross-venue trade; on one venue the two
+            # legs would cancel out (and share the one market's position).
+            where = f" on venue {venue_x!r}" if venue_x else ""
             raise InvalidRequest(
-                f"pair_x and pair_y are the same symbol ({pair_x!r}): a pair trade needs two"
+                f"pair_x and pair_y are the same symbol ({pair_x!r}){where}: a pair trade "
+                "needs two markets"
             )
         signal_id = self.signal_id
         if signal_id is not None:
@@ -85,12 +104,52 @@ class PairTradeRequest:
             side_y=_side("side_y", self.side_y),
             hedge_ratio=hedge_ratio,
             signal_id=signal_id,
+            venue_x=venue_x,
+            venue_y=venue_y,
         )
 
     @property
+    def market_x(self) -> str:
+        """Leg A's market: ``BTC/USDT@binance``, or the symbol alone with a single exchange."""
+        return market_key(self.pair_x, self.venue_x)
+
+    @property
+    def market_y(self) -> str:
+        """Leg B's market (see ``market_x``)."""
+        return market_key(self.pair_y, self.venue_y)
+
+    def venue_of(self, leg: Leg) -> str | None:
+        """Where ``leg``'s orders go: leg B to ``venue_y``; leg A and its unwinds, which close
+        leg A's position and can only do so where it was opened, to ``venue_x``."""
+        return self.venue_y if leg is Leg.B else self.venue_x
+
+    @property
     def inflight_key(self) -> str:
-        """At most one in-flight trade per key when no signal id is given."""
-        return f"{self.pair_x}|{self.pair_y}|{self.side_x}|{self.side_y}"
+        """At most one in-flight trade per key (markets, venues included, and sides); with a
+        single exchange the key is as it always was, so stored trades keep blocking."""
+        return f"{self.market_x}|{self.market_y}|{self.side_x}|{self.side_y}"
+
+
+def market_key(symbol: str, venue: str | None) -> str:
+    """One market of one venue as one text: ``BTC/USDT@binance`` (the CLI's notation too);
+    the symbol alone for a single exchange's (venue None)."""
+    return symbol if venue is None else f"{symbol}@{venue}"
+
+
+def split_market(text: str) -> tuple[str, str | None]:
+    """``BTC/USDT@binance`` -> (``BTC/USDT``, ``binance``); no ``@``: (text, None)."""
+    symbol, at, venue = text.rpartition("@")
+    return (symbol, venue) if at else (text, None)
+
+
+def venue_name(field: str, value: object) -> str:
+    """``value`` if it is a usable venue name (``VENUE_NAME``), else InvalidRequest."""
+    if not isinstance(value, str) or VENUE_NAME.fullmatch(value) is None:
+        raise InvalidRequest(
+            f"{field} must be a venue name (letters, digits, '_' or '-', at most 32, "
+            f"starting with a letter or digit), got {value!r}"
+        )
+    return value
 
 
 def _symbol(field: str, value: object) -> str:

@@ -39,15 +39,19 @@ class TradeRow(Base):
     signal_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     """Idempotency key from the bot: the unique constraint makes 'one trade per signal' hold
     across processes and restarts."""
-    inflight_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    """pair_x|pair_y|side_x|side_y while the trade is not terminal, NULL after: the unique
-    constraint allows one in-flight trade per key (NULLs never collide)."""
+    inflight_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    """market_x|market_y|side_x|side_y (a market: ``symbol`` or ``symbol@venue``) while the
+    trade is not terminal, NULL after: the unique constraint allows one in-flight trade per key
+    (NULLs never collide)."""
     pair_x: Mapped[str] = mapped_column(String(64))
     side_x: Mapped[str] = mapped_column(String(4))
     amount_x: Mapped[float] = mapped_column(Float)
     pair_y: Mapped[str] = mapped_column(String(64))
     side_y: Mapped[str] = mapped_column(String(4))
     hedge_ratio: Mapped[float] = mapped_column(Float)
+    venue_x: Mapped[str | None] = mapped_column(String(32))
+    """Leg A's venue (a name of the engine's exchange mapping); NULL with a single exchange."""
+    venue_y: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -72,6 +76,8 @@ class OrderRow(Base):
     client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
     exchange_order_id: Mapped[str | None] = mapped_column(String(128))
     symbol: Mapped[str] = mapped_column(String(64))
+    venue: Mapped[str | None] = mapped_column(String(32))
+    """The venue the order went to (sends, lookups and cancels go there only)."""
     side: Mapped[str] = mapped_column(String(4))
     amount: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16))

@@ -36,11 +36,11 @@ TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) 
 
 TRADE_COLUMNS = (
     "id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio, signal_id, state, reason,"
-    " created_at, updated_at, version"
+    " created_at, updated_at, version, venue_x, venue_y"
 )
 ORDER_COLUMNS = (
     "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
-    " exchange_order_id, average, fees"
+    " exchange_order_id, average, fees, venue"
 )
 
 
@@ -157,15 +157,16 @@ def db_now(db: Db) -> tuple[str, Params]:
 def insert_order(db: Db, trade_id: str, order: OrderFacts, now: datetime) -> None:
     db.execute(
         "INSERT INTO orders (trade_id, leg, attempt, client_order_id, exchange_order_id, symbol,"
-        " side, amount, status, filled, average, sends, last_error, created_at, updated_at)"
-        " VALUES (:trade_id, :leg, :attempt, :cid, NULL, :symbol, :side, :amount, :status, 0.0,"
-        " NULL, 0, '', :now, :now)",
+        " venue, side, amount, status, filled, average, sends, last_error, created_at,"
+        " updated_at) VALUES (:trade_id, :leg, :attempt, :cid, NULL, :symbol, :venue, :side,"
+        " :amount, :status, 0.0, NULL, 0, '', :now, :now)",
         {
             "trade_id": trade_id,
             "leg": order.leg.value,
             "attempt": order.attempt,
             "cid": order.client_order_id,
             "symbol": order.symbol,
+            "venue": order.venue,
             "side": order.side,
             "amount": order.amount,
             "status": OrderStatus.INTENT.value,
@@ -220,8 +221,8 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
         )
     for trade_id, leg, attempt, cid, symbol, side, amount, status, *rest in rows:
-        # rest: filled, sends, exchange_order_id, average, fees (ORDER_COLUMNS' order)
-        filled, sends, exchange_order_id, average, fees = rest
+        # rest: filled, sends, exchange_order_id, average, fees, venue (ORDER_COLUMNS' order)
+        filled, sends, exchange_order_id, average, fees, venue = rest
         orders[trade_id].append(
             OrderFacts(
                 Leg(leg),
@@ -236,12 +237,15 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
                 exchange_order_id,
                 average,
                 fees_from_json(fees),
+                venue,
             )
         )
     return [
         TradeRecord(
             id_,
-            PairTradeRequest(pair_x, side_x, amount_x, pair_y, side_y, ratio, signal_id),
+            PairTradeRequest(
+                pair_x, side_x, amount_x, pair_y, side_y, ratio, signal_id, venue_x, venue_y
+            ),
             TradeState(state),
             reason,
             aware(created_at),
@@ -263,6 +267,8 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             created_at,
             updated_at,
             version,
+            venue_x,
+            venue_y,
         ) in trades
     ]
 

@@ -228,10 +228,10 @@ class TradeStore:
             expiry, expiry_params = sql.lease_expiry(db, lease)
             db.execute(
                 "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
-                " pair_y, side_y, hedge_ratio, state, reason, version, owner, lease_expires_at,"
-                " created_at, updated_at) VALUES (:id, :signal_id, :inflight_key, :pair_x,"
-                " :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio, :state, :reason, :version,"
-                f" :owner, {expiry}, :now, :now)",
+                " pair_y, side_y, hedge_ratio, venue_x, venue_y, state, reason, version, owner,"
+                " lease_expires_at, created_at, updated_at) VALUES (:id, :signal_id,"
+                " :inflight_key, :pair_x, :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio,"
+                f" :venue_x, :venue_y, :state, :reason, :version, :owner, {expiry}, :now, :now)",
                 {
                     "id": pending.id,
                     "signal_id": request.signal_id,
@@ -242,6 +242,8 @@ class TradeStore:
                     "pair_y": request.pair_y,
                     "side_y": request.side_y,
                     "hedge_ratio": request.hedge_ratio,
+                    "venue_x": request.venue_x,
+                    "venue_y": request.venue_y,
                     "state": record.state.value,
                     "reason": record.reason,
                     "version": record.version,

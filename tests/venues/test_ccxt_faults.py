@@ -205,7 +205,7 @@ async def test_no_ticker_leaves_min_notional_to_the_venue(
 
 
 async def test_binance_markets_give_the_engine_steps_and_minimums(engine: ExecutionEngine):
-    assert engine.gateway.exchange.precisionMode == TICK_SIZE
+    assert engine.gateways[None].exchange.precisionMode == TICK_SIZE
     assert engine._markets["BTC/USDT"] == MarketRules(
         amount_step=0.00001, min_amount=0.00001, min_cost=5.0
     )
