@@ -18,21 +18,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
+from pairexec.fsm import settings
 from pairexec.fsm.cli.errors import CliError
 from pairexec.fsm.config import MAX_SECONDS, EngineConfig
+from pairexec.fsm.settings import DEFAULT_DB, PAPER, SettingsError, check_text
 
-DEFAULT_DB = "sqlite:///pairexec.db"
 DB_ENV, EXCHANGE_ENV = "PAIREXEC_DB", "PAIREXEC_EXCHANGE"
-PAPER = "paper"
-SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-BACKENDS = ("sqlite", "postgresql")
 MAX_LIMIT = 2**63 - 1
 """The largest LIMIT SQLite and PostgreSQL take (a signed 64-bit integer); more overflows."""
 
@@ -114,76 +109,22 @@ def check_utf8(argv: Sequence[str]) -> None:
 
 def _utf8(value: str, what: str) -> None:
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        try:
-            shown = os.fsencode(value)  # the bytes as they were given
-        except UnicodeEncodeError:  # a surrogate no byte stands for: not from argv
-            shown = value.encode("utf-8", "backslashreplace")
-        raise CliError(f"{what} is not valid UTF-8 text: {shown!r}") from None
+        check_text(value, what)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
 
 
 # --- the database --------------------------------------------------------------------------
 
 
 def database_url(value: str, source: str) -> str:
-    """The database URL that ``value`` (from ``source``: the option or the variable) means.
-
-    A value without ``://`` is a file path when it looks like one: a SQLite suffix or a path
-    separator. Anything else is refused rather than guessed at: ``--db garbage`` would
-    otherwise create a database file named ``garbage`` in whatever directory this runs in.
-    """
-    _utf8(value, source)
-    if not value.strip():
-        raise CliError(f"{source} is empty: give a database URL or a file path ({DEFAULT_DB})")
-    from sqlalchemy.engine import URL, make_url  # here: SQLAlchemy is 0.3 s of imports
-    from sqlalchemy.exc import ArgumentError
-
-    if "://" not in value:
-        if _looks_like_path(value):
-            path = Path(value).expanduser().absolute()
-            # URL.create quotes what a URL would misread: "a?b.db" is not "a" with a query.
-            return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
-        raise CliError(
-            f"{source} {value!r} is neither a database URL nor a file path: give a URL "
-            "(sqlite:///trades.db, postgresql://user@host/dbname) or a path ending in "
-            f"{', '.join(SQLITE_SUFFIXES)} or containing a '/' (./{value}.db)"
-        )
+    """The database URL that ``value`` (from ``source``: the option or the variable) means:
+    the config file's reading of it (``settings.database_url``), refused as a command line's
+    error."""
     try:
-        url = make_url(value)
-    except (ArgumentError, ValueError) as exc:
-        raise CliError(
-            f"{source} {_without_password(value)!r} is not a valid database URL: "
-            f"{_why_unparsable(value, exc)}"
-        ) from None
-    backend = url.get_backend_name()
-    if backend not in BACKENDS:
-        raise CliError(
-            f"{source} {url.render_as_string(hide_password=True)!r}: pairexec keeps trades in "
-            f"SQLite or PostgreSQL, not {backend!r} (sqlite:///trades.db, "
-            "postgresql://user@host/dbname)"
-        )
-    return value  # its options (?timeout=...) are checked by the store, which reads them
-
-
-def _looks_like_path(value: str) -> bool:
-    separators = [s for s in (os.sep, os.altsep, "/") if s]
-    return value.lower().endswith(SQLITE_SUFFIXES) or any(s in value for s in separators)
-
-
-def _without_password(value: str) -> str:
-    """An unparsable URL cannot be redacted by SQLAlchemy; its password must not be shown."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
-
-
-def _why_unparsable(value: str, exc: Exception) -> str:
-    parts = urlsplit(value)
-    try:
-        _ = parts.port
-    except ValueError:
-        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
-        return f"its port {port!r} is not a number"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return settings.database_url(value, source)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
 
 
 # --- options shared by the commands --------------------------------------------------------

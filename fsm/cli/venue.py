@@ -15,18 +15,10 @@ import ccxt
 from sqlalchemy.engine import make_url
 
 from pairexec.fsm.cli.errors import CliError
-from pairexec.fsm.cli.options import PAPER
+from pairexec.fsm.settings import PAPER, paper_state_path
 from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
 
 __all__ = ["PAPER", "open_exchange", "paper_state_path"]
-
-
-def paper_state_path(db_url: str) -> Path:
-    """The paper exchange's own SQLite file: beside the trades database (x.db -> x.paper.db)."""
-    if is_sqlite(db_url) and not is_memory_sqlite(db_url):
-        db = Path(str(make_url(db_url).database))
-        return db.with_name(f"{db.stem}.paper.db")
-    return Path("pairexec.paper.db")
 
 
 def _same_file(path: Path, db_url: str) -> bool:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pairexec.fsm.engine import ExecutionEngine
     from pairexec.fsm.ports import StoreError
     from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
+    from pairexec.fsm.settings import Settings, SettingsError, load_config
     from pairexec.fsm.states import TradeState
     from pairexec.persistence.store import TradeStore
 
@@ -34,6 +35,9 @@ _WHERE = {
     "InvalidRequest": "pairexec.fsm.request",
     "PairTradeRequest": "pairexec.fsm.request",
     "TradeOutcome": "pairexec.fsm.request",
+    "Settings": "pairexec.fsm.settings",
+    "SettingsError": "pairexec.fsm.settings",
+    "load_config": "pairexec.fsm.settings",
     "TradeState": "pairexec.fsm.states",
     "StoreError": "pairexec.fsm.ports",
     "TradeStore": "pairexec.persistence.store",
@@ -44,11 +48,14 @@ __all__ = [
     "ExecutionEngine",
     "InvalidRequest",
     "PairTradeRequest",
+    "Settings",
+    "SettingsError",
     "StoreError",
     "TradeOutcome",
     "TradeState",
     "TradeStore",
     "__version__",
+    "load_config",
 ]
 
 
