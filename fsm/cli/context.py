@@ -8,8 +8,9 @@ process.
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from sqlalchemy.engine import make_url
 
 from pairexec.fsm.cli.errors import CliError
 from pairexec.fsm.cli.venue import open_exchange
-from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.engine import EngineError, ExecutionEngine, TradeInterrupted
 from pairexec.fsm.machine import is_terminal
 from pairexec.fsm.request import InvalidRequest
+from pairexec.fsm.settings import SettingsError
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import StoreError, TradeStore
 from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
@@ -45,20 +46,27 @@ async def engine(
     """The engine on ``--db``, started, and its store (for the reads the engine does not
     offer); the exchange is closed with them."""
     trades = store(args.db)
-    started = ExecutionEngine(
-        exchange, store=trades, config=EngineConfig(lease_seconds=args.lease_seconds)
-    )
+    config = replace(args.settings.engine, lease_seconds=args.lease_seconds)
+    started = ExecutionEngine(exchange, store=trades, config=config)
     try:
         await started.start()
         yield started, trades
     finally:
         await started.close()
-        close = getattr(exchange, "close", None)
-        if close is not None:
-            await close()
+        for venue in exchange.values() if isinstance(exchange, Mapping) else [exchange]:
+            close = getattr(venue, "close", None)
+            if close is not None:
+                await close()
 
 
 def exchange(args: argparse.Namespace) -> Any:
+    """The exchange of --exchange, or the config file's venues (name -> exchange)."""
+    if args.venues:
+        chaos = ";".join(args.chaos) if args.chaos else None
+        try:
+            return args.settings.open_exchanges(args.db, chaos=chaos, seed=args.seed)
+        except SettingsError as exc:
+            raise CliError(str(exc)) from None
     return open_exchange(
         args.exchange,
         db_url=args.db,

@@ -25,7 +25,15 @@ from typing import Any, NoReturn
 from pairexec.fsm import settings
 from pairexec.fsm.cli.errors import CliError
 from pairexec.fsm.config import MAX_SECONDS, EngineConfig
-from pairexec.fsm.settings import DEFAULT_DB, PAPER, SettingsError, check_text
+from pairexec.fsm.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    DEFAULT_DB,
+    PAPER,
+    Settings,
+    SettingsError,
+    check_text,
+)
 
 DB_ENV, EXCHANGE_ENV = "PAIREXEC_DB", "PAIREXEC_EXCHANGE"
 MAX_LIMIT = 2**63 - 1
@@ -147,6 +155,16 @@ class Common:
 
 COMMON = (
     Common(
+        ("--config",),
+        "config",
+        lambda: None,
+        {
+            "metavar": "FILE",
+            "help": f"config file (database, [engine], [venues.NAME]); env {CONFIG_ENV}; "
+            f"default ./{DEFAULT_CONFIG} if it exists. Options given here override it",
+        },
+    ),
+    Common(
         ("--db",),
         "db",
         lambda: os.environ.get(DB_ENV, DEFAULT_DB),
@@ -217,7 +235,7 @@ COMMON = (
 )
 BY_DEST = {option.dest: option for option in COMMON}
 
-DATABASE = ("db", "verbose")
+DATABASE = ("config", "db", "verbose")
 TRADING = (*DATABASE, "exchange", "sandbox", "paper_state", "chaos", "seed", "lease_seconds")
 APPLIES: dict[str, tuple[str, ...]] = {
     "trade": TRADING,
@@ -260,6 +278,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     applies = APPLIES[args.command]
     given = vars(args)
     db_source = "--db"
+    explicit: set[str] = set()
+    """The options given on the command line (or, for --db and --exchange, by variable): the
+    config file's values apply to the others."""
     for option in COMMON:
         before = given.pop(BEFORE + option.dest, argparse.SUPPRESS)
         after = given.get(option.dest, argparse.SUPPRESS)
@@ -277,10 +298,35 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             value = option.default()
             if option.dest == "db" and DB_ENV in os.environ:
                 db_source = DB_ENV
+            variable = {"db": DB_ENV, "exchange": EXCHANGE_ENV}.get(option.dest)
+            if variable is None or variable not in os.environ:  # a default: the file's first
+                given[option.dest] = value
+                continue
+        explicit.add(option.dest)
         given[option.dest] = value
+    if "config" in applies:
+        args.settings = _settings(args.config)
+        if "db" not in explicit and args.settings.database_url is not None:
+            args.db, db_source = args.settings.database_url, f"{args.settings.source}: database"
+        if "lease_seconds" in applies and "lease_seconds" not in explicit:
+            args.lease_seconds = args.settings.engine.lease_seconds
+        # The file's venues unless an exchange is named here: --exchange is one exchange.
+        args.venues = "exchange" in applies and "exchange" not in explicit
+        args.venues = args.venues and bool(args.settings.venues)
     if "db" in applies:
         args.db = database_url(args.db, db_source)
     return args
+
+
+def _settings(given: str | None) -> Settings:
+    """The config file's settings (--config, PAIREXEC_CONFIG, ./pairexec.toml), or none."""
+    from pairexec.fsm.settings import find_config, read
+
+    try:
+        path = find_config(given)
+        return read(path) if path is not None else Settings()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _listed(value: Any) -> list[str]:

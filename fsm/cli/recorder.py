@@ -12,9 +12,11 @@ from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 class CallRecorder(ExchangeProxy):
     """Wraps an exchange; every other attribute passes through untouched."""
 
-    def __init__(self, exchange: Any) -> None:
+    def __init__(self, exchange: Any, calls: Counter[tuple[str, str]] | None = None) -> None:
+        """``calls``: a count shared with the recorders of the other venues (client ids are
+        unique across venues), so one ``count`` covers a trade on two."""
         super().__init__(exchange)
-        self.calls: Counter[tuple[str, str]] = Counter()
+        self.calls: Counter[tuple[str, str]] = Counter() if calls is None else calls
 
     def count(self, method: str, client_order_ids: set[str]) -> int:
         return sum(

@@ -62,7 +62,8 @@ def state_text(state: TradeState) -> Text:
 
 def pair_text(trade: TradeRecord) -> str:
     r = trade.request
-    return f"{r.side_x} {r.amount_x:g} {r.pair_x} / {r.side_y} {r.pair_y} x{r.hedge_ratio:g}"
+    # A market names its venue (BTC/USDT@binance) when the trade has venues.
+    return f"{r.side_x} {r.amount_x:g} {r.market_x} / {r.side_y} {r.market_y} x{r.hedge_ratio:g}"
 
 
 def path_text(events: Sequence[EventRecord]) -> str:
@@ -112,7 +113,7 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
     console.print(f"  {pair_text(trade)}" + (f"  signal {r.signal_id}" if r.signal_id else ""))
     if trade.reason:
         console.print(f"  reason: {trade.reason}")
-    for leg, symbol in ((Leg.A, r.pair_x), (Leg.B, r.pair_y)):
+    for leg, symbol in ((Leg.A, r.market_x), (Leg.B, r.market_y)):
         console.print(f"  {leg_text(trade.orders, leg, symbol)}")
     console.print(f"  fees: {fees_text(fee_totals(trade.orders)) or 'none reported'}")
     timeline = Table(title="events", title_justify="left")
@@ -151,7 +152,7 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
             o.exchange_order_id or "",
             o.side,
             f"{o.amount:g}",
-            o.symbol,
+            o.market,  # symbol@venue: where it was sent, looked up and cancelled
             o.status.value,
             f"{o.filled:g}",
             str(o.sends),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pairexec.fsm.cli import context, render
 from pairexec.fsm.cli.errors import EXIT_ATTENTION, EXIT_OK
@@ -14,8 +17,14 @@ from pairexec.fsm.states import TradeState
 
 
 async def run(args: argparse.Namespace) -> int:
-    exchange = CallRecorder(context.exchange(args))
-    async with context.engine(args, exchange) as (engine, store):
+    opened = context.exchange(args)
+    calls: Counter[tuple[str, str]] = Counter()  # one count over every venue
+    if isinstance(opened, Mapping):  # the config file's venues
+        venues: Any = {name: CallRecorder(venue, calls) for name, venue in opened.items()}
+        exchange = next(iter(venues.values()))
+    else:
+        exchange = venues = CallRecorder(opened, calls)
+    async with context.engine(args, venues) as (engine, store):
         before = await store.load_many(await store.unfinished_trade_ids())
         render.recovering(len(before))
         if not before:

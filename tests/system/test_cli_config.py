@@ -1,0 +1,108 @@
+"""`pairexec --config`: the CLI on the venues and settings of the file a bot also reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.system.test_cli import assert_one_line_error, paper_orders, run
+
+TWO_PAPER_VENUES = """
+database = "trades.db"
+
+[engine]
+lease_seconds = 20
+
+[venues.a]
+exchange = "paper"
+
+[venues.b]
+exchange = "paper"
+"""
+
+ACROSS = ("trade", "BTC/USDT@a", "buy", "0.5", "BTC/USDT@b", "sell")
+
+
+def test_a_cross_venue_trade_from_the_config_file_goes_to_each_venue(tmp_path: Path):
+    (tmp_path / "pairexec.toml").write_text(TWO_PAPER_VENUES)  # found in the working directory
+
+    trade = run(*ACROSS, cwd=tmp_path)
+    status = run("status", cwd=tmp_path)
+
+    assert trade.returncode == 0, trade.stdout + trade.stderr
+    assert "DONE" in trade.stdout
+    assert (tmp_path / "trades.db").exists()  # the file's database, not pairexec.db
+    assert not (tmp_path / "pairexec.db").exists()
+    [bought] = paper_orders(tmp_path / "trades.a.paper.db")  # each venue its own book
+    [sold] = paper_orders(tmp_path / "trades.b.paper.db")
+    assert (bought["side"], bought["filled"]) == ("buy", 0.5)
+    assert (sold["side"], sold["filled"]) == ("sell", 0.5)
+    assert status.returncode == 0 and "DONE" in status.stdout
+    assert "BTC/USDT@a / sell BTC/USDT@b" in status.stdout  # the venue of each leg
+    [(trade_id,)] = sqlite3.connect(tmp_path / "trades.db").execute("SELECT id FROM trades")
+    show = run("show", trade_id, cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    assert "BTC/USDT@a" in show.stdout and "BTC/USDT@b" in show.stdout
+
+
+def test_recover_with_the_config_file_finishes_a_cross_venue_trade(tmp_path: Path):
+    config = tmp_path / "venues.toml"
+    config.write_text(TWO_PAPER_VENUES)
+    env = {"PAIREXEC_CONFIG": str(config)}
+    # Leg B's reply is lost and every lookup of it times out: the trade is left UNKNOWN.
+    lost = "BTC/USDT:timeout_after_accept=1,lookup_timeouts=99"
+    unknown = run(*ACROSS, "--chaos", lost, cwd=tmp_path, env=env)
+    assert unknown.returncode == 3 and "UNKNOWN" in unknown.stdout, unknown.stderr
+
+    recover = run("recover", cwd=tmp_path, env=env)
+
+    assert recover.returncode == 0, recover.stdout + recover.stderr
+    assert "UNKNOWN" in recover.stdout and "DONE" in recover.stdout
+    assert [o["side"] for o in paper_orders(tmp_path / "trades.b.paper.db")] == ["sell"]
+    assert [o["side"] for o in paper_orders(tmp_path / "trades.a.paper.db")] == ["buy"]
+
+
+def test_a_venue_the_file_lacks_is_refused_before_anything_is_stored(tmp_path: Path):
+    (tmp_path / "pairexec.toml").write_text(TWO_PAPER_VENUES)
+
+    result = run("trade", "BTC/USDT@a", "buy", "0.5", "BTC/USDT@okx", "sell", cwd=tmp_path)
+
+    assert_one_line_error(result, "venue_y 'okx' is not one of the engine's venues (a, b)")
+    assert paper_orders(tmp_path / "trades.a.paper.db") == []
+
+
+def test_a_leg_without_a_venue_is_refused_when_the_file_has_venues(tmp_path: Path):
+    (tmp_path / "pairexec.toml").write_text(TWO_PAPER_VENUES)
+
+    result = run("trade", "BTC/USDT@a", "buy", "0.5", "ETH/USDT", "sell", cwd=tmp_path)
+
+    assert_one_line_error(result, "venue_y missing", "(a, b)")
+
+
+def test_a_mistake_in_the_file_is_one_line_naming_the_key(tmp_path: Path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[venues.a]\nexchange = 'okxx'\n")
+
+    result = run("--config", str(config), "status", cwd=tmp_path)
+
+    assert_one_line_error(result, "venues.a.exchange: unknown ccxt exchange 'okxx'", "bad.toml")
+
+
+def test_a_config_file_that_is_not_there_is_refused(tmp_path: Path):
+    result = run("--config", "nope.toml", "status", cwd=tmp_path)
+
+    assert_one_line_error(result, "--config nope.toml: no such file")
+
+
+def test_the_command_line_overrides_the_file(tmp_path: Path):
+    (tmp_path / "pairexec.toml").write_text(TWO_PAPER_VENUES)
+
+    # --db over the file's database; --exchange: one exchange instead of the file's venues.
+    trade = run("--db", "other.db", "--exchange", "paper", *TRADE_ONE_EXCHANGE, cwd=tmp_path)
+
+    assert trade.returncode == 0, trade.stdout + trade.stderr
+    assert (tmp_path / "other.db").exists() and not (tmp_path / "trades.db").exists()
+    assert len(paper_orders(tmp_path / "other.paper.db")) == 2
+
+
+TRADE_ONE_EXCHANGE = ("trade", "BTC/USDT", "buy", "0.5", "ETH/USDT", "sell")
