@@ -282,7 +282,7 @@ class ExecutionEngine:
                 )
             if named and venue is None:
                 raise InvalidRequest(
-                    f"{field} missing: the engine has several venues ({', '.join(named)}); "
+                    f"{field} missing: the engine has named venues ({', '.join(named)}); "
                     "name one per leg"
                 )
             if named and venue not in self.gateways:

@@ -158,6 +158,47 @@ def paper_state_path(db_url: str, venue: str | None = None) -> Path:
     return Path(f"pairexec{suffix}")
 
 
+def open_paper(path: Path, db_url: str, *, chaos: str | None, seed: int, key: str) -> Any:
+    """A paper exchange on its state file ``path`` (named by ``key``: the option or the
+    file's key), refused in one line when the file cannot be its own: a missing folder, the
+    trades database itself, another program's SQLite."""
+    import sqlite3
+
+    from pairexec.fsm.paper import ChaosConfig, PaperExchange
+
+    try:
+        config = ChaosConfig.parse(chaos, seed=seed) if chaos else None
+    except ValueError as exc:
+        raise SettingsError(f"bad --chaos: {exc}") from None
+    if not path.parent.exists():
+        raise SettingsError(f"paper exchange state directory {path.parent} does not exist")
+    if _same_file(path, db_url):
+        raise SettingsError(
+            f"{key} {path} is the trades database itself: the paper exchange needs a file of "
+            "its own (default: beside the database, x.paper.db)"
+        )
+    try:
+        return PaperExchange(path, chaos=config, seed=seed)
+    except (sqlite3.Error, ValueError) as exc:  # not SQLite, or another program's SQLite
+        raise SettingsError(f"paper exchange state {path} is unusable: {exc}") from None
+
+
+def _same_file(path: Path, db_url: str) -> bool:
+    """Whether ``path`` is the SQLite trades database: the paper exchange would refuse it,
+    but only after switching its journal mode, and a store sharing it would see the paper
+    exchange's tables as its own."""
+    from sqlalchemy.engine import make_url
+
+    from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
+
+    if not is_sqlite(db_url) or is_memory_sqlite(db_url):
+        return False
+    db = Path(str(make_url(db_url).database))
+    if path.exists() and db.exists():
+        return os.path.samefile(path, db)
+    return path.resolve() == db.resolve()
+
+
 # --- the file ------------------------------------------------------------------------------
 
 
@@ -208,11 +249,8 @@ class VenueSpec:
         """The exchange object: each call a new one (a ccxt instance has its own throttler,
         and rate limits are per venue)."""
         if self.exchange == PAPER:
-            from pairexec.fsm.paper import ChaosConfig, PaperExchange
-
-            config = ChaosConfig.parse(chaos, seed=seed) if chaos else None
             path = self.state if self.state is not None else paper_state_path(db_url, self.name)
-            return PaperExchange(path, chaos=config, seed=seed)
+            return open_paper(path, db_url, chaos=chaos, seed=seed, key=f"venues.{self.name}.state")
         import ccxt.async_support as ccxt_async
 
         params: dict[str, Any] = {"enableRateLimit": True, "options": dict(self.options)}

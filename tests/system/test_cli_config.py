@@ -88,6 +88,22 @@ def test_a_mistake_in_the_file_is_one_line_naming_the_key(tmp_path: Path):
     assert_one_line_error(result, "venues.a.exchange: unknown ccxt exchange 'okxx'", "bad.toml")
 
 
+def test_a_paper_venue_state_file_that_cannot_be_its_own_is_one_line(tmp_path: Path):
+    (tmp_path / "pairexec.toml").write_text(
+        'database = "trades.db"\n[venues.a]\nexchange = "paper"\nstate = "trades.db"\n'
+        '[venues.b]\nexchange = "paper"\nstate = "gone/b.db"\n'
+    )
+
+    result = run(*ACROSS, cwd=tmp_path)
+
+    assert_one_line_error(result, "venues.a.state", "is the trades database itself")
+    (tmp_path / "pairexec.toml").write_text(
+        'database = "trades.db"\n[venues.b]\nexchange = "paper"\nstate = "gone/b.db"\n'
+    )
+    missing = run("trade", "BTC/USDT@b", "buy", "0.5", "ETH/USDT@b", "sell", cwd=tmp_path)
+    assert_one_line_error(missing, "state directory", "gone", "does not exist")
+
+
 def test_a_config_file_that_is_not_there_is_refused(tmp_path: Path):
     result = run("--config", "nope.toml", "status", cwd=tmp_path)
 
