@@ -15,7 +15,10 @@ therefore replaced by step-aware ones here (``_hedge``); every other finding of
 - a PARKED trade may leave the one order whose reports could not be believed (its reason names
   it) unresolved: that order alone is exempt from the checks above, for a human to settle;
 - no exchange order the DB does not know (an orphan would be an unjournaled send);
+- across venues: each order on its own venue only (``invariants``), and the fills of each
+  venue's book add up to the DB's fills of the orders sent there;
 - client order ids are the deterministic ones, attempts contiguous, one leg-A order per trade;
+  each order stored for its leg's venue (leg B on ``venue_y``, leg A and unwinds ``venue_x``);
 - every journaled state change is a transition of the table, its events point at its orders;
 - one in-flight trade per pair key at any moment of the journal (the duplicate rule);
 - a duplicate or invalid request created no trade; one executed trade per signal id;
@@ -27,7 +30,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,9 +38,10 @@ from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord, net
 from pairexec.fsm.paper import MarketSpec, PaperExchange
-from pairexec.fsm.request import TradeOutcome
+from pairexec.fsm.request import TradeOutcome, market_key
 from pairexec.fsm.sim.fast_store import Snapshot
 from pairexec.fsm.sim.invariants import check_invariants
+from pairexec.fsm.sim.venue import Books
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
 from pairexec.fsm.venues.reports import parse_fees
 
@@ -65,7 +69,7 @@ class Submitted:
 async def check_scenario(
     snapshot: Snapshot,
     sqlite_uri: str,
-    paper: PaperExchange,
+    paper: PaperExchange | Mapping[str, PaperExchange],
     markets: dict[str, MarketSpec],
     config: EngineConfig,
     submitted: Sequence[Submitted],
@@ -73,19 +77,22 @@ async def check_scenario(
     """Every violated invariant as a sentence (empty: all hold).
 
     ``snapshot`` is the trades database as the scenario left it; ``sqlite_uri`` opens that
-    database for the one check that needs the journal's global order (event ids)."""
+    database for the one check that needs the journal's global order (event ids); ``paper``
+    the one exchange, or each venue's by name."""
     found = await check_invariants(snapshot, paper)
+    books = Books(paper)
     problems = [p for p in found if not p.partition(": ")[2].startswith(SUPERSEDED)]
     trades = snapshot.trades
     for trade in trades:
         tid = trade.id[:8]
         events = snapshot.events_of[trade.id]
         problems += [f"{tid}: {p}" for p in _hedge(trade, markets, config)]
-        problems += [f"{tid}: {p}" for p in _hedge_on_exchange(trade, paper, markets, config)]
-        problems += [f"{tid}: {p}" for p in _matches_exchange(trade, events, paper)]
+        problems += [f"{tid}: {p}" for p in _hedge_on_exchange(trade, books, markets, config)]
+        problems += [f"{tid}: {p}" for p in _matches_exchange(trade, events, books)]
         problems += [f"{tid}: {p}" for p in _order_ids(trade)]
         problems += [f"{tid}: {p}" for p in _journal(trade, events)]
-    problems += _no_orphans(trades, paper)
+    problems += _no_orphans(trades, books)
+    problems += _fills_per_venue(trades, books)
     problems += _one_in_flight_per_key(trades, sqlite_uri)
     problems += _duplicates(trades, submitted)
     return problems
@@ -104,8 +111,10 @@ def _dust(spec: MarketSpec | None) -> float:
     return max(step, minimum, by_value) * (1 + 1e-6)
 
 
-def _base_filled(paper: PaperExchange, placed: dict[str, Any]) -> float:
-    """What an order on the paper book filled, in base units (a swap counts contracts)."""
+def _base_filled(books: Books, venue: str | None, placed: dict[str, Any]) -> float:
+    """What an order on a venue's paper book filled, in base units (a swap counts contracts)."""
+    paper = books.of(venue)
+    assert paper is not None, f"an order {placed['id']} of venue {venue}, which the run lacks"
     spec = paper.book.market(placed["symbol"])
     return float(placed["filled"]) * (spec.contract_size if spec.is_contract else 1.0)
 
@@ -153,18 +162,19 @@ def _positions(
 
 
 def _hedge_on_exchange(
-    trade: TradeRecord, paper: PaperExchange, markets: dict[str, MarketSpec], config: EngineConfig
+    trade: TradeRecord, books: Books, markets: dict[str, MarketSpec], config: EngineConfig
 ) -> list[str]:
     """``_hedge`` on what really filled, when that is not what the DB says: the hedge must
     follow the exchange's fills whatever a reply claimed."""
     ex = {leg: 0.0 for leg in Leg}
     net_a = 0.0
     for order in trade.orders:
-        for placed in paper.orders_with_client_id(order.client_order_id):
-            ex[order.leg] += _base_filled(paper, placed)
+        for placed in books.copies(order):
+            on_book = _base_filled(books, order.venue, placed)
+            ex[order.leg] += on_book
             if order.leg is Leg.A:  # its net by the exchange's own fill and fees
                 fees = parse_fees(placed) or ()
-                net_a += replace(order, filled=_base_filled(paper, placed), fees=fees).net
+                net_a += replace(order, filled=on_book, fees=fees).net
     db = {leg: trade.filled(leg) for leg in Leg}
     if all(abs(ex[leg] - db[leg]) <= 1e-9 * max(db[leg], 1.0) for leg in Leg):
         return []  # _hedge has judged these very fills
@@ -201,14 +211,12 @@ def _unresolved(trade: TradeRecord, order: OrderFacts) -> bool:
     )
 
 
-def _matches_exchange(
-    trade: TradeRecord, events: Sequence[EventRecord], paper: PaperExchange
-) -> list[str]:
+def _matches_exchange(trade: TradeRecord, events: Sequence[EventRecord], books: Books) -> list[str]:
     problems = []
     terminal = trade.state in TERMINAL_STATES
     for order in trade.orders:
         cid = order.client_order_id
-        copies = paper.orders_with_client_id(cid)
+        copies = books.copies(order)
         if order.status in (OrderStatus.REJECTED, OrderStatus.ABSENT) and copies:
             why = next((e.cause for e in reversed(events) if e.client_order_id == cid), "")
             problems.append(
@@ -226,7 +234,7 @@ def _matches_exchange(
                 f"order {cid} records exchange id {order.exchange_order_id}, "
                 f"the exchange's is {on_exchange['id']} (another order's report believed)"
             )
-        on_book = _base_filled(paper, on_exchange)
+        on_book = _base_filled(books, order.venue, on_exchange)
         if abs(on_book - order.filled) > 1e-9 * max(order.amount, 1.0):
             problems.append(
                 f"order {cid} filled {order.filled:g} in the DB, {on_book:g} on the exchange"
@@ -244,6 +252,11 @@ def _order_ids(trade: TradeRecord) -> list[str]:
         expected = client_order_id(trade.id, order.leg, order.attempt)
         if order.client_order_id != expected:
             problems.append(f"order {order.client_order_id} is not the deterministic id")
+        if order.venue != trade.request.venue_of(order.leg):
+            problems.append(
+                f"order {order.client_order_id} (leg {order.leg.value}) is stored for venue "
+                f"{order.venue}, its leg's is {trade.request.venue_of(order.leg)}"
+            )
     for leg, numbers in attempts.items():
         if sorted(numbers) != list(range(1, len(numbers) + 1)):
             problems.append(f"leg {leg.value} attempts {sorted(numbers)} are not 1..n")
@@ -267,12 +280,35 @@ def _journal(trade: TradeRecord, events: Sequence[EventRecord]) -> list[str]:
     return problems
 
 
-def _no_orphans(trades: Sequence[TradeRecord], paper: PaperExchange) -> list[str]:
-    known = {o.client_order_id for t in trades for o in t.orders}
+def _no_orphans(trades: Sequence[TradeRecord], books: Books) -> list[str]:
+    known = {(o.venue, o.client_order_id) for t in trades for o in t.orders}
     return [
-        f"exchange order {o['id']} ({o['clientOrderId']}) is unknown to the DB"
-        for o in paper.all_orders()
-        if o["clientOrderId"] not in known
+        f"exchange order {o['id']} ({o['clientOrderId']}) on {venue} is unknown to the DB"
+        if venue
+        else f"exchange order {o['id']} ({o['clientOrderId']}) is unknown to the DB"
+        for venue, o in books.all_orders()
+        if (venue, o["clientOrderId"]) not in known
+    ]
+
+
+def _fills_per_venue(trades: Sequence[TradeRecord], books: Books) -> list[str]:
+    """Each venue's book filled, market by market, what the DB says the orders sent there
+    filled (the orders a PARKED trade leaves for a human aside: their reports are not
+    believed)."""
+    exempt = {o.client_order_id for t in trades for o in t.orders if _unresolved(t, o)}
+    in_db: dict[tuple[str | None, str], float] = defaultdict(float)
+    on_books: dict[tuple[str | None, str], float] = defaultdict(float)
+    for order in (o for t in trades for o in t.orders if o.client_order_id not in exempt):
+        in_db[order.venue, order.symbol] += order.filled
+    for venue, placed in books.all_orders():
+        if placed["clientOrderId"] not in exempt:
+            on_books[venue, placed["symbol"]] += _base_filled(books, venue, placed)
+    return [
+        f"{market_key(symbol, venue)}: the book filled {on_books[venue, symbol]:g}, "
+        f"the DB's orders {in_db[venue, symbol]:g}"
+        for venue, symbol in sorted(set(in_db) | set(on_books), key=str)
+        if abs(on_books[venue, symbol] - in_db[venue, symbol])
+        > 1e-9 * max(in_db[venue, symbol], 1.0)
     ]
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import ccxt
 
+from pairexec.fsm.request import market_key
 from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
@@ -41,6 +42,8 @@ class Call:
     result: str
     at: float
     """Virtual time of the call."""
+    venue: str | None = None
+    """The venue called (None: the one exchange of a single-venue run)."""
 
 
 @dataclass
@@ -53,7 +56,7 @@ class CallLog:
     partial_fills: int = 0
     violations: list[str] = field(default_factory=list)
     priced: set[tuple[str, str]] = field(default_factory=set)
-    """(phase, symbol): the venue told that phase's engine the symbol's price, so the engine
+    """(phase, market): the venue told that phase's engine the market's price, so the engine
     could check a minimum order value."""
 
     def fingerprint(self, extra: str = "") -> str:
@@ -63,7 +66,8 @@ class CallLog:
         for c in self.calls:
             cid = names.setdefault(c.client_order_id or "", f"c{len(names)}")
             row = (c.phase, c.method, c.symbol, c.side, c.amount, cid, c.result, round(c.at, 6))
-            digest.update(repr(row).encode())
+            # a venue only where there are several: single-venue digests stay what they were
+            digest.update(repr(row if c.venue is None else (*row, c.venue)).encode())
         return digest.hexdigest()[:16]
 
 
@@ -98,11 +102,19 @@ class OrderRowProbe:
 class RecordingExchange(ExchangeProxy):
     """Wraps the paper exchange for one engine; other attributes pass through untouched."""
 
-    def __init__(self, exchange: Any, log: CallLog, probe: OrderRowProbe, phase: str) -> None:
+    def __init__(
+        self,
+        exchange: Any,
+        log: CallLog,
+        probe: OrderRowProbe,
+        phase: str,
+        venue: str | None = None,
+    ) -> None:
         super().__init__(exchange)
         self._log = log
         self._probe = probe
         self._phase = phase
+        self._venue = venue
 
     async def _call(self, call: OrderCall, forward: Callable[[], Awaitable[Any]]) -> Any:
         cid = call.client_order_id
@@ -123,7 +135,7 @@ class RecordingExchange(ExchangeProxy):
             leg = self._probe.leg(cid) if cid else None
             if (
                 leg != "A"
-                and (self._phase, call.symbol) in self._log.priced
+                and (self._phase, market_key(call.symbol or "", self._venue)) in self._log.priced
                 and "paper chaos" not in str(exc)
             ):
                 self._log.violations.append(
@@ -134,7 +146,7 @@ class RecordingExchange(ExchangeProxy):
     async def fetch_ticker(self, symbol: str, params: dict[str, Any] | None = None) -> Any:
         call = self._exchange.fetch_ticker(symbol, params)
         ticker = await self._record("fetch_ticker", symbol, None, None, None, call)
-        self._log.priced.add((self._phase, symbol))
+        self._log.priced.add((self._phase, market_key(symbol, self._venue)))
         return ticker
 
     async def _record(
@@ -158,7 +170,9 @@ class RecordingExchange(ExchangeProxy):
                     f"create_order {cid}: the exchange already had this client id (blind resend)"
                 )
             result = type(exc).__name__ + ("[chaos]" if chaos else "")
-            self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
+            self._log.calls.append(
+                Call(self._phase, method, symbol, side, amount, cid, result, at, self._venue)
+            )
             raise
         filled, total = order.get("filled") or 0.0, order.get("amount") or 0.0
         if method == "create_order" and filled < total:
@@ -170,5 +184,7 @@ class RecordingExchange(ExchangeProxy):
             result += f" [chaos: {lie}, {str(order.get('clientOrderId'))[:8]}]"
         if method == "fetch_ticker":
             result = f"last {order.get('last')}"
-        self._log.calls.append(Call(self._phase, method, symbol, side, amount, cid, result, at))
+        self._log.calls.append(
+            Call(self._phase, method, symbol, side, amount, cid, result, at, self._venue)
+        )
         return order

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.paper import PaperExchange
-from pairexec.fsm.request import InvalidRequest
+from pairexec.fsm.request import InvalidRequest, market_key
 from pairexec.fsm.sim.checks import Submitted, check_scenario
 from pairexec.fsm.sim.crash import CrashingExchange, CrashingStore, CrashSwitch, SimulatedCrash
 from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
@@ -84,29 +84,24 @@ async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
     store = TradeStore(f"sqlite+aiosqlite:///{uri}&uri=true")
     await store.open()
     probe = OrderRowProbe(uri)
-    paper = PaperExchange(
-        None,
-        chaos=scenario.chaos,
-        seed=scenario.seed,
-        markets=scenario.markets,
-        taker_fee=scenario.taker_fee,
-    )
+    papers = _papers(scenario)
     log = CallLog()
     try:
-        submitted, crashes = await _trade(scenario, store, paper, probe, log)
-        rounds, more = await _recover(scenario, store, paper, probe, log)
+        submitted, crashes = await _trade(scenario, store, papers, probe, log)
+        rounds, more = await _recover(scenario, store, papers, probe, log)
         violations = [f"execute_pair_trade raised {s.error}" for s in submitted if s.error]
         violations += log.violations
         snapshot = await Snapshot.load(store)
         violations += await check_scenario(
-            snapshot, uri, paper, scenario.markets, scenario.config, submitted
+            snapshot, uri, _books(papers), scenario.markets, scenario.config, submitted
         )
         trades = snapshot.trades
         lines = _trace(scenario, snapshot, log) if trace else []
     finally:
         probe.close()
         await store.close()
-        paper.book.close()
+        for paper in papers.values():
+            paper.book.close()
     states = Counter(t.state.value for t in trades)
     return ScenarioResult(
         seed=scenario.seed,
@@ -131,7 +126,8 @@ async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
 def _trace(scenario: Scenario, snapshot: Snapshot, log: CallLog) -> list[str]:
     lines = [*scenario.describe(), "exchange calls (virtual time, phase, call, result):"]
     for c in log.calls:
-        what = f"{c.side or ''} {c.amount if c.amount is not None else ''} {c.symbol}".strip()
+        market = market_key(c.symbol, c.venue) if c.symbol else ""
+        what = f"{c.side or ''} {c.amount if c.amount is not None else ''} {market}".strip()
         lines.append(
             f"  {c.at:8.3f}s {c.phase:9} {c.method:12} {(c.client_order_id or '?')[:8]} "
             f"{what}: {c.result}"
@@ -141,7 +137,7 @@ def _trace(scenario: Scenario, snapshot: Snapshot, log: CallLog) -> list[str]:
         for o in t.orders:
             lines.append(
                 f"  order {o.client_order_id[:8]} {o.leg.value}#{o.attempt} {o.side} "
-                f"{o.amount:g} {o.symbol}: {o.status.value}, filled {o.filled:g}, sends {o.sends}"
+                f"{o.amount:g} {o.market}: {o.status.value}, filled {o.filled:g}, sends {o.sends}"
             )
         for e in snapshot.events_of[t.id]:
             before = e.from_state.value if e.from_state else "-"
@@ -149,12 +145,36 @@ def _trace(scenario: Scenario, snapshot: Snapshot, log: CallLog) -> list[str]:
     return lines
 
 
+Papers = dict[str | None, PaperExchange]
+"""A run's paper exchanges by venue name; the one exchange of a single-venue run is None's."""
+
+
+def _papers(scenario: Scenario) -> Papers:
+    """A paper exchange per venue, each with its own book, faults and fault seed."""
+
+    def paper(chaos: str, seed: int) -> PaperExchange:
+        return PaperExchange(
+            None, chaos=chaos, seed=seed, markets=scenario.markets, taker_fee=scenario.taker_fee
+        )
+
+    if not scenario.venues:
+        return {None: paper(scenario.chaos, scenario.seed)}
+    return {v.name: paper(v.chaos, v.seed) for v in scenario.venues}
+
+
+def _books(papers: Papers) -> PaperExchange | dict[str, PaperExchange]:
+    """``papers`` as the checks take them: the one exchange, or each venue's by name."""
+    if None in papers:
+        return papers[None]
+    return {str(name): paper for name, paper in papers.items()}
+
+
 async def _trade(
-    scenario: Scenario, store: TradeStore, paper: PaperExchange, probe: OrderRowProbe, log: CallLog
+    scenario: Scenario, store: TradeStore, papers: Papers, probe: OrderRowProbe, log: CallLog
 ) -> tuple[list[Submitted], int]:
     """All signals at their times on one engine, which may die on the way."""
     switch = CrashSwitch(scenario.crash)
-    engine = _engine(scenario, store, paper, probe, log, switch, "trade")
+    engine = _engine(scenario, store, papers, probe, log, switch, "trade")
     await engine.start()
     submitted = await asyncio.gather(*(_submit(engine, s, switch) for s in scenario.signals))
     await _bury(engine)
@@ -180,12 +200,12 @@ async def _submit(engine: ExecutionEngine, signal: Signal, switch: CrashSwitch) 
 
 
 async def _recover(
-    scenario: Scenario, store: TradeStore, paper: PaperExchange, probe: OrderRowProbe, log: CallLog
+    scenario: Scenario, store: TradeStore, papers: Papers, probe: OrderRowProbe, log: CallLog
 ) -> tuple[int, int]:
     """Fresh engines run ``recover()`` until nothing is in flight: first against the scenario's
-    recovery exchange (the first one may die too), then against a calm one."""
-    calm = calm_facade(paper)
-    venue = paper if scenario.recovery == "same" else calm
+    recovery exchanges (the first engine may die too), then against calm ones."""
+    calm = {name: calm_facade(paper) for name, paper in papers.items()}
+    venue = papers if scenario.recovery == "same" else calm
     rounds = crashes = 0
     while await store.unfinished_trade_ids() and rounds < FLAKY_ROUNDS + CALM_ROUNDS:
         rounds += 1
@@ -207,14 +227,23 @@ async def _recover(
 def _engine(
     scenario: Scenario,
     store: TradeStore,
-    venue: PaperExchange,
+    papers: Papers,
     probe: OrderRowProbe,
     log: CallLog,
     switch: CrashSwitch,
     phase: str,
 ) -> ExecutionEngine:
-    exchange = CrashingExchange(RecordingExchange(venue, log, probe, phase), switch)
-    return ExecutionEngine(exchange, store=CrashingStore(store, switch), config=scenario.config)
+    """An engine on ``papers``, every venue's calls recorded and under the one crash switch
+    (one process dies, whichever venue it was calling)."""
+    exchanges = {
+        name: CrashingExchange(RecordingExchange(paper, log, probe, phase, name), switch)
+        for name, paper in papers.items()
+    }
+    store_ = CrashingStore(store, switch)
+    if None in exchanges:
+        return ExecutionEngine(exchanges[None], store=store_, config=scenario.config)
+    named = {str(name): exchange for name, exchange in exchanges.items()}
+    return ExecutionEngine(named, store=store_, config=scenario.config)
 
 
 async def _bury(engine: ExecutionEngine) -> None:

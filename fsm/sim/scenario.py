@@ -49,6 +49,16 @@ class Crash:
 
 
 @dataclass(frozen=True)
+class Venue:
+    """One exchange of a cross-venue scenario: a paper book of its own, with its own faults."""
+
+    name: str
+    chaos: str
+    seed: int
+    """Seeds this venue's faults: two venues with the same chaos still fail apart."""
+
+
+@dataclass(frozen=True)
 class Scenario:
     seed: int
     markets: dict[str, MarketSpec]
@@ -65,6 +75,10 @@ class Scenario:
     config: EngineConfig = field(default_factory=EngineConfig)
     taker_fee: float = 0.0
     """The paper exchange's fee rate (buys pay it in the base coin, sells in the quote)."""
+    venues: tuple[Venue, ...] = ()
+    """A cross-venue scenario's exchanges by name (each signal names its legs' venues), the
+    first with ``chaos`` and ``seed``; empty: one exchange, as the engine of a single
+    exchange sees it."""
 
     def describe(self) -> list[str]:
         """The scenario for a human reading a failure, one fact per line."""
@@ -73,10 +87,13 @@ class Scenario:
             r = s.request
             dup = f" (copy of #{s.copy_of})" if s.copy_of is not None else ""
             lines.append(
-                f"  signal #{i} at t={s.delay:g}s: {r.side_x} {r.amount_x:g} {r.pair_x} / "
-                f"{r.side_y} {r.pair_y} x{r.hedge_ratio:g} signal_id={r.signal_id}{dup}"
+                f"  signal #{i} at t={s.delay:g}s: {r.side_x} {r.amount_x:g} {r.market_x} / "
+                f"{r.side_y} {r.market_y} x{r.hedge_ratio:g} signal_id={r.signal_id}{dup}"
             )
-        lines.append(f"  chaos: {self.chaos or '(none)'}")
+        for v in self.venues:
+            lines.append(f"  venue {v.name} chaos (seed {v.seed}): {v.chaos or '(none)'}")
+        if not self.venues:
+            lines.append(f"  chaos: {self.chaos or '(none)'}")
         lines.append(f"  fees: {self.taker_fee:g} taker, hedge basis {self.config.hedge_basis}")
         lines.append(
             f"  crash: {self.crash or 'none'}; recovery crash: {self.recovery_crash or 'none'}"
@@ -128,6 +145,13 @@ def generate(seed: int) -> Scenario:
     recovery_crash = _crash(rng, calls=4) if crash and rng.random() < 0.2 else None
     if perps.random() < PERP_SHARE:
         markets, signals = _with_basis_trade(perps, seed, markets, signals)
+    across = random.Random(f"venues {seed}")
+    venues: tuple[Venue, ...] = ()
+    if across.random() < CROSS_VENUE_SHARE:
+        traded = sorted({s for sig in signals for s in (sig.request.pair_x, sig.request.pair_y)})
+        chaos_b = _chaos(across, traded, random.Random(f"rare faults b {seed}"))
+        venues = (Venue("a", chaos, seed), Venue("b", chaos_b, across.randrange(1, 1 << 31)))
+        signals = _across_venues(across, seed, markets, signals)
     return Scenario(
         seed=seed,
         markets=markets,
@@ -138,6 +162,7 @@ def generate(seed: int) -> Scenario:
         recovery_crash=recovery_crash,
         config=replace(_config(rng), hedge_basis=fees.choice(("net", "net", "filled"))),
         taker_fee=fees.choice((0.0, 0.0, 0.0004, 0.001, 0.002)),
+        venues=venues,
     )
 
 
@@ -168,6 +193,44 @@ def _with_basis_trade(
     )
     signal = Signal(request, 0.0 if perps.random() < 0.5 else round(perps.uniform(0, 3), 3))
     return {**markets, spot.symbol: spot, swap.symbol: swap}, (*signals, signal)
+
+
+CROSS_VENUE_SHARE = 0.25
+"""The share of scenarios on two venues ("a" and "b": a paper exchange each, with its own book,
+faults and fault seed), drawn last from an RNG of its own so every earlier draw of a seed
+stays what it was. Venue a has the scenario's chaos, venue b a schedule drawn for it alone."""
+
+
+def _across_venues(
+    rng: random.Random, seed: int, markets: dict[str, MarketSpec], signals: tuple[Signal, ...]
+) -> tuple[Signal, ...]:
+    """``signals`` with a venue per leg (mostly leg A on a and leg B on b; sometimes the other
+    way round or both on one), a copy on its original's; and sometimes an arbitrage between the
+    venues' books, the same symbol bought on one and sold on the other."""
+    placed: list[Signal] = []
+    for signal in signals:
+        if signal.copy_of is not None:
+            original = placed[signal.copy_of].request
+            x, y = original.venue_x, original.venue_y
+        else:
+            x, y = rng.choices((("a", "b"), ("b", "a"), ("a", "a"), ("b", "b")), (7, 2, 1, 1))[0]
+        placed.append(replace(signal, request=replace(signal.request, venue_x=x, venue_y=y)))
+    if rng.random() < 0.5:
+        symbol = rng.choice(sorted(markets))
+        side = rng.choice(("buy", "sell"))
+        request = PairTradeRequest(
+            pair_x=symbol,
+            side_x=side,
+            amount_x=_amount(rng, markets[symbol]),
+            pair_y=symbol,
+            side_y="sell" if side == "buy" else "buy",
+            hedge_ratio=1.0,
+            signal_id=f"sim{seed}-arb" if rng.random() < 0.6 else None,
+            venue_x="a",
+            venue_y="b",
+        )
+        placed.append(Signal(request, _delay(rng)))
+    return tuple(placed)
 
 
 def _default_markets(rng: random.Random) -> dict[str, MarketSpec]:

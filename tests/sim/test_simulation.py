@@ -165,6 +165,70 @@ def test_spot_perp_basis_trades_are_drawn_both_ways() -> None:
     )
 
 
+def test_cross_venue_scenarios_are_drawn_with_independent_faults() -> None:
+    drawn = [generate(seed) for seed in range(300)]
+    across = [s for s in drawn if s.venues]
+    assert 45 <= len(across) <= 105  # CROSS_VENUE_SHARE of 300
+    assert all([v.name for v in s.venues] == ["a", "b"] for s in across)
+    assert all(s.venues[0].chaos == s.chaos for s in across)  # venue a: the seed's own draw
+    assert sum(s.venues[0].chaos != s.venues[1].chaos for s in across) > len(across) / 2
+    assert all(s.venues[0].seed != s.venues[1].seed for s in across)
+    legs = [(sig.request.venue_x, sig.request.venue_y) for s in across for sig in s.signals]
+    assert {("a", "b"), ("b", "a"), ("a", "a"), ("b", "b")} <= set(legs)
+    arbitrage = [
+        sig.request for s in across for sig in s.signals if sig.request.pair_x == sig.request.pair_y
+    ]
+    assert arbitrage and all(r.venue_x != r.venue_y for r in arbitrage)
+    for s in across:
+        for sig in s.signals:
+            if sig.copy_of is not None:  # a copy goes where its original went
+                original = s.signals[sig.copy_of].request
+                assert (sig.request.venue_x, sig.request.venue_y) == (
+                    original.venue_x,
+                    original.venue_y,
+                )
+    assert not any(sig.request.venue_x for s in drawn if not s.venues for sig in s.signals)
+
+
+def _two_venue_engine(monkeypatch: pytest.MonkeyPatch, rewire: Callable[[Any, Any], None]) -> None:
+    """Every engine of two venues built with ``rewire(gateway_a, gateway_b)`` applied."""
+    real_init = ExecutionEngine.__init__
+
+    def init(self: ExecutionEngine, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        if set(self.gateways) == {"a", "b"}:
+            rewire(self.gateways["a"], self.gateways["b"])
+
+    monkeypatch.setattr(ExecutionEngine, "__init__", init)
+
+
+def test_orders_sent_to_the_other_venue_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each order must be on its own venue's book: an engine that sends (and looks up, and
+    cancels) every order on the other venue is consistent with itself, and still caught."""
+
+    def swap(a: Any, b: Any) -> None:
+        for name in ("create", "fetch", "cancel"):
+            there_a, there_b = getattr(b, name), getattr(a, name)
+            setattr(a, name, there_a)
+            setattr(b, name, there_b)
+
+    _two_venue_engine(monkeypatch, swap)
+    violations = _until_first_failure().failing[0].violations
+    assert any(" is on " in v or "unknown to the DB" in v for v in violations), violations
+
+
+def test_a_lookup_on_the_other_venue_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order of unknown outcome looked up on the other venue is not found there, so it is
+    taken for absent and resent on its own venue, where it was: a blind resend."""
+
+    def cross_lookups(a: Any, b: Any) -> None:
+        a.fetch, b.fetch = b.fetch, a.fetch
+
+    _two_venue_engine(monkeypatch, cross_lookups)
+    violations = _until_first_failure().failing[0].violations
+    assert any("blind resend" in v or "exists on the exchange" in v for v in violations), violations
+
+
 def test_a_blind_resend_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another classic: a lookup that times out taken for "absent", so the order is resent
     although it may exist (the exchange refuses the reused client id: still a violation)."""
@@ -344,6 +408,10 @@ CORRUPTIONS: dict[str, tuple[Corrupt, str]] = {
     "placed order recorded as rejected": (
         lambda db, paper: db.execute("UPDATE orders SET status = 'REJECTED' WHERE leg = 'B'"),
         "is REJECTED but exists on the exchange (leg B ",  # with the journal's cause
+    ),
+    "order stored for another venue than its leg's": (
+        lambda db, paper: db.execute("UPDATE orders SET venue = 'b' WHERE leg = 'B'"),
+        "is stored for venue b, its leg's is None",
     ),
     "another order's report recorded": (
         lambda db, paper: db.execute(
