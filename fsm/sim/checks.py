@@ -8,8 +8,8 @@ therefore replaced by step-aware ones here (``_hedge``); every other finding of
 ``check_invariants`` is kept word for word. On top come the checks it does not make:
 
 - each order's fill in the DB equals its fill on the exchange, and final orders are final there;
-  an order the DB says was rejected is not on the exchange (a placed order recorded as
-  rejected: an unrecognised error taken for a refusal); its exchange id is its own;
+  its exchange id is its own (``invariants`` already finds a placed order recorded as
+  rejected: an unrecognised error taken for a refusal);
 - the hedge holds on the exchange's fills too (a hedge sized from a report the exchange does
   not bear out: an over-fill, another order's fill);
 - a PARKED trade may leave the one order whose reports could not be believed (its reason names
@@ -36,7 +36,7 @@ from typing import Any
 
 from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.model import EventRecord, OrderFacts, OrderStatus, TradeRecord, net
+from pairexec.fsm.model import EventRecord, OrderFacts, TradeRecord, net
 from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.fsm.request import TradeOutcome, market_key
 from pairexec.fsm.sim.fast_store import Snapshot
@@ -88,7 +88,7 @@ async def check_scenario(
         events = snapshot.events_of[trade.id]
         problems += [f"{tid}: {p}" for p in _hedge(trade, markets, config)]
         problems += [f"{tid}: {p}" for p in _hedge_on_exchange(trade, books, markets, config)]
-        problems += [f"{tid}: {p}" for p in _matches_exchange(trade, events, books)]
+        problems += [f"{tid}: {p}" for p in _matches_exchange(trade, books)]
         problems += [f"{tid}: {p}" for p in _order_ids(trade)]
         problems += [f"{tid}: {p}" for p in _journal(trade, events)]
     problems += _no_orphans(trades, books)
@@ -211,17 +211,12 @@ def _unresolved(trade: TradeRecord, order: OrderFacts) -> bool:
     )
 
 
-def _matches_exchange(trade: TradeRecord, events: Sequence[EventRecord], books: Books) -> list[str]:
+def _matches_exchange(trade: TradeRecord, books: Books) -> list[str]:
     problems = []
     terminal = trade.state in TERMINAL_STATES
     for order in trade.orders:
         cid = order.client_order_id
         copies = books.copies(order)
-        if order.status in (OrderStatus.REJECTED, OrderStatus.ABSENT) and copies:
-            why = next((e.cause for e in reversed(events) if e.client_order_id == cid), "")
-            problems.append(
-                f"order {cid} is {order.status.value} but exists on the exchange ({why})"
-            )
         if _unresolved(trade, order):
             continue
         if terminal and not order.is_final:

@@ -37,6 +37,7 @@ async def check_invariants(
         if trade.state not in TERMINAL_STATES:
             problems.append(f"{tid}: not terminal ({trade.state.value})")
         on_exchange = {leg: 0 for leg in Leg}
+        events = await store.events(trade.id)
         for order in trade.orders:
             if order.venue not in books:
                 problems.append(
@@ -49,6 +50,13 @@ async def check_invariants(
                 )
             copies = len(books.copies(order))
             on_exchange[order.leg] += copies
+            if order.status in (OrderStatus.REJECTED, OrderStatus.ABSENT) and copies:
+                # a placed order taken for refused or absent: the evidence rule broken
+                cid = order.client_order_id
+                why = next((e.cause for e in reversed(events) if e.client_order_id == cid), "")
+                problems.append(
+                    f"{tid}: order {cid} is {order.status.value} but exists on the exchange ({why})"
+                )
             if copies > 1:
                 problems.append(f"{tid}: {copies} exchange orders for {order.client_order_id}")
             if order.status in (OrderStatus.CLOSED, OrderStatus.CANCELED) and copies != 1:
@@ -74,7 +82,6 @@ async def check_invariants(
         unhedged = max(min(a - b / ratio, a), 0.0)
         if trade.state is TradeState.ABORTED and u and not -1e-9 <= unhedged - u < dust_x:
             problems.append(f"{tid}: ABORTED but unwound {u:g} != unhedged {unhedged:g}")
-        events = await store.events(trade.id)
         if (
             not events
             or events[0].from_state is not None
