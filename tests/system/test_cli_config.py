@@ -12,6 +12,8 @@ database = "trades.db"
 
 [engine]
 lease_seconds = 20
+lookup_backoff = 0.01  # lookups that give up in milliseconds: a trade left UNKNOWN at once
+max_backoff = 0.05
 
 [venues.a]
 exchange = "paper"
@@ -49,8 +51,8 @@ def test_recover_with_the_config_file_finishes_a_cross_venue_trade(tmp_path: Pat
     config = tmp_path / "venues.toml"
     config.write_text(TWO_PAPER_VENUES)
     env = {"PAIREXEC_CONFIG": str(config)}
-    # Leg B's reply is lost and every lookup of it times out: the trade is left UNKNOWN.
-    lost = "BTC/USDT:timeout_after_accept=1,lookup_timeouts=99"
+    # Leg B's reply (the sell, on b) is lost and every lookup of it times out: UNKNOWN.
+    lost = "BTC/USDT@sell:timeout_after_accept=1,lookup_timeouts=99"
     unknown = run(*ACROSS, "--chaos", lost, cwd=tmp_path, env=env)
     assert unknown.returncode == 3 and "UNKNOWN" in unknown.stdout, unknown.stderr
 
@@ -58,6 +60,44 @@ def test_recover_with_the_config_file_finishes_a_cross_venue_trade(tmp_path: Pat
 
     assert recover.returncode == 0, recover.stdout + recover.stderr
     assert "UNKNOWN" in recover.stdout and "DONE" in recover.stdout
+    assert [o["side"] for o in paper_orders(tmp_path / "trades.b.paper.db")] == ["sell"]
+    assert [o["side"] for o in paper_orders(tmp_path / "trades.a.paper.db")] == ["buy"]
+
+
+FAST_ENGINE = "[engine]\nlookup_backoff = 0.01\nmax_backoff = 0.05\n"
+"""Lookups that give up in milliseconds, not seconds: the trade is left UNKNOWN at once."""
+
+
+def test_recover_without_the_trades_venue_leaves_it_and_status_says_which(tmp_path: Path):
+    both = tmp_path / "both.toml"
+    both.write_text(
+        f'database = "trades.db"\n{FAST_ENGINE}[venues.a]\nexchange = "paper"\n'
+        '[venues.b]\nexchange = "paper"\n'
+    )
+    only_a = tmp_path / "only_a.toml"  # the same database and venue a, without venue b
+    only_a.write_text(f'database = "trades.db"\n{FAST_ENGINE}[venues.a]\nexchange = "paper"\n')
+    # Leg B (the sell, on b) is accepted but its reply is lost and every lookup times out.
+    lost_b = "BTC/USDT@sell:timeout_after_accept=1,lookup_timeouts=99"
+    unknown = run("--config", str(both), *ACROSS, "--chaos", lost_b, cwd=tmp_path)
+    assert unknown.returncode == 3 and "UNKNOWN" in unknown.stdout, unknown.stderr
+
+    left = run("--config", str(only_a), "recover", cwd=tmp_path)
+    status = run("--config", str(only_a), "status", cwd=tmp_path)
+
+    assert left.returncode == 3, left.stdout + left.stderr  # still in flight: needs attention
+    assert "not resumed: venue 'b'" in left.stdout
+    assert status.returncode == 0, status.stderr
+    assert "UNKNOWN" in status.stdout and "DONE" not in status.stdout
+    assert "not resumed: venue 'b'" in status.stdout  # the stored reason names the missing venue
+    # Nothing was sent, looked up or cancelled: each book holds only the first run's order.
+    assert [o["side"] for o in paper_orders(tmp_path / "trades.a.paper.db")] == ["buy"]
+    assert [o["side"] for o in paper_orders(tmp_path / "trades.b.paper.db")] == ["sell"]
+
+    done = run("--config", str(both), "recover", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "DONE" in done.stdout
+    # Leg B was found on b, not resent; leg A stayed on a.
     assert [o["side"] for o in paper_orders(tmp_path / "trades.b.paper.db")] == ["sell"]
     assert [o["side"] for o in paper_orders(tmp_path / "trades.a.paper.db")] == ["buy"]
 

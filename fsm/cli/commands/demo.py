@@ -25,6 +25,7 @@ from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.model import TradeRecord
 from pairexec.fsm.paper import ChaosConfig, PaperExchange
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome
+from pairexec.fsm.settings import load_config
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import TradeStore
 
@@ -316,6 +317,79 @@ async def killed_mid_trade(d: Demo) -> Check:
     )
 
 
+VENUES_DB = "demo.venues.db"
+"""The cross-venue scenario's own trades database: its trade must be the only one recover
+finds, whatever the other scenarios left in ``demo.db``."""
+VENUE_STATES = {"spot": "demo.spot.paper.db", "perp": "demo.perp.paper.db"}
+"""Its two paper venues, each its own state file (its own book and balances)."""
+OVERRIDES = ("PAIREXEC_DB", "PAIREXEC_EXCHANGE")
+"""Variables that would override the file's database or venues: not passed to the trade."""
+
+
+def venues_config(d: Demo) -> Path:
+    """The config file a bot and the CLI share: the database and two independent paper venues."""
+    path = d.workdir / "demo.venues.toml"
+    tables = "".join(
+        f'\n[venues.{name}]\nexchange = "paper"\nstate = "{state}"\n'
+        for name, state in VENUE_STATES.items()
+    )
+    path.write_text(f'database = "{VENUES_DB}"\n{tables}')
+    return path
+
+
+async def killed_across_venues(d: Demo) -> Check:
+    """Buy BTC/USDT on one paper venue and sell it on another, from the config file; the process
+    is SIGKILLed after leg B's intent is stored (not sent). A bot reading the same file
+    (``pairexec.load_config``) recovers it: each leg sent once, each on its own venue."""
+    config = venues_config(d)
+    argv = ["trade", "BTC/USDT@spot", "buy", "1", "BTC/USDT@perp", "sell", "--config", str(config)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pairexec.fsm.cli", *argv],
+        env={**{k: v for k, v in os.environ.items() if k not in OVERRIDES}, KILL_ENV: "intent:B"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    settings = load_config(config)  # what a bot calls: pairexec.load_config
+    assert settings.database_url is not None
+    papers = settings.open_exchanges()
+    d.opened.extend(papers.values())
+    venues = {name: CallRecorder(paper) for name, paper in papers.items()}  # a count per venue
+    async with ExecutionEngine(
+        venues, store=TradeStore(settings.database_url), config=DEMO_CONFIG
+    ) as engine:
+        outcomes = await engine.recover()
+        trades = [await engine.store.load(o.trade_id) for o in outcomes]
+    cids = {
+        leg: {o.client_order_id for t in trades for o in t.orders if o.leg is leg}
+        for leg in (Leg.A, Leg.B)
+    }
+    books = {  # (leg, venue): the leg's orders on that venue's own book, by client order id
+        (leg.value, name): sum(len(paper.orders_with_client_id(cid)) for cid in cids[leg])
+        for leg in cids
+        for name, paper in papers.items()
+    }
+    elsewhere = sum(  # any call for a leg on the venue it does not trade on
+        n
+        for name, leg in (("spot", Leg.B), ("perp", Leg.A))
+        for (_, cid), n in venues[name].calls.items()
+        if cid in cids[leg]
+    )
+    resent_b = venues["perp"].count("create_order", cids[Leg.B])
+    after = outcomes[0].state.value if outcomes else "nothing"
+    return (
+        f"killed (exit {proc.returncode}), recovered {after}; leg A on spot "
+        f"{books['A', 'spot']} perp {books['A', 'perp']}, leg B on perp "
+        f"{books['B', 'perp']} spot {books['B', 'spot']}, sent {resent_b}×",
+        proc.returncode == -9
+        and len(outcomes) == 1
+        and outcomes[0].state is TradeState.DONE
+        and books == {("A", "spot"): 1, ("A", "perp"): 0, ("B", "spot"): 0, ("B", "perp"): 1}
+        and resent_b == 1
+        and elsewhere == 0,
+    )
+
+
 SCENARIOS: list[tuple[str, str, Callable[[Demo], Awaitable[Check]]]] = [
     ("seed 1", "partial fill 60%: hedge the actual fill", seed_1),
     ("seed 2", "severe partial 10%: abort, no leg B", seed_2),
@@ -335,6 +409,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Demo], Awaitable[Check]]]] = [
     ("ours", "spot-perp basis trade in contracts", spot_perp_basis),
     ("ours", "a PARKED pair refuses signals until resolved", parked_pair_blocked),
     ("ours", "process SIGKILLed mid-trade, then recover", killed_mid_trade),
+    ("ours", "killed mid-trade across two venues, then recover", killed_across_venues),
 ]
 
 
@@ -343,7 +418,8 @@ async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="pairexec-demo-") as tmp:
         demo = Demo(workdir or Path(tmp))
         demo.workdir.mkdir(parents=True, exist_ok=True)
-        for stale in (demo.workdir / "demo.db", demo.paper_path):
+        venues = [demo.workdir / VENUES_DB, *(demo.workdir / f for f in VENUE_STATES.values())]
+        for stale in (demo.workdir / "demo.db", demo.paper_path, *venues):
             for path in (stale, Path(f"{stale}-wal"), Path(f"{stale}-shm")):
                 path.unlink(missing_ok=True)
         render.demo_starts(len(SCENARIOS), demo.workdir)
@@ -356,5 +432,6 @@ async def run(args: argparse.Namespace) -> int:
                     observed, ok = f"error: {type(exc).__name__}: {exc}", False
             results.append((origin, title, observed, ok))
         await demo.close()
-        render.demo_results(results, demo.db_url if workdir else None)
+        kept = f"{demo.db_url} and sqlite:///{demo.workdir / VENUES_DB}"  # the two-venue trade's
+        render.demo_results(results, kept if workdir else None)
         return 0 if all(ok for *_, ok in results) else 1
