@@ -5,7 +5,8 @@ Each fenced block of README.md and docs/*.md is one of:
 - ``python``: executed as written, in an empty folder. The README's bot (it builds
   ``ccxt.binance``) runs against the fake Binance over HTTP; the others use the paper exchange.
 - ``bash``: every line a ``pairexec`` command (or ``VAR=$(pairexec …)``, ``VAR=x pairexec …``,
-  ``timeout … pairexec …``): run by bash in an empty folder, so on the default SQLite database
+  ``timeout … pairexec …``, or a file the commands read: ``cat > NAME <<'EOF'`` … ``EOF``):
+  run by bash in an empty folder, so on the default SQLite database
   and the paper exchange there, each line's exit code checked: 0, or N where the line ends in
   ``# exit N``.
 - ``mermaid``: exactly the diagram ``pairexec.fsm.diagram`` generates.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import os
 import re
 import shlex
@@ -89,13 +91,20 @@ _RUNNABLE = [
     re.compile(rf"^(?:[A-Z_]+=\S+\s+)*{_PAIREXEC}"),  # pairexec …, PAIREXEC_DB=x pairexec …
     re.compile(rf"^timeout(?:\s+--[\w-]+)*\s+\d+\s+{_PAIREXEC}"),  # a worker, for a while
     re.compile(rf"^[a-z_]+=\"?\$\({_PAIREXEC}.*\)\"?$"),  # trade_id=$(pairexec trade … | awk …)
+    re.compile(r"^cat > [\w.-]+ <<'EOF'\n(?:.*\n)*EOF$"),  # a file written for the commands
 ]
+_HEREDOC = re.compile(r"^cat > [\w.-]+ <<'EOF'$")
 
 
 def _commands(block: Block) -> list[tuple[str, int]]:
     """The block's command lines and the exit code each must end with."""
     commands = []
-    for line in block.text.splitlines():
+    lines = iter(block.text.splitlines())
+    for line in lines:
+        if _HEREDOC.match(line):  # the file's lines, through EOF, are one command
+            body = list(itertools.takewhile(lambda text: text != "EOF", lines))
+            commands.append(("\n".join([line, *body, "EOF"]), 0))
+            continue
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         expected = _EXIT.search(line)
