@@ -216,7 +216,10 @@ def _across_venues(
             x, y = rng.choices((("a", "b"), ("b", "a"), ("a", "a"), ("b", "b")), (7, 2, 1, 1))[0]
         placed.append(replace(signal, request=replace(signal.request, venue_x=x, venue_y=y)))
     if rng.random() < 0.5:
-        symbol = rng.choice(sorted(markets))
+        # A spot market: a swap is the basis trade's, and two trades on one venue's swap share
+        # its one net position (an unwind's reduce-only order then finds less to close than
+        # its trade opened: docs/configuration.md, "Contract markets").
+        symbol = rng.choice(sorted(s for s, spec in markets.items() if not spec.is_contract))
         side = rng.choice(("buy", "sell"))
         request = PairTradeRequest(
             pair_x=symbol,
