@@ -17,6 +17,14 @@ Swap markets (``MarketSpec.contract_size`` > 0, ``SWAP_MARKETS``) count orders i
 long > 0, short < 0, in contracts) instead of moving the base balance; reducing it realises the
 profit or loss in the quote (settle) currency. A ``reduce_only`` order that would open or grow
 the position is rejected, one larger than it is filled only up to it. No margin is modelled.
+
+By default a market has one price and infinite depth at it. A ``BookDepth`` given to
+``PaperBook.place`` (the exchange builds one from the chaos keys ``spread_bps``, ``depth``,
+``thin_book``...) puts a seeded book of levels around that price instead: an order walks the
+levels it crosses and fills at their volume-weighted average. The book is not stored: it is
+regenerated around the current price for every order (taken liquidity replenishes at once).
+A limit order with ``time_in_force="IOC"`` never rests: what does not fill at once is
+cancelled.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -75,6 +84,56 @@ class MarketSpec:
 
 def _quote(symbol: str) -> str:
     return symbol.split("/")[1].split(":")[0]  # BTC/USDT:USDT (a swap) settles in USDT
+
+
+@dataclass(frozen=True)
+class BookDepth:
+    """A seeded order book around a market's price (its mid), opt-in per order.
+
+    The best ask is ``mid * (1 + spread/2)``, the best bid ``mid * (1 - spread/2)``; each of
+    the ``levels`` levels on a side is ``level_bps`` further from the mid than the one before
+    (prices are not rounded to the market's tick). A level holds ``level_notional`` (in the
+    quote currency) times a seeded factor in [0.5, 1.5), in base units rounded down to the
+    amount step (at least one step); the factors depend only on ``seed``, the symbol, the side
+    and the level, so the same seed gives the same book. ``level_notional`` 0: one level per
+    side at the best price, of infinite size (a spread, no slippage).
+    """
+
+    spread_bps: float = 0.0
+    level_bps: float = 1.0
+    levels: int = 10
+    level_notional: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        numbers = (self.spread_bps, self.level_bps, self.level_notional)
+        if not all(math.isfinite(n) and n >= 0 for n in numbers) or self.spread_bps >= 20_000:
+            raise ValueError(f"BookDepth needs finite numbers >= 0 (spread < 20000 bps): {self}")
+        if self.levels < 1:
+            raise ValueError(f"BookDepth needs at least one level, got {self.levels}")
+
+    def best(self, mid: float, side: str) -> float:
+        """The best price a ``side`` order meets: the best ask for a buy, bid for a sell."""
+        half = self.spread_bps / 20_000
+        return mid * (1 + half) if side == "buy" else mid * (1 - half)
+
+    def levels_for(self, spec: MarketSpec, side: str) -> list[tuple[float, float]]:
+        """The (price, size) levels a ``side`` order walks, best first: asks for a buy, bids
+        for a sell, around ``spec.price``."""
+        best, sign = self.best(spec.price, side), (1.0 if side == "buy" else -1.0)
+        if self.level_notional <= 0:
+            return [(best, math.inf)]
+        book = "asks" if side == "buy" else "bids"
+        rng = random.Random(f"paper-book/{self.seed}/{spec.symbol}/{book}")
+        price_per_unit = spec.contract_size if spec.is_contract else 1.0
+        levels = []
+        for i in range(self.levels):
+            price = best * (1 + sign * i * self.level_bps / 10_000)
+            if price <= 0:
+                break
+            size = self.level_notional * rng.uniform(0.5, 1.5) / (price * price_per_unit)
+            levels.append((price, max(floor_to_step(size, spec.amount_step), spec.amount_step)))
+        return levels
 
 
 DEFAULT_MARKETS: dict[str, MarketSpec] = {
@@ -289,6 +348,16 @@ class PaperBook:
             _market(db, symbol)
             db.execute("UPDATE markets SET price = ? WHERE symbol = ?", (price, symbol))
 
+    def move_price(self, symbol: str, fraction: float) -> float:
+        """Move ``symbol``'s price by ``fraction`` of it (signed: -0.02 is 2% down) in one
+        transaction; the new price."""
+        if not math.isfinite(fraction) or fraction <= -1:
+            raise ValueError(f"fraction must be a finite number > -1, not {fraction!r}")
+        with self._transaction() as db:
+            price = _market(db, symbol).price * (1 + fraction)
+            db.execute("UPDATE markets SET price = ? WHERE symbol = ?", (price, symbol))
+            return price
+
     def balances(self) -> dict[str, Balance]:
         with self._transaction() as db:
             totals = dict(db.execute("SELECT asset, total FROM balances ORDER BY asset"))
@@ -318,6 +387,8 @@ class PaperBook:
         fill: float = 1.0,
         leave_open: bool = False,
         reduce_only: bool = False,
+        time_in_force: str | None = None,
+        depth: BookDepth | None = None,
     ) -> PaperOrder:
         """Validate and accept an order; a market (or crossing limit) order fills at once.
 
@@ -326,24 +397,57 @@ class PaperBook:
         keeps it "open" with the rest reserved. A limit order that does not cross rests "open".
         ``reduce_only`` (swap markets; ignored on spot, as ccxt drops it there): rejected if it
         would open or grow the position, filled at most up to the position's size.
+
+        ``time_in_force`` ("GTC" or "IOC", any case; None: GTC): a limit IOC order fills at
+        once what crosses its limit and is never "open": "closed" if it filled in full, else
+        "canceled" with what it filled (Binance says EXPIRED, ccxt "expired"; the paper
+        exchange says "canceled"), ``leave_open`` ignored. A market order is immediate anyway:
+        IOC changes nothing for it.
+
+        ``depth``: walk a seeded book of levels instead of filling at the market's price. A
+        market order takes levels until it is filled (or the book is exhausted: "closed" with
+        the rest unfilled), a limit order only levels up to its limit (a GTC order's rest then
+        rests "open" at its limit); the fill is at the levels' volume-weighted average, which is
+        what the balances, fees and position move at.
         """
         amount = _number(amount, "amount")
         if side not in ("buy", "sell"):
             raise ccxt.InvalidOrder(f"paper: side must be 'buy' or 'sell', not {side!r}")
         if type not in ("market", "limit"):
             raise ccxt.InvalidOrder(f"paper: type must be 'market' or 'limit', not {type!r}")
+        tif = "GTC" if time_in_force is None else str(time_in_force).upper()
+        if tif not in ("GTC", "IOC"):
+            raise ccxt.InvalidOrder(
+                f"paper: timeInForce must be 'GTC' or 'IOC', not {time_in_force!r}"
+            )
         if type == "limit":
             if price is None:
                 raise ccxt.InvalidOrder("paper: a limit order needs a price")
             price = _number(price, "price")
         else:
             price = None
+        ioc = tif == "IOC" and price is not None
         with self._transaction() as db:
             if client_order_id is not None and _find(db, None, client_order_id):
                 raise ccxt.DuplicateOrderId(
                     f"paper: clientOrderId {client_order_id} is already used on this exchange"
                 )
             spec = _market(db, symbol)
+            if depth is not None:
+                return self._place_on_book(
+                    db,
+                    spec,
+                    type,
+                    side,
+                    amount,
+                    price,
+                    client_order_id,
+                    fill,
+                    leave_open,
+                    reduce_only,
+                    ioc,
+                    depth,
+                )
             if price is None:
                 crosses = True
             else:
@@ -354,19 +458,87 @@ class PaperBook:
             filled = _part(amount, fill, spec.amount_step) if crosses else 0.0
             if reduce_only and spec.is_contract:
                 filled = min(filled, _reducible(db, spec, side, amount))
-            if not crosses or (leave_open and filled < amount):
+            if ioc:
+                status = "closed" if filled >= amount else "canceled"
+            elif not crosses or (leave_open and filled < amount):
                 status = "open"
             else:
                 status = "closed" if filled > 0 else "canceled"  # an IOC that got nothing
-            row = (client_order_id, int(time.time() * 1000), symbol, type, side, price)
-            cursor = db.execute(
-                "INSERT INTO orders (client_order_id, timestamp, symbol, type, side, price,"
-                " fill_price, amount, filled, cost, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
-                (*row, fill_price, amount, status),
+            return self._insert(
+                db, spec, type, side, amount, price, client_order_id, fill_price, filled, status
             )
-            order = PaperOrder(int(cursor.lastrowid or 0), *row, fill_price, amount, 0, 0, status)
-            return _execute(db, order, filled, status, self.taker_fee)
+
+    def _place_on_book(
+        self,
+        db: sqlite3.Connection,
+        spec: MarketSpec,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None,
+        client_order_id: str | None,
+        fill: float,
+        leave_open: bool,
+        reduce_only: bool,
+        ioc: bool,
+        depth: BookDepth,
+    ) -> PaperOrder:
+        """``place`` on a ``depth`` book (inside its transaction)."""
+        _validate(spec, amount, spec.price if price is None else price)
+        target = _part(amount, fill, spec.amount_step)
+        if reduce_only and spec.is_contract:
+            target = min(target, _reducible(db, spec, side, amount))
+        filled, cost = _walk(depth.levels_for(spec, side), side, target, price, spec.amount_step)
+        average = cost / filled if filled > 0 else depth.best(spec.price, side)
+        _check_funds(db, spec, side, amount, average if price is None else price)
+        if filled >= amount:
+            status = "closed"
+        elif ioc:
+            status = "canceled"
+        elif leave_open or (price is not None and filled < target):
+            status = "open"  # a GTC limit's rest the book could not fill rests at its limit
+        else:
+            status = "closed" if filled > 0 else "canceled"
+        fill_price = price if status == "open" and price is not None else average
+        return self._insert(
+            db,
+            spec,
+            type,
+            side,
+            amount,
+            price,
+            client_order_id,
+            fill_price,
+            filled,
+            status,
+            average,
+        )
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        spec: MarketSpec,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None,
+        client_order_id: str | None,
+        fill_price: float,
+        filled: float,
+        status: str,
+        at: float | None = None,
+    ) -> PaperOrder:
+        """Store a new order and make its immediate fill of ``filled`` (at ``at``, else at its
+        fill price)."""
+        row = (client_order_id, int(time.time() * 1000), spec.symbol, type, side, price)
+        cursor = db.execute(
+            "INSERT INTO orders (client_order_id, timestamp, symbol, type, side, price,"
+            " fill_price, amount, filled, cost, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+            (*row, fill_price, amount, status),
+        )
+        order = PaperOrder(int(cursor.lastrowid or 0), *row, fill_price, amount, 0, 0, status)
+        return _execute(db, order, filled, status, self.taker_fee, at)
 
     def find(self, order_id: str | None, client_order_id: str | None = None) -> PaperOrder | None:
         """The order with this client order id if one is given, else with this id."""
@@ -446,6 +618,26 @@ def floor_to_step(amount: float, step: float) -> float:
 def _part(amount: float, fraction: float, step: float) -> float:
     """``fraction`` of ``amount`` in whole steps, as a real venue fills in lots."""
     return amount if fraction >= 1 else min(amount, floor_to_step(amount * fraction, step))
+
+
+def _walk(
+    levels: list[tuple[float, float]], side: str, target: float, limit: float | None, step: float
+) -> tuple[float, float]:
+    """Take up to ``target`` from ``levels`` (best first), only those at or better than
+    ``limit`` if given: the quantity taken (a multiple of ``step``) and its cost."""
+    taken = cost = 0.0
+    for price, size in levels:
+        if taken >= target or (
+            limit is not None and (price > limit if side == "buy" else price < limit)
+        ):
+            break
+        quantity = min(size, target - taken)
+        taken += quantity
+        cost += quantity * price
+    if taken >= target * (1 - _SLACK):
+        return (target, cost) if taken > 0 else (0.0, 0.0)
+    clean = floor_to_step(taken, step)
+    return clean, cost * clean / taken if taken > 0 else 0.0
 
 
 def _validate(spec: MarketSpec, amount: float, price: float) -> None:
@@ -533,14 +725,20 @@ def _check_funds(
 
 
 def _execute(
-    db: sqlite3.Connection, order: PaperOrder, filled: float, status: str, taker_fee: float = 0.0
+    db: sqlite3.Connection,
+    order: PaperOrder,
+    filled: float,
+    status: str,
+    taker_fee: float = 0.0,
+    at: float | None = None,
 ) -> PaperOrder:
-    """Fill ``order`` up to ``filled`` at its fill price, move the balances, set its status.
+    """Fill ``order`` up to ``filled`` at ``at`` (default: its fill price), move the balances,
+    set its status.
 
     The new total is set, not added, so a completed order's filled is exactly its amount.
     A spot fill pays ``taker_fee`` of what it receives: a buy in the base, a sell in the quote.
     """
-    quantity, price = filled - order.filled, order.fill_price
+    quantity, price = filled - order.filled, order.fill_price if at is None else at
     db.execute(
         "UPDATE orders SET filled = ?, cost = cost + ?, status = ? WHERE id = ?",
         (filled, quantity * price, status, order.id),

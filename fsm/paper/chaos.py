@@ -18,6 +18,11 @@ probability: an integer N >= 1 faults the first N calls that reach that check on
 that probability, drawn from the venue's own seeded RNG so a run can be replayed. A counter
 named after a ``pairexec.fsm.paper.faults.Fault`` is that fault on create_order; the others
 say which call they fault.
+
+Market keys change the market, not the calls: ``spread_bps``, ``depth``, ``level_bps``,
+``levels`` and ``thin_book`` put an order book of seeded levels around the price (a
+``pairexec.fsm.paper.book.BookDepth``; off by default: one price, infinite depth), and
+``price_jump`` moves the price just before each order, so a price read before it is stale.
 """
 
 from __future__ import annotations
@@ -65,13 +70,36 @@ class SymbolChaos(Fills):
     insane_reports: float = 0
     """A create_order or fetch_order reply that is not the order's truth: the ``LIES`` of
     ``pairexec.fsm.paper.faults`` in turn (over-fill, another order, done without a fill)."""
+    spread_bps: float = 0.0
+    """Bid-ask spread around the price, in basis points: best ask = price x (1 + spread/2),
+    best bid = price x (1 - spread/2). Alone, infinite depth at the best bid and ask."""
+    depth: float = 0.0
+    """Average size of a book level, in the quote currency (seeded per level, x 0.5 to 1.5):
+    orders walk the levels and fill at their average price. 0: infinite depth."""
+    level_bps: float = 1.0
+    """Distance between two levels of the book, in basis points of the price."""
+    levels: int = 10
+    """Levels on each side of the book; an order that takes them all fills no more."""
+    thin_book: bool = False
+    """A book whose levels hold about the market's minimum order value each (unless ``depth``
+    is given): market orders slip and limit IOC orders fill partly."""
+    price_jump: float = 0.0
+    """Fraction the price moves by (up or down, seeded) just before each create_order."""
+
+    @property
+    def has_book(self) -> bool:
+        """Whether orders walk a book of levels rather than fill at the one price."""
+        return self.spread_bps > 0 or self.depth > 0 or self.thin_book
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SymbolChaos)}
-_FRACTIONS = ("fill", "fills_while_open")
-_BOOLEANS = ("leave_open",)
+_FRACTIONS = ("fill", "fills_while_open", "price_jump")
+_BOOLEANS = ("leave_open", "thin_book")
 _SECONDS = ("latency",)
-COUNTERS = tuple(n for n in _FIELDS if n not in {*_FRACTIONS, *_BOOLEANS, *_SECONDS})
+_MARKET_NUMBERS = ("spread_bps", "depth", "level_bps", "levels")
+COUNTERS = tuple(
+    n for n in _FIELDS if n not in {*_FRACTIONS, *_BOOLEANS, *_SECONDS, *_MARKET_NUMBERS}
+)
 """The fault counters: a count (first N calls) or a probability (each call)."""
 _VALID_KEYS = ", ".join(_FIELDS)
 _NO_CHAOS = SymbolChaos()
@@ -154,6 +182,14 @@ class FaultInjector:
         self._seen[(symbol, name, fault)] += 1
         return self._seen[(symbol, name, fault)] <= value
 
+    def jump(self, symbol: str, side: str | None = None) -> float:
+        """The signed fraction the price moves by before this order (``price_jump``, its sign
+        drawn from the RNG); 0 without one (and no draw)."""
+        size = self.config.for_symbol(symbol, side).price_jump
+        if size <= 0:
+            return 0.0
+        return size if self._rng.random() < 0.5 else -size
+
 
 def _parse_part(part: str) -> tuple[str, dict[str, Any]]:
     # rpartition: a symbol may itself contain ":" (BTC/USDT:USDT), keys and values never do.
@@ -190,6 +226,14 @@ def _value(key: str, raw: str, part: str) -> Any:
         raise ValueError(f"chaos key {key!r} in {part!r} must be a finite number >= 0")
     if key in _FRACTIONS and number > 1:
         raise ValueError(f"chaos key {key!r} in {part!r} is a fraction: 0 to 1, not {raw}")
+    if key == "price_jump" and number >= 1:
+        raise ValueError(f"chaos key {key!r} in {part!r} must be below 1, not {raw}")
+    if key == "spread_bps" and number >= 20_000:
+        raise ValueError(f"chaos key {key!r} in {part!r} must be below 20000 (200%), not {raw}")
+    if key == "levels":
+        if number < 1 or not number.is_integer():
+            raise ValueError(f"chaos key {key!r} in {part!r} is a count (integer >= 1), not {raw}")
+        return int(number)
     if key in COUNTERS and number > 1 and not number.is_integer():
         raise ValueError(
             f"chaos key {key!r} in {part!r} is a count (integer >= 1) or a probability "

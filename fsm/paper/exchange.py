@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 import ccxt
 
-from pairexec.fsm.paper.book import MarketSpec, PaperBook, PaperOrder, Position, floor_to_step
+from pairexec.fsm.paper.book import (
+    BookDepth,
+    MarketSpec,
+    PaperBook,
+    PaperOrder,
+    Position,
+    floor_to_step,
+)
 from pairexec.fsm.paper.chaos import ANY_SYMBOL, ChaosConfig, FaultInjector, SymbolChaos
 from pairexec.fsm.paper.faults import LIES, Fault
 from pairexec.fsm.venues.ccxt_ids import unified_client_id
@@ -105,9 +112,18 @@ class PaperExchange:
     async def fetch_ticker(
         self, symbol: str, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The market's current price as a ccxt ticker (last = bid = ask: no spread here)."""
-        await self._latency(self._faults.settings(symbol))
+        """The market's current price as a ccxt ticker: last = bid = ask, unless the symbol's
+        chaos gives it a book (``spread_bps``, ``depth``, ``thin_book``: its entry for the
+        symbol, not a side's), then bid and ask are the book's best, last the price (mid)."""
+        chaos = self._faults.settings(symbol)
+        await self._latency(chaos)
         price = (await self._call(self.book.market, symbol)).price
+        depth = self._depth(symbol, chaos)
+        bid, ask = (
+            (price, price)
+            if depth is None
+            else (depth.best(price, "sell"), depth.best(price, "buy"))
+        )
         now = int(time.time() * 1000)
         return {
             "symbol": symbol,
@@ -115,8 +131,8 @@ class PaperExchange:
             "datetime": datetime.fromtimestamp(now / 1000, tz=timezone.utc).isoformat(),
             "last": price,
             "close": price,
-            "bid": price,
-            "ask": price,
+            "bid": bid,
+            "ask": ask,
             "info": {},
         }
 
@@ -143,12 +159,18 @@ class PaperExchange:
         price: float | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Place an order; ``params``: ``clientOrderId``, ``reduceOnly``, ``timeInForce``
+        ("GTC" or "IOC", any case: a limit IOC order never rests, what does not fill at once
+        is "canceled", see ``PaperBook.place``). A ``price_jump`` moves the price first."""
         if (params or {}).get("hedged") and self.market(symbol)["contract"]:
             raise ccxt.NotSupported(
                 f"paper: hedge mode is not supported on {symbol}: positions are one-way (net)"
             )
         chaos = self._faults.settings(symbol, side)
         await self._latency(chaos)
+        jump = self._faults.jump(symbol, side)
+        if jump:  # the market moved since the caller last looked
+            await self._call(self.book.move_price, symbol, jump)
         if self._faults.strikes(Fault.RATE_LIMIT, symbol, side):
             raise ccxt.RateLimitExceeded(f"paper chaos: too many requests on {symbol}")
         if self._faults.strikes(Fault.TIMEOUT_BEFORE_ACCEPT, symbol, side):
@@ -168,6 +190,8 @@ class PaperExchange:
             fill=chaos.fill,
             leave_open=chaos.leave_open,
             reduce_only=bool((params or {}).get("reduceOnly")),
+            time_in_force=(params or {}).get("timeInForce"),
+            depth=self._depth(symbol, chaos),
         )
         if self._faults.strikes(Fault.TIMEOUT_AFTER_ACCEPT, symbol, side):
             raise ccxt.RequestTimeout(
@@ -290,6 +314,22 @@ class PaperExchange:
         else:  # NO_FILL_AFTER_ACCEPT: "closed" without a fill
             lie = {**reply, "status": "closed", "filled": None, "remaining": None}
         return {**lie, "info": {**lie["info"], "paper_chaos": kind.value}}
+
+    def _depth(self, symbol: str, chaos: SymbolChaos) -> BookDepth | None:
+        """The book ``chaos`` gives ``symbol``'s orders, seeded by the venue's seed; None: the
+        default market (one price, infinite depth)."""
+        if not chaos.has_book:
+            return None
+        notional = chaos.depth
+        if chaos.thin_book and notional <= 0:
+            notional = float(self.market(symbol)["limits"]["cost"]["min"] or 1.0)
+        return BookDepth(
+            spread_bps=chaos.spread_bps,
+            level_bps=chaos.level_bps,
+            levels=chaos.levels,
+            level_notional=notional,
+            seed=self.chaos.seed,
+        )
 
     async def _latency(self, chaos: SymbolChaos) -> None:
         if chaos.latency > 0:
