@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from pairexec.fsm.pricing import MARKET, OrderPolicy
+
 MAX_SECONDS = 86_400.0
 """Upper bound of every duration (a day). A trade execution core that waits longer than that
 for anything was given a typo, and the lease is added to a wall-clock time, which overflows
@@ -34,7 +36,14 @@ class EngineConfig:
     """Leg A fill ratio below which the trade aborts without sending leg B."""
     unwind_on_abort: bool = True
     """Close leg A's fill with an opposite order when the trade aborts."""
-    order_type: str = "market"
+    leg_a: OrderPolicy = MARKET
+    """How leg A's order is priced (``pricing.OrderPolicy``: market, or a limit IOC in a band
+    from the best price; a request's ``price_x`` is leg A's limit, whatever this says)."""
+    leg_b: OrderPolicy = MARKET
+    """How leg B's orders are priced; with ``limit_ioc``, each further order for a remainder
+    widens the band (the ladder), and ``after_cap`` says what a last remainder becomes."""
+    unwind: OrderPolicy = MARKET
+    """How unwind orders are priced (an unwind that cannot finish parks the trade)."""
     call_timeout: float = 30.0
     """Seconds one exchange call may take before its outcome counts as unknown (a hung call is
     treated exactly like a timeout: looked up, never blindly repeated)."""
@@ -148,6 +157,8 @@ class EngineConfig:
                     raise ValueError(f"{f.name} must be True or False, got {value!r}")
             elif kind == "str" and not isinstance(value, str):
                 raise ValueError(f"{f.name} must be a string, got {value!r}")
+            elif kind == "OrderPolicy" and not isinstance(value, OrderPolicy):
+                raise ValueError(f"{f.name} must be an OrderPolicy, got {value!r}")
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based) of a lookup or rate-limited send.

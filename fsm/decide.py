@@ -13,13 +13,14 @@ confirmed ABSENT, and it reuses the order's client id.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
 from pairexec.fsm.model import OrderFacts, OrderStatus, TradeRecord, filled, net
-from pairexec.fsm.request import PairTradeRequest
+from pairexec.fsm.pricing import OrderPolicy, limit_price
+from pairexec.fsm.request import PairTradeRequest, market_key
 from pairexec.fsm.states import TERMINAL_STATES, TradeState, Trigger
 
 # --- actions -------------------------------------------------------------------------------
@@ -36,6 +37,24 @@ class Submit:
     side: str
     amount: float
     cause: str
+    reference_price: float | None = None
+    limit_price: float | None = None
+    """A limit IOC order's limit (None: a market order), stored with the intent."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A limit order is next: fetch the best price on ``side`` of the market (a buy's ask, a
+    sell's bid), then decide again with it (``decide``'s ``quotes``)."""
+
+    symbol: str
+    venue: str | None
+    side: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """How ``decide``'s ``quotes`` hold the answer: (market, side)."""
+        return market_key(self.symbol, self.venue), self.side
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,7 @@ class GiveUp:
     cause: str
 
 
-Action = Submit | Resend | Lookup | Settle | Move | GiveUp
+Action = Submit | Resend | Lookup | Settle | Move | GiveUp | Quote
 
 # --- the decision --------------------------------------------------------------------------
 
@@ -118,6 +137,7 @@ def decide(
     *,
     markets: Mapping[str, MarketRules] | None = None,
     prices: Mapping[str, float] | None = None,
+    quotes: Mapping[tuple[str, str], float | None] | None = None,
     resuming: bool = False,
     age: float | None = None,
 ) -> Action | None:
@@ -129,6 +149,8 @@ def decide(
     with several: the same symbol may trade under other rules on another venue). A minimum
     order value is checked at the price this trade's own fills on the market got, else at
     ``prices`` (a recent price per market, keyed alike), else not at all (the venue decides).
+    ``quotes``: the best price fetched for the next limit order, by (market, side); None for
+    one that could not be had (the order is then not sent: see ``_Plan.priced``).
     ``resuming`` is set by ``recover()``: a trade still PENDING then was never sent before the
     restart, and a stale signal must not open a position hours later, so it fails instead;
     ``age`` (seconds since the trade was created) lets it fail a leg A confirmed absent past
@@ -137,13 +159,13 @@ def decide(
     state, trade, orders = record.state, record.request, record.orders
     if state in TERMINAL_STATES:
         return None
-    plan = _Plan(trade, orders, config, markets or {}, prices or {})
+    plan = _Plan(trade, orders, config, markets or {}, prices or {}, quotes or {})
     if state is TradeState.PENDING:
         if resuming:
             return Move(Trigger.NEVER_SENT, "not resumed: leg A was never sent before the restart")
         amount = plan.markets.get(trade.market_x, ANY_AMOUNT).floor(trade.amount_x)
-        return Submit(
-            Trigger.SEND_LEG_A, Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent"
+        return plan.priced(
+            Submit(Trigger.SEND_LEG_A, Leg.A, 1, trade.pair_x, trade.side_x, amount, "leg A intent")
         )
     if state in (TradeState.LEG_A_FILLED, TradeState.LEG_A_PARTIAL):
         return plan.first_leg_b()
@@ -183,6 +205,62 @@ class _Plan:
     config: EngineConfig
     markets: Mapping[str, MarketRules]
     prices: Mapping[str, float]
+    quotes: Mapping[tuple[str, str], float | None]
+
+    def _policy(self, leg: Leg) -> OrderPolicy:
+        config = self.config
+        return config.leg_a if leg is Leg.A else config.leg_b if leg is Leg.B else config.unwind
+
+    def priced(self, submit: Submit, *, market_order: bool = False) -> Action:
+        """``submit`` as its leg's policy prices it: at market, at the request's own limit
+        (leg A's ``price_x``), or as a limit IOC a band from a quote, which is fetched first
+        (``Quote``). Without a quote to be had nothing is sent: leg A's trade fails, a hedge
+        or unwind parks the trade (sent at market, it would be exactly the unbounded fill the
+        policy forbids)."""
+        trade = self.trade
+        if submit.leg is Leg.A and trade.price_x is not None:
+            return replace(
+                submit,
+                limit_price=trade.price_x,
+                cause=f"{submit.cause}, limit IOC at {trade.price_x:g} (the request's)",
+            )
+        policy = self._policy(submit.leg)
+        if market_order or not policy.limited:
+            return submit
+        ask = Quote(submit.symbol, trade.venue_of(submit.leg), submit.side)
+        if ask.key not in self.quotes:
+            return ask
+        reference = self.quotes[ask.key]
+        what = "leg A" if submit.leg is Leg.A else f"{submit.leg.value} order"
+        if reference is None or reference <= 0:
+            why = f"no {'ask' if submit.side == 'buy' else 'bid'} on {ask.key[0]} to price"
+            if submit.leg is Leg.A:
+                return Move(Trigger.NEVER_SENT, f"{why} leg A's limit: nothing sent")
+            return Move(Trigger.PARK, f"{why} the {what}'s limit: not sent; {self._exposure()}")
+        band = policy.band_bps(submit.attempt)
+        rules = self.markets.get(ask.key[0], ANY_AMOUNT)
+        limit = limit_price(submit.side, reference, band, rules.price_step)
+        if submit.leg is not Leg.A and rules.sendable(submit.amount, limit) is None:
+            # A venue values a limit order at its limit: a sell's is below the bid, so an
+            # order worth the minimum at market may be refused at its limit. (Leg A's size is
+            # the bot's: the venue judges it.)
+            problem = (
+                f"{what} {submit.amount:g} {ask.key[0]} at its limit {limit:g} is worth less "
+                f"than the market's minimum order value {rules.min_cost:g}"
+            )
+            if submit.leg is Leg.B:
+                return self._unwind_all_or_park(problem)
+            return Move(Trigger.PARK, f"{problem}: not sent; {self._exposure()}")
+        return replace(
+            submit,
+            reference_price=reference,
+            limit_price=limit,
+            cause=f"{submit.cause}, limit IOC at {limit:g} ({band:g} bps from {reference:g})",
+        )
+
+    def _exposure(self) -> str:
+        """What is left unhedged, for a reason that parks the trade."""
+        return f"leg A's unhedged {self._unwind_target():g} {self.trade.market_x} left open"
 
     def _sendable(self, market: str, amount: float, whole: float) -> float | None:
         """What may be sent of ``amount`` (a part of ``whole``), None if it is only dust."""
@@ -241,14 +319,16 @@ class _Plan:
                 f"hedge {target:g} {trade.market_y} is below the market minimum"
                 f"{self._value_note(trade.market_y, target)}"
             )
-        return Submit(
-            Trigger.SEND_LEG_B,
-            Leg.B,
-            1,
-            trade.pair_y,
-            trade.side_y,
-            amount,
-            f"leg B {amount:g} = {trade.hedge_ratio:g} x leg A {self._basis_note()}",
+        return self.priced(
+            Submit(
+                Trigger.SEND_LEG_B,
+                Leg.B,
+                1,
+                trade.pair_y,
+                trade.side_y,
+                amount,
+                f"leg B {amount:g} = {trade.hedge_ratio:g} x leg A {self._basis_note()}",
+            )
         )
 
     def _hedge_target(self) -> float:
@@ -276,18 +356,30 @@ class _Plan:
                 Trigger.LEG_B_FILLED,
                 f"leg B filled {done:g}, hedging leg A {self.filled_a:g}{note}",
             )
+        rest = Submit(
+            Trigger.SEND_LEG_B,
+            Leg.B,
+            leg_b.attempt + 1,
+            trade.pair_y,
+            trade.side_y,
+            remainder,
+            f"leg B remainder {remainder:g} of {target:g}",
+        )
         if leg_b.status is not OrderStatus.REJECTED and leg_b.attempt < config.leg_attempts:
-            return Submit(
-                Trigger.SEND_LEG_B,
-                Leg.B,
-                leg_b.attempt + 1,
-                trade.pair_y,
-                trade.side_y,
-                remainder,
-                f"leg B remainder {remainder:g} of {target:g}",
-            )
+            return self.priced(rest)
         why = "rejected" if leg_b.status is OrderStatus.REJECTED else f"{leg_b.attempt} orders"
-        return self._unwind_all_or_park(f"leg B filled {done:g} of {target:g} ({why})")
+        problem = f"leg B filled {done:g} of {target:g} ({why})"
+        policy = config.leg_b
+        if leg_b.status is not OrderStatus.REJECTED and policy.limited:
+            # the ladder's last rung is passed: the policy says what the remainder becomes
+            if policy.after_cap == "market" and leg_b.limit_price is not None:
+                return self.priced(
+                    replace(rest, cause=f"{rest.cause} at market: the band's cap is reached"),
+                    market_order=True,
+                )
+            if policy.after_cap == "park":
+                return Move(Trigger.PARK, f"{problem}, the band's cap reached; {self._exposure()}")
+        return self._unwind_all_or_park(problem)
 
     def _unwind_all_or_park(self, problem: str) -> Action:
         """Leg B cannot (fully) hedge: close leg A's unhedged part, or ask a human."""
@@ -313,10 +405,18 @@ class _Plan:
             return ""
         return f" (order value {amount * (price or 0.0):g} < minimum {rules.min_cost:g})"
 
-    def _unwind(self, attempt: int, amount: float, cause: str) -> Submit:
+    def _unwind(self, attempt: int, amount: float, cause: str) -> Action:
         trade = self.trade
-        return Submit(
-            Trigger.UNWIND, Leg.UNWIND, attempt, trade.pair_x, opposite(trade.side_x), amount, cause
+        return self.priced(
+            Submit(
+                Trigger.UNWIND,
+                Leg.UNWIND,
+                attempt,
+                trade.pair_x,
+                opposite(trade.side_x),
+                amount,
+                cause,
+            )
         )
 
     def after_unwind(self, unwind: OrderFacts) -> Action:

@@ -36,6 +36,7 @@ from pairexec.fsm.decide import (
     GiveUp,
     Lookup,
     Move,
+    Quote,
     Resend,
     Settle,
     Submit,
@@ -145,6 +146,9 @@ class ExecutionEngine:
         renewed by the heartbeat, even while they wait for a driver."""
         self._heartbeat: asyncio.Task[None] | None = None
         self._prices = PriceBook(self._price)
+        self._quotes: dict[str, dict[tuple[str, str], float | None]] = {}
+        """Per trade: the quotes fetched for its next limit order (``decide``'s ``quotes``),
+        dropped once an order is sent: each limit is priced from a quote of its own."""
         """Recent prices of markets with a minimum order value (fetched while leg A runs),
         keyed like ``_markets``."""
 
@@ -336,13 +340,12 @@ class ExecutionEngine:
         self._drives(created.id, this)
         return await self._run(created.id, False, created)
 
-    def _first_step(self, pending: TradeRecord) -> Change:
-        """A new trade's first step, written with the trade: leg A's intent (``decide`` needs
-        no price for it, so it is known before the trade is stored)."""
+    def _first_step(self, pending: TradeRecord) -> Change | None:
+        """A new trade's first step, written with the trade: leg A's intent, when ``decide``
+        needs no price for it (a market order, the request's own limit). A leg A priced from a
+        quote is decided once the trade is stored: None, the trade stays PENDING till then."""
         action = decide(pending, self.config, markets=self._markets)
-        if not isinstance(action, Submit):  # pragma: no cover - PENDING always submits leg A
-            raise AssertionError(f"a new trade's first action is {action!r}")
-        return _intent(pending, action)
+        return _intent(pending, action) if isinstance(action, Submit) else None
 
     async def recover(
         self, progress: Callable[[int, int], None] | None = None
@@ -434,6 +437,7 @@ class ExecutionEngine:
             raise TradeInterrupted(trade_id, exc) from (exc.__cause__ or exc)
         finally:
             self._held.discard(trade_id)
+            self._quotes.pop(trade_id, None)
 
     async def _run_held(
         self, trade_id: str, resuming: bool, created: TradeRecord | None
@@ -454,7 +458,7 @@ class ExecutionEngine:
             markets = [m for m in markets if m != record.request.market_x]
         self._prices.refresh(markets)  # while leg A is on its way
         try:
-            if created is not None:
+            if created is not None and created.orders:  # leg A's intent, written with it
                 record = await self._send(record, record.orders[-1])
             while not is_terminal(record.state):
                 action = await self._decide(record, resuming=resuming)
@@ -489,6 +493,9 @@ class ExecutionEngine:
             return await self._send(record, _order(record, action.order.client_order_id))
         if isinstance(action, Lookup):
             return await self._lookup(record, action.order)
+        if isinstance(action, Quote):
+            await self._quote(record, action)
+            return record
         if isinstance(action, Settle):
             return await self._settle(record, action.order)
         if isinstance(action, Move):
@@ -581,9 +588,23 @@ class ExecutionEngine:
             self.config,
             markets=self._markets,
             prices=prices,
+            quotes=self._quotes.get(record.id),
             resuming=resuming,
             age=age,
         )
+
+    async def _quote(self, record: TradeRecord, ask: Quote) -> None:
+        """Fetch the best price for ``ask`` from its own venue, a few times with back-off
+        (``lookup_attempts``); None if it cannot be had, which ``decide`` acts on."""
+        gateway = self.gateways[ask.venue]
+        reference = None
+        for attempt in range(1, self.config.lookup_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(self.config.backoff(attempt - 1))
+            reference = await gateway.quote(ask.symbol, ask.side)
+            if reference is not None:
+                break
+        self._quotes.setdefault(record.id, {})[ask.key] = reference
 
     def _markets_to_price(self, record: TradeRecord) -> list[str]:
         """The trade's markets with a minimum order value that its own fills do not price (as
@@ -599,6 +620,7 @@ class ExecutionEngine:
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """create_order for an order whose intent is already committed."""
         leg = f"leg {order.leg.value}" if order.leg is not Leg.UNWIND else "unwind"
+        self._quotes.pop(record.id, None)  # the next limit order is priced from a new quote
         crashpoints.reached(f"intent:{order.leg.value}")
         for attempt in range(1, self.config.rate_limit_attempts + 1):
             if self._lease_lapsing(record.id):  # another process may be driving it by now
@@ -790,6 +812,8 @@ def _intent(record: TradeRecord, submit: Submit) -> Change:
             submit.side,
             submit.amount,
             record.request.venue_of(submit.leg),
+            reference_price=submit.reference_price,
+            limit_price=submit.limit_price,
         ),
     )
 

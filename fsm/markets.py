@@ -56,6 +56,8 @@ class MarketRules:
     """An inverse contract market: refused (``unsupported``)."""
     symbol: str = field(default="", compare=False)
     """The market's symbol, for messages."""
+    price_step: float | None = None
+    """The price grid (tick size) a limit must be on; None: any price."""
 
     @property
     def is_contract(self) -> bool:
@@ -110,13 +112,8 @@ def rules_from_ccxt(
 ) -> MarketRules:
     """A ccxt market's rules (``load_markets()`` data only: ``precision``, ``limits``,
     ``contract``, ``contractSize``, ``inverse``), in base units."""
-    precision = (market.get("precision") or {}).get("amount")
-    step: float | None = None
-    if isinstance(precision, (int, float)) and not math.isnan(precision):
-        if precision_mode == DECIMAL_PLACES:
-            step = 10.0 ** -int(precision)
-        elif precision_mode == TICK_SIZE and precision > 0:
-            step = float(precision)
+    step = _step((market.get("precision") or {}).get("amount"), precision_mode)
+    tick = _step((market.get("precision") or {}).get("price"), precision_mode)
     limits = market.get("limits") or {}
     minimum = (limits.get("amount") or {}).get("min")
     min_cost = (limits.get("cost") or {}).get("min")
@@ -127,6 +124,7 @@ def rules_from_ccxt(
             min_amount=float(minimum or 0.0),
             min_cost=float(min_cost or 0.0),
             symbol=symbol,
+            price_step=tick,
         )
     size = _number(market.get("contractSize"))
     size = size if size is not None and size > 0 else 1.0  # ccxt: one contract, one base unit
@@ -139,7 +137,18 @@ def rules_from_ccxt(
         contract_step=step,
         inverse=inverse,
         symbol=symbol,
+        price_step=tick,
     )
+
+
+def _step(precision: Any, precision_mode: int | None) -> float | None:
+    """A ccxt precision (amount or price) as a step, in the exchange's precision mode."""
+    if isinstance(precision, (int, float)) and not math.isnan(precision):
+        if precision_mode == DECIMAL_PLACES:
+            return float(10.0 ** -int(precision))
+        if precision_mode == TICK_SIZE and precision > 0:
+            return float(precision)
+    return None
 
 
 def _number(value: Any) -> float | None:

@@ -60,6 +60,12 @@ class OrderFacts:
     venue: str | None = None
     """The venue the order is sent to, looked up on and cancelled on, and no other (a name of
     the engine's exchange mapping; None with a single exchange)."""
+    reference_price: float | None = None
+    """A limit order's reference: the venue's best price on the side it takes (a buy's ask, a
+    sell's bid) when it was decided; None for a market order or a request's own limit."""
+    limit_price: float | None = None
+    """A limit IOC order's limit (``pricing``), stored with its intent so that a resend after
+    a restart carries the same limit; None: a market order."""
 
     @property
     def is_final(self) -> bool:
@@ -88,10 +94,22 @@ class OrderFacts:
         side: str,
         amount: float,
         venue: str | None = None,
+        *,
+        reference_price: float | None = None,
+        limit_price: float | None = None,
     ) -> OrderFacts:
         """An order as it is written before its send: nothing filled, no exchange id yet."""
         return cls(
-            leg, attempt, client_order_id, symbol, side, amount, OrderStatus.INTENT, venue=venue
+            leg,
+            attempt,
+            client_order_id,
+            symbol,
+            side,
+            amount,
+            OrderStatus.INTENT,
+            venue=venue,
+            reference_price=reference_price,
+            limit_price=limit_price,
         )
 
     @property

@@ -64,6 +64,9 @@ class PairTradeRequest:
     with a single exchange."""
     venue_y: str | None = None
     """The venue of leg B."""
+    price_x: float | None = None
+    """Leg A's limit price: leg A goes out as a limit IOC at this price (a buy pays at most
+    it, a sell gets at least it), whatever ``EngineConfig.leg_a`` says; None: as it says."""
 
     def validated(self) -> PairTradeRequest:
         """Return a normalised copy, or raise InvalidRequest naming the bad field."""
@@ -96,6 +99,7 @@ class PairTradeRequest:
                 f"hedge_ratio x amount_x (leg B's size) must be > 0 and at most "
                 f"{MAX_AMOUNT:g}, got {hedge_ratio!r} x {amount_x!r} = {leg_b!r}"
             )
+        price_x = None if self.price_x is None else _positive("price_x", self.price_x)
         return PairTradeRequest(
             pair_x=pair_x,
             side_x=_side("side_x", self.side_x),
@@ -106,6 +110,7 @@ class PairTradeRequest:
             signal_id=signal_id,
             venue_x=venue_x,
             venue_y=venue_y,
+            price_x=price_x,
         )
 
     @property

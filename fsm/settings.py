@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.pricing import OrderPolicy
 from pairexec.fsm.request import InvalidRequest, venue_name
 
 if sys.version_info >= (3, 11):
@@ -398,12 +399,40 @@ def _engine(table: Mapping[str, Any]) -> EngineConfig:
     for key in table:
         if key not in known:
             raise SettingsError(f"engine.{key}: unknown key (known: {', '.join(known)})")
+    values = dict(table)
+    for leg in POLICIES:  # [engine.leg_b]: kind = "limit_ioc", max_slippage_bps = 30, ...
+        if leg in values:
+            values[leg] = _policy(leg, values[leg])
     try:
-        return EngineConfig(**table)
+        return EngineConfig(**values)
     except ValueError as exc:
         message = str(exc)
-        named = [k for k in table if k in message] or list(table)
-        raise SettingsError(f"engine.{named[0]}: {message}") from None
+        raise SettingsError(f"engine.{_first_named(message, table)}: {message}") from None
+
+
+def _first_named(message: str, table: Mapping[str, Any]) -> str:
+    """The key of ``table`` an error message is about: the first it names (else the table's
+    first key)."""
+    named = sorted((k for k in table if k in message), key=message.index)
+    return (named or list(table) or ["?"])[0]
+
+
+POLICIES = ("leg_a", "leg_b", "unwind")
+"""The engine's order policies: a table each in the file."""
+
+
+def _policy(leg: str, table: Any) -> OrderPolicy:
+    if not isinstance(table, dict):
+        raise SettingsError(f"engine.{leg}: must be a table ([engine.{leg}]), got {table!r}")
+    known = [f.name for f in fields(OrderPolicy)]
+    for key in table:
+        if key not in known:
+            raise SettingsError(f"engine.{leg}.{key}: unknown key (known: {', '.join(known)})")
+    try:
+        return OrderPolicy(**table)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        raise SettingsError(f"engine.{leg}.{_first_named(message, table)}: {message}") from None
 
 
 def _venue(name: str, table: Any, base: Path | None) -> VenueSpec:

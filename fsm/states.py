@@ -91,7 +91,8 @@ _ANY_ACTIVE = [s for s in TradeState if s not in TERMINAL_STATES]
 TRANSITIONS: list[tuple[Trigger, list[TradeState], TradeState]] = [
     # a confirmed-absent leg A is resent from RECONCILED under the same client id
     (T.SEND_LEG_A, [S.PENDING, S.RECONCILED], S.LEG_A_SENT),
-    # PENDING at a restart: leg A was never sent, and a stale signal must not trade hours late
+    # PENDING at a restart: leg A was never sent, and a stale signal must not trade hours late;
+    # or leg A's limit could not be priced (no quote): nothing was sent either way
     (T.NEVER_SENT, [S.PENDING], S.FAILED),
     (T.OUTCOME_UNKNOWN, [S.LEG_A_SENT, S.LEG_B_SENT, S.UNWINDING], S.UNKNOWN),
     (T.RECONCILED, [S.UNKNOWN], S.RECONCILED),

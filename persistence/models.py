@@ -52,6 +52,8 @@ class TradeRow(Base):
     venue_x: Mapped[str | None] = mapped_column(String(32))
     """Leg A's venue (a name of the engine's exchange mapping); NULL with a single exchange."""
     venue_y: Mapped[str | None] = mapped_column(String(32))
+    price_x: Mapped[float | None] = mapped_column(Float)
+    """Leg A's limit price as the request gave it (NULL: none)."""
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -83,6 +85,10 @@ class OrderRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     filled: Mapped[float] = mapped_column(Float, default=0.0)
     average: Mapped[float | None] = mapped_column(Float)
+    reference_price: Mapped[float | None] = mapped_column(Float)
+    """A limit IOC order's reference (the best price on its side when it was decided)."""
+    limit_price: Mapped[float | None] = mapped_column(Float)
+    """A limit IOC order's limit, written with its intent (NULL: a market order)."""
     fees: Mapped[str | None] = mapped_column(Text)
     """The fees the exchange reported for the order, as JSON ``{"currency": cost, ...}``
     (NULL: none reported)."""

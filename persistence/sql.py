@@ -36,11 +36,11 @@ TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) 
 
 TRADE_COLUMNS = (
     "id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio, signal_id, state, reason,"
-    " created_at, updated_at, version, venue_x, venue_y"
+    " created_at, updated_at, version, venue_x, venue_y, price_x"
 )
 ORDER_COLUMNS = (
     "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
-    " exchange_order_id, average, fees, venue"
+    " exchange_order_id, average, fees, venue, reference_price, limit_price"
 )
 
 
@@ -157,9 +157,10 @@ def db_now(db: Db) -> tuple[str, Params]:
 def insert_order(db: Db, trade_id: str, order: OrderFacts, now: datetime) -> None:
     db.execute(
         "INSERT INTO orders (trade_id, leg, attempt, client_order_id, exchange_order_id, symbol,"
-        " venue, side, amount, status, filled, average, sends, last_error, created_at,"
-        " updated_at) VALUES (:trade_id, :leg, :attempt, :cid, NULL, :symbol, :venue, :side,"
-        " :amount, :status, 0.0, NULL, 0, '', :now, :now)",
+        " venue, side, amount, status, filled, average, sends, last_error, reference_price,"
+        " limit_price, created_at, updated_at) VALUES (:trade_id, :leg, :attempt, :cid, NULL,"
+        " :symbol, :venue, :side, :amount, :status, 0.0, NULL, 0, '', :reference_price,"
+        " :limit_price, :now, :now)",
         {
             "trade_id": trade_id,
             "leg": order.leg.value,
@@ -169,6 +170,8 @@ def insert_order(db: Db, trade_id: str, order: OrderFacts, now: datetime) -> Non
             "venue": order.venue,
             "side": order.side,
             "amount": order.amount,
+            "reference_price": order.reference_price,
+            "limit_price": order.limit_price,
             "status": OrderStatus.INTENT.value,
             "now": now,
         },
@@ -221,8 +224,9 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE trade_id IN {ids_sql} ORDER BY id", ids
         )
     for trade_id, leg, attempt, cid, symbol, side, amount, status, *rest in rows:
-        # rest: filled, sends, exchange_order_id, average, fees, venue (ORDER_COLUMNS' order)
-        filled, sends, exchange_order_id, average, fees, venue = rest
+        # rest: filled, sends, exchange_order_id, average, fees, venue, reference_price,
+        # limit_price (ORDER_COLUMNS' order)
+        filled, sends, exchange_order_id, average, fees, venue, reference, limit = rest
         orders[trade_id].append(
             OrderFacts(
                 Leg(leg),
@@ -238,13 +242,24 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
                 average,
                 fees_from_json(fees),
                 venue,
+                reference,
+                limit,
             )
         )
     return [
         TradeRecord(
             id_,
             PairTradeRequest(
-                pair_x, side_x, amount_x, pair_y, side_y, ratio, signal_id, venue_x, venue_y
+                pair_x,
+                side_x,
+                amount_x,
+                pair_y,
+                side_y,
+                ratio,
+                signal_id,
+                venue_x,
+                venue_y,
+                price_x,
             ),
             TradeState(state),
             reason,
@@ -269,6 +284,7 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             version,
             venue_x,
             venue_y,
+            price_x,
         ) in trades
     ]
 

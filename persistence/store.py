@@ -228,10 +228,11 @@ class TradeStore:
             expiry, expiry_params = sql.lease_expiry(db, lease)
             db.execute(
                 "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
-                " pair_y, side_y, hedge_ratio, venue_x, venue_y, state, reason, version, owner,"
-                " lease_expires_at, created_at, updated_at) VALUES (:id, :signal_id,"
+                " pair_y, side_y, hedge_ratio, venue_x, venue_y, price_x, state, reason, version,"
+                " owner, lease_expires_at, created_at, updated_at) VALUES (:id, :signal_id,"
                 " :inflight_key, :pair_x, :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio,"
-                f" :venue_x, :venue_y, :state, :reason, :version, :owner, {expiry}, :now, :now)",
+                f" :venue_x, :venue_y, :price_x, :state, :reason, :version, :owner, {expiry},"
+                " :now, :now)",
                 {
                     "id": pending.id,
                     "signal_id": request.signal_id,
@@ -244,6 +245,7 @@ class TradeStore:
                     "hedge_ratio": request.hedge_ratio,
                     "venue_x": request.venue_x,
                     "venue_y": request.venue_y,
+                    "price_x": request.price_x,
                     "state": record.state.value,
                     "reason": record.reason,
                     "version": record.version,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -207,10 +208,14 @@ class ExchangeGateway:
                 f"({rules.amount_step or 0:g})",
             )
         params = self._params(order, rules)
+        kind, price = "market", None
+        if order.limit_price is not None:  # a limit IOC: fills what its limit allows, at once
+            kind, price = "limit", order.limit_price
+            params = {**params, "timeInForce": "IOC"}
         return await self._call(
             order,
             lambda: self.exchange.create_order(
-                order.symbol, self.config.order_type, order.side, amount, None, params
+                order.symbol, kind, order.side, amount, price, params
             ),
             new_send=True,
         )
@@ -240,6 +245,20 @@ class ExchangeGateway:
         if isinstance(bid, (int, float)) and isinstance(ask, (int, float)) and bid > 0 < ask:
             return (float(bid) + float(ask)) / 2
         return None
+
+    async def quote(self, symbol: str, side: str) -> float | None:
+        """The best price an order on ``side`` would take now: the ask for a buy, the bid for
+        a sell (a limit's reference, ``pricing``); None if the venue will not say. Never the
+        last trade's price: in a thin book it can be far from what an order gets."""
+        try:
+            ticker = await _within(self.config.call_timeout, self.exchange.fetch_ticker(symbol))
+        except Exception as exc:
+            log.warning("no quote for %s: %s", symbol, self._credentials.redact(describe(exc)))
+            return None
+        best = (ticker if isinstance(ticker, dict) else {}).get("ask" if side == "buy" else "bid")
+        if isinstance(best, bool) or not isinstance(best, (int, float)):
+            return None
+        return float(best) if math.isfinite(best) and best > 0 else None
 
     async def cancel(self, order: OrderFacts) -> Failed | None:
         """Ask for the rest of the order to be cancelled; the fill is read by a fetch after."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pairexec.fsm.config import EngineConfig
     from pairexec.fsm.engine import ExecutionEngine
     from pairexec.fsm.ports import StoreError
+    from pairexec.fsm.pricing import OrderPolicy
     from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
     from pairexec.fsm.settings import Settings, SettingsError, load_config
     from pairexec.fsm.states import TradeState
@@ -33,6 +34,7 @@ _WHERE = {
     "EngineConfig": "pairexec.fsm.config",
     "ExecutionEngine": "pairexec.fsm.engine",
     "InvalidRequest": "pairexec.fsm.request",
+    "OrderPolicy": "pairexec.fsm.pricing",
     "PairTradeRequest": "pairexec.fsm.request",
     "TradeOutcome": "pairexec.fsm.request",
     "Settings": "pairexec.fsm.settings",
@@ -47,6 +49,7 @@ __all__ = [
     "EngineConfig",
     "ExecutionEngine",
     "InvalidRequest",
+    "OrderPolicy",
     "PairTradeRequest",
     "Settings",
     "SettingsError",

@@ -10,6 +10,7 @@ Each fenced block of README.md and docs/*.md is one of:
   and the paper exchange there, each line's exit code checked: 0, or N where the line ends in
   ``# exit N``.
 - ``mermaid``: exactly the diagram ``pairexec.fsm.diagram`` generates.
+- ``toml``: a config file (or part of one) that ``pairexec.load_config`` reads without error.
 - anything else must be in ``NOT_RUN`` with the reason; a block that is neither fails.
 """
 
@@ -117,6 +118,8 @@ def _how(block: Block) -> str | None:
     """How the block is executed, or None if it cannot be."""
     if block.language == "mermaid":
         return "diagram"
+    if block.language == "toml":
+        return "config"
     if block.language == "python":
         return "bot" if "ccxt.binance(" in block.text else "python"
     if block.language == "bash":
@@ -212,6 +215,15 @@ def test_shell_example_runs(block: Block, tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, f"{block}:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("block", _of("config"))
+def test_config_example_is_a_valid_config_file(block: Block, tmp_path: Path) -> None:
+    from pairexec.fsm.settings import load_config
+
+    path = tmp_path / "pairexec.toml"
+    path.write_text(block.text)
+    load_config(path)  # a SettingsError names the key that is wrong
 
 
 @pytest.mark.parametrize("block", _of("python"))

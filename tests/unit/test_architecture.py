@@ -28,6 +28,7 @@ DOMAIN = {
     "request",
     "config",
     "markets",
+    "pricing",
     "client_ids",
     "decide",
     "ports",

@@ -94,6 +94,13 @@ def test_the_secrets_themselves_are_never_in_the_settings(tmp_path, monkeypatch)
         ("[venues.a]\nexchange = 'okx'\napi_key_env = 'no such'", "venues.a.api_key_env: must"),
         ("database = 'garbage'", "database 'garbage' is neither a database URL nor a file path"),
         ("[engine", "not valid TOML"),
+        ("[engine.leg_b]\nkind = 'limit'", "engine.leg_b.kind: kind must be 'market' or"),
+        ("[engine.leg_b]\nmax_slipage_bps = 3", "engine.leg_b.max_slipage_bps: unknown key"),
+        ("[engine]\nleg_a = 'limit_ioc'", "engine.leg_a: must be a table"),
+        (
+            "[engine.unwind]\nkind = 'limit_ioc'\nmax_slippage_bps = 50\ncap_bps = 10",
+            "engine.unwind.cap_bps: cap_bps must be at least",
+        ),
     ],
 )
 def test_a_mistake_in_the_file_is_one_line_naming_the_file_and_key(tmp_path, text, error):
@@ -103,8 +110,24 @@ def test_a_mistake_in_the_file_is_one_line_naming_the_file_and_key(tmp_path, tex
         load_config(path)
 
     message = str(caught.value)
-    assert message.startswith(f"{path}: ") and error in message
+    assert message.startswith(f"{path}: {error}")
     assert "\n" not in message
+
+
+def test_the_order_policies_are_tables_of_the_engine(tmp_path):
+    path = write(
+        tmp_path,
+        "[engine.leg_b]\nkind = 'limit_ioc'\nmax_slippage_bps = 30\nwiden_bps = 20\n"
+        "after_cap = 'park'\n[engine.unwind]\nkind = 'limit_ioc'\n",
+    )
+
+    engine = load_config(path).engine
+
+    assert engine.leg_b == pairexec.OrderPolicy(
+        "limit_ioc", max_slippage_bps=30, widen_bps=20, after_cap="park"
+    )
+    assert engine.unwind == pairexec.OrderPolicy("limit_ioc")
+    assert engine.leg_a == pairexec.OrderPolicy()  # market, as by default
 
 
 def test_a_credential_variable_that_is_not_set_is_named_when_the_venue_opens(tmp_path):

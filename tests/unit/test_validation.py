@@ -127,7 +127,7 @@ def test_engine_config_refuses_non_finite_floats_naming_the_field(name: str, val
         ({"call_timeout": 86_401}, "call_timeout must be at most"),
         ({"lookup_attempts": 2.5}, "lookup_attempts must be an integer"),
         ({"unwind_on_abort": "no"}, "unwind_on_abort must be True or False"),
-        ({"order_type": None}, "order_type must be a string"),
+        ({"leg_b": "limit_ioc"}, "leg_b must be an OrderPolicy"),
         ({"settle_timeout": "2"}, "settle_timeout must be a number"),
         ({"hedge_tolerance": -1e-9}, "hedge_tolerance"),
     ],

@@ -19,6 +19,7 @@ from pairexec import ExecutionEngine, InvalidRequest, PairTradeRequest, TradeSta
 from pairexec.fsm.engine import EngineError
 from pairexec.fsm.markets import TICK_SIZE, MarketRules
 from pairexec.fsm.model import OrderStatus
+from pairexec.fsm.paper import DEFAULT_MARKETS
 from pairexec.persistence import TradeStore
 from tests.conftest import FAST, btc_eth
 from tests.support import fake_binance
@@ -206,12 +207,13 @@ async def test_no_ticker_leaves_min_notional_to_the_venue(
 
 async def test_binance_markets_give_the_engine_steps_and_minimums(engine: ExecutionEngine):
     assert engine.gateways[None].exchange.precisionMode == TICK_SIZE
+    ticks = {s: DEFAULT_MARKETS[s].price_step for s in ("BTC/USDT", "DOGE/USDT")}
     assert engine._markets["BTC/USDT"] == MarketRules(
-        amount_step=0.00001, min_amount=0.00001, min_cost=5.0
+        amount_step=0.00001, min_amount=0.00001, min_cost=5.0, price_step=ticks["BTC/USDT"]
     )
     assert engine._markets["DOGE/USDT"] == MarketRules(
-        amount_step=1.0, min_amount=1.0, min_cost=5.0
-    )
+        amount_step=1.0, min_amount=1.0, min_cost=5.0, price_step=ticks["DOGE/USDT"]
+    )  # PRICE_FILTER's tickSize: the grid a limit is rounded to
 
 
 async def test_amounts_are_floored_to_the_lot_step_before_sending(
