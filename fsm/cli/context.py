@@ -1,8 +1,9 @@
 """What the commands open from their checked arguments: the store, the engine, the exchange.
 
 Imported once the command line is usable, and before ``pairexec.fsm.cli.main`` freezes the
-garbage collector: it loads the engine, the store and ccxt, which then live as long as the
-process.
+garbage collector: it loads the store, which then lives as long as the process.
+The engine and ccxt (1 s of imports) are loaded by ``main`` for the commands that open an
+exchange only: ``status`` or ``show`` never wait for them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
 from pairexec.fsm.cli.errors import CliError
-from pairexec.fsm.cli.venue import open_exchange
-from pairexec.fsm.engine import EngineError, ExecutionEngine, TradeInterrupted
+from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.machine import is_terminal
 from pairexec.fsm.request import InvalidRequest
 from pairexec.fsm.settings import SettingsError
@@ -26,12 +26,26 @@ from pairexec.fsm.states import TradeState
 from pairexec.persistence import StoreError, TradeStore
 from pairexec.persistence.urls import is_memory_sqlite, is_sqlite
 
-INTERRUPTED = TradeInterrupted
-"""The database failed under a trade already stored: orders may be out, exit 3 ("run recover").
-Caught before ``REFUSALS``, of which it would otherwise be one (a StoreError)."""
+if TYPE_CHECKING:
+    from pairexec.fsm.engine import ExecutionEngine
 
-REFUSALS = (CliError, InvalidRequest, StoreError, EngineError)
-"""What a command raises when the input or the environment is unusable: exit 2, one line."""
+
+def interrupted() -> type[StoreError]:
+    """The database failed under a trade already stored: orders may be out, exit 3 ("run
+    recover"). Caught before ``refusals()``, of which it would otherwise be one (a
+    StoreError). A function, called as an exception is caught: the engine's module (and ccxt
+    with it) is not loaded for a command that opens no exchange."""
+    from pairexec.fsm.engine import TradeInterrupted
+
+    return TradeInterrupted
+
+
+def refusals() -> tuple[type[Exception], ...]:
+    """What a command raises when the input or the environment is unusable: exit 2, one line
+    (a function for the reason ``interrupted`` is)."""
+    from pairexec.fsm.engine import EngineError
+
+    return (CliError, InvalidRequest, StoreError, EngineError)
 
 
 def needs_attention(state: TradeState) -> bool:
@@ -41,12 +55,15 @@ def needs_attention(state: TradeState) -> bool:
 
 @asynccontextmanager
 async def engine(
-    args: argparse.Namespace, exchange: Any
+    args: argparse.Namespace, exchange: Any, config: EngineConfig | None = None
 ) -> AsyncIterator[tuple[ExecutionEngine, TradeStore]]:
     """The engine on ``--db``, started, and its store (for the reads the engine does not
-    offer); the exchange is closed with them."""
+    offer); the exchange is closed with them. ``config``: the engine settings of the command
+    (default: the config file's)."""
+    from pairexec.fsm.engine import ExecutionEngine  # loaded by main before it freezes the GC
+
     trades = store(args.db)
-    config = replace(args.settings.engine, lease_seconds=args.lease_seconds)
+    config = replace(config or args.settings.engine, lease_seconds=args.lease_seconds)
     started = ExecutionEngine(exchange, store=trades, config=config)
     try:
         await started.start()
@@ -67,6 +84,8 @@ def exchange(args: argparse.Namespace) -> Any:
             return args.settings.open_exchanges(args.db, chaos=chaos, seed=args.seed)
         except SettingsError as exc:
             raise CliError(str(exc)) from None
+    from pairexec.fsm.cli.venue import open_exchange  # ccxt: see the module's docstring
+
     return open_exchange(
         args.exchange,
         db_url=args.db,

@@ -60,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="leg B amount = ratio x leg A filled (default 1.0)",
     )
     trade.add_argument("--signal-id", help="idempotency key: one trade per signal id, ever")
+    trade.add_argument(
+        "--limit",
+        dest="price_x",
+        type=options.number,
+        metavar="PRICE",
+        help="leg A as a limit IOC at PRICE: a buy pays at most it, a sell gets at least it",
+    )
+    trade.add_argument(
+        "--max-slippage-bps",
+        type=options.number,
+        metavar="BPS",
+        help="every leg without a --limit as a limit IOC BPS basis points from the venue's "
+        "best price (the config file's widening and cap kept)",
+    )
     options.add_after(trade, options.APPLIES["trade"])
 
     recover = commands.add_parser("recover", help="resume every in-flight trade")
@@ -170,15 +184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = importlib.import_module(
         f"pairexec.fsm.cli.commands.{args.command}"
     ).run
+    if options.APPLIES[args.command] is options.TRADING:  # it trades: the engine, ccxt now
+        importlib.import_module("pairexec.fsm.engine")
+        importlib.import_module("pairexec.fsm.cli.venue")
     # Everything imported so far (ccxt alone is ~190k objects) lives as long as the process:
     # exempt it from the cyclic GC, whose full passes over it cost ~70 ms each, mid-trade.
     gc.freeze()
     try:
         return asyncio.run(run(args))
-    except context.INTERRUPTED as exc:
+    except context.interrupted() as exc:
         _error(exc)
         return EXIT_ATTENTION
-    except context.REFUSALS as exc:
+    except context.refusals() as exc:
         _error(exc)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -140,6 +140,8 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
         "status",
         "filled",
         "sends",
+        "reference",
+        "limit",
         "average",
         "fees",
     ):
@@ -156,6 +158,8 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
             o.status.value,
             f"{o.filled:g}",
             str(o.sends),
+            price_text(o.reference_price),  # the best price a limit was priced from
+            price_text(o.limit_price) or "market",
             price_text(o.average),
             fees_text(fee_totals([o])),
         )

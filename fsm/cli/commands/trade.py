@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from pairexec.fsm.cli import context, render
-from pairexec.fsm.cli.errors import EXIT_ATTENTION, EXIT_NOT_EXECUTED, EXIT_OK
-from pairexec.fsm.request import PairTradeRequest, split_market
+from pairexec.fsm.cli.errors import EXIT_ATTENTION, EXIT_NOT_EXECUTED, EXIT_OK, CliError
+from pairexec.fsm.config import EngineConfig
+from pairexec.fsm.request import InvalidRequest, PairTradeRequest, split_market
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -18,8 +19,14 @@ async def run(args: argparse.Namespace) -> int:
     given["pair_x"], given["venue_x"] = split_market(args.pair_x)
     given["pair_y"], given["venue_y"] = split_market(args.pair_y)
     request = PairTradeRequest(**given)
-    request.validated()  # fail on malformed input before touching the database or exchange
-    async with context.engine(args, context.exchange(args)) as (engine, store):
+    try:  # fail on malformed input before touching the database or exchange
+        request.validated()
+    except InvalidRequest as exc:
+        if str(exc).startswith("price_x"):  # the option's name, not only the field's
+            raise CliError(f"--limit: {exc}") from None
+        raise
+    config = banded(args.settings.engine, args.max_slippage_bps, own_limit=request.price_x)
+    async with context.engine(args, context.exchange(args), config) as (engine, store):
         outcome = await engine.execute_pair_trade(request)
         events = await store.events(outcome.trade_id) if outcome.trade_id else []
     render.trade_outcome(request, outcome, events)
@@ -28,3 +35,20 @@ async def run(args: argparse.Namespace) -> int:
     if not outcome.duplicate and context.needs_attention(outcome.state):
         return EXIT_ATTENTION
     return EXIT_NOT_EXECUTED
+
+
+def banded(config: EngineConfig, bps: float | None, *, own_limit: float | None) -> EngineConfig:
+    """``config`` with ``--max-slippage-bps``: every leg a limit IOC that band from the best
+    price, but leg A when it has a limit of its own (``--limit``); the rest of each policy
+    (widening, cap, what a remainder becomes) as the config file gives it."""
+    if bps is None:
+        return config
+    legs = ("leg_b", "unwind") if own_limit is not None else ("leg_a", "leg_b", "unwind")
+    try:
+        policies = {
+            leg: replace(getattr(config, leg), kind="limit_ioc", max_slippage_bps=bps)
+            for leg in legs
+        }
+    except ValueError as exc:
+        raise CliError(f"--max-slippage-bps {bps:g}: {exc}") from None
+    return replace(config, **policies)
