@@ -17,6 +17,8 @@ therefore replaced by step-aware ones here (``_hedge``); every other finding of
 - no exchange order the DB does not know (an orphan would be an unjournaled send);
 - across venues: each order on its own venue only (``invariants``), and the fills of each
   venue's book add up to the DB's fills of the orders sent there;
+- a limit order filled at its limit or better (DB and exchange), its limit within its rung of
+  the leg's band from its reference;
 - client order ids are the deterministic ones, attempts contiguous, one leg-A order per trade;
   each order stored for its leg's venue (leg B on ``venue_y``, leg A and unwinds ``venue_x``);
 - every journaled state change is a transition of the table, its events point at its orders;
@@ -38,6 +40,7 @@ from pairexec.fsm.client_ids import Leg, client_order_id
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.model import EventRecord, OrderFacts, TradeRecord, net
 from pairexec.fsm.paper import MarketSpec, PaperExchange
+from pairexec.fsm.pricing import slippage_bps, within_band
 from pairexec.fsm.request import TradeOutcome, market_key
 from pairexec.fsm.sim.fast_store import Snapshot
 from pairexec.fsm.sim.invariants import check_invariants
@@ -90,6 +93,7 @@ async def check_scenario(
         problems += [f"{tid}: {p}" for p in _hedge_on_exchange(trade, books, markets, config)]
         problems += [f"{tid}: {p}" for p in _matches_exchange(trade, books)]
         problems += [f"{tid}: {p}" for p in _order_ids(trade)]
+        problems += [f"{tid}: {p}" for p in _price_bands(trade, books, config)]
         problems += [f"{tid}: {p}" for p in _journal(trade, events)]
     problems += _no_orphans(trades, books)
     problems += _fills_per_venue(trades, books)
@@ -236,6 +240,35 @@ def _matches_exchange(trade: TradeRecord, books: Books) -> list[str]:
             )
         if terminal and on_exchange["status"] not in _EXCHANGE_FINAL:
             problems.append(f"order {cid} left {on_exchange['status']} on the exchange")
+    return problems
+
+
+def _price_bands(trade: TradeRecord, books: Books, config: EngineConfig) -> list[str]:
+    """A limit order filled at its limit or better, in the DB and on the exchange, and its
+    limit is no further from its reference than its rung of the leg's ladder allows."""
+    problems = []
+    for order in trade.orders:
+        limit = order.limit_price
+        if limit is None:
+            continue
+        cid = order.client_order_id
+        averages = [("in the DB", order.average)]
+        averages += [("on the exchange", p.get("average")) for p in books.copies(order)]
+        for where, average in averages:
+            if order.filled > 0 and average and not within_band(order.side, limit, average):
+                problems.append(
+                    f"order {cid} {order.side} filled at {average:g} {where}, "
+                    f"beyond its limit {limit:g}"
+                )
+        policy = {Leg.A: config.leg_a, Leg.B: config.leg_b}.get(order.leg, config.unwind)
+        if order.reference_price is not None:
+            band = slippage_bps(order.side, order.reference_price, limit)
+            allowed = policy.band_bps(order.attempt)
+            if band > allowed + 1e-6:
+                problems.append(
+                    f"order {cid}: limit {limit:g} is {band:g} bps from its reference "
+                    f"{order.reference_price:g}, its rung allows {allowed:g}"
+                )
     return problems
 
 

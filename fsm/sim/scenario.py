@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.markets import MarketRules
 from pairexec.fsm.paper import DEFAULT_MARKETS, SWAP_MARKETS, MarketSpec
+from pairexec.fsm.pricing import AFTER_CAP, OrderPolicy
 from pairexec.fsm.request import PairTradeRequest
 
 CALL_TIMEOUT = 2.0
@@ -107,6 +108,13 @@ class Scenario:
             f"fill ratios {c.abort_fill_ratio:g}/{c.full_fill_ratio:g}, "
             f"recover concurrency {c.recover_concurrency}"
         )
+        for leg in ("leg_a", "leg_b", "unwind"):
+            policy = getattr(c, leg)
+            if policy.limited:
+                lines.append(
+                    f"  {leg}: limit IOC {policy.max_slippage_bps:g} bps, widen "
+                    f"{policy.widen_bps:g}, cap {policy.cap_bps}, after cap {policy.after_cap}"
+                )
         return lines
 
 
@@ -152,18 +160,72 @@ def generate(seed: int) -> Scenario:
         chaos_b = _chaos(across, traded, random.Random(f"rare faults b {seed}"))
         venues = (Venue("a", chaos, seed), Venue("b", chaos_b, across.randrange(1, 1 << 31)))
         signals = _across_venues(across, seed, markets, signals)
+    recovery = rng.choice(("same", "calm"))
+    config = replace(_config(rng), hedge_basis=fees.choice(("net", "net", "filled")))
+    taker_fee = fees.choice((0.0, 0.0, 0.0004, 0.001, 0.002))
+    priced = random.Random(f"prices {seed}")
+    if priced.random() < PRICED_SHARE:
+        config = _priced(priced, config)
+        if venues:  # each venue its own book
+            venues = tuple(replace(v, chaos=_with_book(priced, v.chaos)) for v in venues)
+            chaos = venues[0].chaos
+        else:
+            chaos = _with_book(priced, chaos)
     return Scenario(
         seed=seed,
         markets=markets,
         signals=signals,
         chaos=chaos,
-        recovery=rng.choice(("same", "calm")),
+        recovery=recovery,
         crash=crash,
         recovery_crash=recovery_crash,
-        config=replace(_config(rng), hedge_basis=fees.choice(("net", "net", "filled"))),
-        taker_fee=fees.choice((0.0, 0.0, 0.0004, 0.001, 0.002)),
+        config=config,
+        taker_fee=taker_fee,
         venues=venues,
     )
+
+
+PRICED_SHARE = 0.3
+"""The share of scenarios whose legs are priced by ``OrderPolicy`` (limit IOC in a band, a
+ladder, a cap) on paper books with depth, a spread or price jumps; drawn last, from an RNG of
+its own, so every other draw of a seed stays what it was."""
+
+
+def _priced(rng: random.Random, config: EngineConfig) -> EngineConfig:
+    def policy() -> OrderPolicy:
+        if rng.random() < 0.3:
+            return OrderPolicy()
+        band = rng.choice((0.0, 5.0, 20.0, 100.0))
+        cap = rng.choice((None, band, band + 50.0))
+        return OrderPolicy(
+            "limit_ioc",
+            max_slippage_bps=band,
+            widen_bps=rng.choice((0.0, 10.0, 50.0)),
+            cap_bps=cap,
+            after_cap=rng.choice(AFTER_CAP),
+        )
+
+    return replace(config, leg_a=policy(), leg_b=policy(), unwind=policy())
+
+
+def _with_book(rng: random.Random, chaos: str) -> str:
+    """``chaos`` on a book with depth: the book's keys added to every entry (an entry of its
+    own would take the place of a less specific one for its calls, changing its faults), and
+    a ``*`` entry for the markets no entry names."""
+    book = rng.choice(
+        (
+            "spread_bps=10",
+            "spread_bps=4,depth=20000,level_bps=2",
+            "spread_bps=20,depth=3000,level_bps=10,levels=5",
+            "thin_book=1",
+        )
+    )
+    if rng.random() < 0.3:
+        book += f",price_jump={rng.choice((0.001, 0.005, 0.02))}"
+    parts = [f"{part},{book}" for part in chaos.split(";") if part]
+    if not any(part.startswith("*:") for part in parts):
+        parts.append(f"*:{book}")
+    return ";".join(parts)
 
 
 PERP_SHARE = 0.2

@@ -21,6 +21,7 @@ import ccxt
 import pytest
 
 import pairexec.fsm.decide
+import pairexec.fsm.pricing
 import pairexec.fsm.venues.gateway
 from pairexec import EngineConfig, ExecutionEngine, PairTradeRequest
 from pairexec.fsm.client_ids import Leg
@@ -188,6 +189,35 @@ def test_cross_venue_scenarios_are_drawn_with_independent_faults() -> None:
                     original.venue_y,
                 )
     assert not any(sig.request.venue_x for s in drawn if not s.venues for sig in s.signals)
+
+
+def test_priced_legs_on_books_with_depth_are_drawn() -> None:
+    drawn = [generate(seed) for seed in range(300)]
+    legs = [(s.config.leg_a, s.config.leg_b, s.config.unwind) for s in drawn]
+    priced = [
+        s for s, policies in zip(drawn, legs, strict=True) if any(p.limited for p in policies)
+    ]
+    booked = [s for s in drawn if "spread_bps" in s.chaos or "thin_book" in s.chaos]
+    assert 50 <= len(booked) <= 120  # PRICED_SHARE of 300: a book, and policies drawn
+    assert set(map(id, priced)) <= set(map(id, booked)) and len(priced) > 0.9 * len(booked)
+    policies = [s.config.leg_b for s in priced if s.config.leg_b.limited]
+    assert {p.after_cap for p in policies} == {"unwind", "market", "park"}
+    assert len({p.max_slippage_bps for p in policies}) > 2 and any(p.widen_bps for p in policies)
+    assert any("thin_book" in s.chaos for s in booked)
+    assert any("price_jump" in s.chaos for s in booked)
+
+
+def test_a_limit_beyond_its_rung_of_the_ladder_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit priced from twice the band: every fill may be within that limit, yet the
+    limit itself is outside what the policy allows, and the checker says so."""
+    real = pairexec.fsm.pricing.limit_price
+    monkeypatch.setattr(
+        pairexec.fsm.decide,
+        "limit_price",
+        lambda side, reference, band, tick: real(side, reference, 2 * band + 1, tick),
+    )
+    violations = _until_first_failure().failing[0].violations
+    assert any("its rung allows" in v for v in violations), violations
 
 
 def _two_venue_engine(monkeypatch: pytest.MonkeyPatch, rewire: Callable[[Any, Any], None]) -> None:
