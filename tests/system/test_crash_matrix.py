@@ -50,21 +50,25 @@ MATRIX = {
 }
 
 
-def pairexec(args: list[str], tmp: Path, kill_at: str | None = None, chaos: str = ""):
-    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+def pairexec(
+    args: list[str],
+    tmp: Path,
+    kill_at: str | None = None,
+    chaos: str = "",
+    where: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``pairexec ARGS`` in ``tmp``, on ``where`` (default: ``--db`` a SQLite file there),
+    killed at ``kill_at``; nothing from the environment may choose another database, exchange
+    or config file."""
+    overrides = {ENV_VAR, "PAIREXEC_DB", "PAIREXEC_EXCHANGE", "PAIREXEC_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k not in overrides}
     if kill_at:
         env[ENV_VAR] = kill_at
     extra = ["--chaos", chaos] if chaos else []
+    where = where or ["--db", f"sqlite:///{tmp / 't.db'}"]
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pairexec.fsm.cli",
-            *args,
-            "--db",
-            f"sqlite:///{tmp / 't.db'}",
-            *extra,
-        ],
+        [sys.executable, "-m", "pairexec.fsm.cli", *args, *where, *extra],
+        cwd=tmp,
         env=env,
         capture_output=True,
         text=True,

@@ -12,22 +12,20 @@ single-venue matrix covers every point.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.crashpoints import ENV_VAR
 from pairexec.fsm.model import OrderStatus, TradeRecord
 from pairexec.fsm.paper import PaperExchange
 from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import TradeStore
+from tests.system.test_crash_matrix import pairexec as run
 
 CONFIG = """
 database = "trades.db"
@@ -62,29 +60,8 @@ VENUES = ("a", "b")
 def pairexec(
     args: list[str], tmp: Path, kill_at: str | None = None, chaos: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    # nothing from the environment may choose another database, exchange or config file
-    overrides = {ENV_VAR, "PAIREXEC_DB", "PAIREXEC_EXCHANGE", "PAIREXEC_CONFIG"}
-    env = {k: v for k, v in os.environ.items() if k not in overrides}
-    if kill_at:
-        env[ENV_VAR] = kill_at
-    extra = ["--chaos", chaos] if chaos else []
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pairexec.fsm.cli",
-            *args,
-            "--config",
-            str(tmp / "pairexec.toml"),
-            *extra,
-        ],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    """``pairexec ARGS`` on the two venues of ``tmp``'s config file (see the SIGKILL matrix)."""
+    return run(args, tmp, kill_at, chaos, where=["--config", str(tmp / "pairexec.toml")])
 
 
 def venue_problems(trade: TradeRecord, books: dict[str, PaperExchange]) -> list[str]:
