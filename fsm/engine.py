@@ -249,6 +249,7 @@ class ExecutionEngine:
             unsupported = self._markets[market].unsupported()
             if unsupported is not None:  # an inverse contract: never a silent mis-size
                 raise InvalidRequest(f"{field} {market!r}: {unsupported}")
+        self._check_market_buys(request)
         rules_x = self._markets.get(request.market_x, ANY_AMOUNT)
         rules_y = self._markets.get(request.market_y, ANY_AMOUNT)
         if rules_x.sendable(request.amount_x) is None:
@@ -292,6 +293,28 @@ class ExecutionEngine:
             if named and venue not in self.gateways:
                 raise InvalidRequest(
                     f"{field} {venue!r} is not one of the engine's venues ({', '.join(named)})"
+                )
+
+    def _check_market_buys(self, request: PairTradeRequest) -> None:
+        """Refuse a request whose legs would need a market buy where the venue cannot buy an
+        amount at market (``ExchangeGateway.market_buy_problem``): a limit IOC leg is sized
+        in the base currency everywhere."""
+        config, x, y = self.config, request.venue_x, request.venue_y
+        market_buys = (  # (the policy's field, venue, symbol) of each leg that buys at market
+            ("leg_a", x, request.pair_x, request.side_x == "buy" and request.price_x is None),
+            ("leg_b", y, request.pair_y, request.side_y == "buy"),
+            ("unwind", x, request.pair_x, request.side_x == "sell"),
+        )
+        for leg, venue, symbol, buys in market_buys:
+            policy = getattr(config, leg)
+            at_market = not policy.limited or (leg == "leg_b" and policy.after_cap == "market")
+            problem = self.gateways[venue].market_buy_problem(symbol) if buys else None
+            if at_market and problem is not None:
+                where = "the exchange" if venue is None else f"venue {venue!r}"
+                raise InvalidRequest(
+                    f"{where} {problem}; this request's {leg} would buy at market: give "
+                    f"EngineConfig.{leg} an OrderPolicy('limit_ioc', ...) (and no after_cap "
+                    "'market'), whose limit order is sized in the base currency"
                 )
 
     def _missing_venue(self, record: TradeRecord) -> str | None:

@@ -116,6 +116,28 @@ class ExchangeGateway:
         }
         return dict(self._markets)
 
+    def market_buy_problem(self, symbol: str) -> str | None:
+        """Why a market buy of an amount in the base currency cannot be sent on ``symbol``, or
+        None. Some venues' spot market buys are sized by the quote currency they spend: ccxt
+        then wants a price to turn the amount into a cost (``createMarketBuyOrderRequiresPrice``:
+        gate, htx, coinbase, bitget... refused by ccxt before anything is sent), or, with
+        okx's ``tgtCcy="quote_ccy"``, sends the amount as USDT to spend: a wrong amount."""
+        if self._markets.get(symbol, ANY_AMOUNT).is_contract:
+            return None  # contracts are counted in contracts, whichever the side
+        options = getattr(self.exchange, "options", None)
+        options = options if isinstance(options, dict) else {}
+        create = options.get("createOrder")
+        key = "createMarketBuyOrderRequiresPrice"
+        needs_price = (create if isinstance(create, dict) else {}).get(key, options.get(key))
+        if needs_price is True:
+            return f"needs a price for a market buy on {symbol} (ccxt option {key})"
+        if options.get("tgtCcy") == "quote_ccy":
+            return (
+                f"sizes a market buy on {symbol} in the quote currency (ccxt option "
+                "tgtCcy='quote_ccy'): the amount would be spent, not bought"
+            )
+        return None
+
     async def position_mode_mismatch(self, symbols: Iterable[str]) -> str | None:
         """Why orders on ``symbols`` would carry the wrong position flags, or None.
 
