@@ -271,6 +271,8 @@ class PaperBook:
         if not 0 <= taker_fee < 1:
             raise ValueError(f"taker_fee must be >= 0 and < 1, got {taker_fee!r}")
         self.taker_fee = float(taker_fee)
+        self.in_memory = path is None
+        """An in-memory book: its calls are quick enough to run inline, on the event loop."""
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             ":memory:" if path is None else os.fspath(path),

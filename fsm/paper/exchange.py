@@ -55,12 +55,15 @@ class PaperExchange:
         markets: dict[str, MarketSpec] | None = None,
         balances: dict[str, float] | None = None,
         taker_fee: float = 0.0,
+        book: PaperBook | None = None,
     ) -> None:
         """``chaos``: a ChaosConfig or its text (a list of texts adds up, like repeated
         ``--chaos`` options). ``seed`` seeds the chaos RNG; 0 keeps a ChaosConfig's own seed.
         ``taker_fee``: the fee rate of every spot fill (0.001: 0.1%; default none), charged
         on a buy in the base currency, on a sell in the quote, and reported in ccxt's
-        ``fee``/``fees``."""
+        ``fee``/``fees``. ``book``: another facade's book (its orders, balances, prices and
+        fee), seen with this one's faults; ``path``, ``markets``, ``balances`` and
+        ``taker_fee`` are then the book's own."""
         if isinstance(chaos, ChaosConfig):
             config = dataclasses.replace(chaos, seed=seed) if seed else chaos
         else:
@@ -69,8 +72,10 @@ class PaperExchange:
         self._faults = FaultInjector(config)
         self._lies = 0
         """Lies told so far (``insane_reports``): picks the next one's kind."""
-        self.book = PaperBook(path, markets=markets, balances=balances, taker_fee=taker_fee)
-        self._inline = path is None
+        if book is None:
+            book = PaperBook(path, markets=markets, balances=balances, taker_fee=taker_fee)
+        self.book = book
+        self._inline = book.in_memory
         specs = self.book.markets()
         unknown = sorted(config.market_symbols() - set(specs))
         if unknown:
@@ -419,5 +424,5 @@ def _ccxt_order(order: PaperOrder) -> dict[str, Any]:
         "fee": None,
         "fees": [],
         "trades": [],
-        "info": dataclasses.asdict(order),
+        "info": dict(vars(order)),  # its fields (flat: asdict's deep copy costs 4% of a run)
     }

@@ -3,7 +3,7 @@
 Recovery may run against a calmer exchange than trading did (the brief's "chaos off for
 recovery"), but it must be the *same* exchange: the orders the crashed engine left are in that
 book. ``PaperExchange`` takes its faults at construction, so a calm facade is a second
-``PaperExchange`` whose own (empty) book is swapped for the trading one's.
+``PaperExchange`` over the trading one's book.
 
 A cross-venue run has one paper exchange per venue, each with its own book and faults:
 ``Books`` is how the checks read them, every order on its own venue's book only.
@@ -25,10 +25,7 @@ def flaky_paper(markets: dict[str, MarketSpec], chaos: str, seed: int) -> PaperE
 
 def calm_facade(paper: PaperExchange) -> PaperExchange:
     """A fault-free ``PaperExchange`` over ``paper``'s book (its orders, balances, prices)."""
-    calm = PaperExchange(None, markets={s: paper.book.market(s) for s in paper.markets})
-    calm.book.close()
-    calm.book = paper.book
-    return calm
+    return PaperExchange(book=paper.book)
 
 
 class Books:

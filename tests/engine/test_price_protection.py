@@ -125,9 +125,7 @@ async def test_a_restart_mid_ladder_resends_the_limit_it_stored(db_url: str) -> 
     assert second.limit_price == pytest.approx(ETH * (1 - 50 / 10_000))  # the second rung
 
     paper.book.set_price("ETH/USDT", ETH * 1.05)  # a fresh quote would price it 5% higher
-    recovering = Wire(PaperExchange(None))
-    recovering._exchange.book.close()
-    recovering._exchange.book = paper.book  # the same venue, its chaos gone
+    recovering = Wire(PaperExchange(book=paper.book))  # the same venue, its chaos gone
     async with ExecutionEngine(recovering, store=TradeStore(db_url), config=config) as engine:
         [outcome] = await engine.recover()
 
