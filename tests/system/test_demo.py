@@ -17,6 +17,6 @@ def test_demo_passes_all_scenarios(tmp_path: Path):
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "19/19 passed (seed scenarios 7/7)" in result.stdout
-    assert len(re.findall(r"│ pass\s+│", result.stdout)) == 19
+    assert "20/20 passed (seed scenarios 7/7)" in result.stdout
+    assert len(re.findall(r"│ pass\s+│", result.stdout)) == 20
     assert not re.search(r"│ FAIL\s+│", result.stdout)

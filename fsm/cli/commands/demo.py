@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pairexec.fsm.cli import render
@@ -24,6 +24,7 @@ from pairexec.fsm.crashpoints import ENV_VAR as KILL_ENV
 from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.model import TradeRecord
 from pairexec.fsm.paper import ChaosConfig, PaperExchange
+from pairexec.fsm.pricing import OrderPolicy
 from pairexec.fsm.request import PairTradeRequest, TradeOutcome
 from pairexec.fsm.settings import load_config
 from pairexec.fsm.states import TradeState
@@ -268,6 +269,32 @@ async def spot_perp_basis(d: Demo) -> Check:
     )
 
 
+THIN_ETH = "ETH/USDT:spread_bps=10,depth=2000,level_bps=5,levels=10"
+"""ETH/USDT in a thin book: 5 bps either side of the price, a level every 5 bps of about
+2,000 USDT: a 15 ETH hedge (~45,000 USDT) cannot fill inside a narrow band."""
+
+
+async def thin_book_ladder(d: Demo) -> Check:
+    """Leg B as limit IOCs in a thin book: the first, 10 bps from the bid, fills what the band
+    holds; each remainder goes out 40 bps wider; every fill is inside its order's limit."""
+    ladder = OrderPolicy("limit_ioc", max_slippage_bps=10, widen_bps=40)
+    config = replace(DEMO_CONFIG, leg_b=ladder, leg_attempts=4)
+    r = await d.run(THIN_ETH, btc_eth(0.5, ratio=30.0), config=config)
+    [o] = r.executed
+    rungs = [x for t in r.trades for x in t.orders if x.leg is Leg.B]
+    inside = all(
+        x.limit_price is not None and x.average is not None and x.average >= x.limit_price
+        for x in rungs
+        if x.filled > 0
+    )
+    fills = " + ".join(f"{x.filled:g}" for x in rungs)
+    return (
+        f"{o.state.value}, leg B {fills} = {o.filled_y:g} in {len(rungs)} IOCs, "
+        f"{'all' if inside else 'not all'} inside their limits",
+        o.state is TradeState.DONE and len(rungs) >= 2 and o.filled_y == 15.0 and inside,
+    )
+
+
 async def parked_pair_blocked(d: Demo) -> Check:
     """Leg B and every unwind refused: PARKED, and the next signal on the pair is refused
     until a human resolves the parked trade (``pairexec resolve``); then it trades."""
@@ -407,6 +434,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Demo], Awaitable[Check]]]] = [
     ("ours", "fee paid in the coin: leg B hedges the net", fee_in_the_coin),
     ("ours", "leg B rejected after a fee: unwind sells the net", unwind_after_a_fee),
     ("ours", "spot-perp basis trade in contracts", spot_perp_basis),
+    ("ours", "thin book: leg B as limit IOCs, band widened", thin_book_ladder),
     ("ours", "a PARKED pair refuses signals until resolved", parked_pair_blocked),
     ("ours", "process SIGKILLed mid-trade, then recover", killed_mid_trade),
     ("ours", "killed mid-trade across two venues, then recover", killed_across_venues),
