@@ -49,8 +49,8 @@ CHUNKS = [range(s, min(s + CHUNK, FIRST + RUNS)) for s in range(FIRST, FIRST + R
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[SimulationPool]:
-    """A pool of one process per core; in this process under pytest-xdist, whose workers are
-    already one per core (a pool each would run twice as many processes as cores: about 1.8x
+    """A pool of one process per core; in this process under pytest-xdist, whose workers
+    already fill the cores (a pool each ran twice as many processes as cores, for about 1.8x
     the CPU time, measured). The engine's expected chaos warnings are muted meanwhile, as the
     pool's processes mute them."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
