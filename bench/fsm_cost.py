@@ -12,6 +12,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
 from transitions import Machine
 from transitions.extensions.asyncio import AsyncMachine
@@ -21,7 +22,7 @@ from pairexec.fsm.states import TRANSITIONS, TradeState
 
 # A typical life: PENDING -> LEG_A_SENT -> LEG_A_FILLED -> LEG_B_SENT -> DONE
 PATH = ["send_leg_a", "leg_a_filled", "send_leg_b", "leg_b_filled"]
-TABLE = [[t, [s.value for s in sources], d.value] for t, sources, d in TRANSITIONS]
+TABLE: list[list[Any]] = [[t, [s.value for s in sources], d.value] for t, sources, d in TRANSITIONS]
 
 
 class Model:

@@ -28,13 +28,22 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _benches(recovery_trades: int | None) -> dict[str, Callable[[bool], Result]]:
-    from bench import concurrency, cross_venue, durability, leg_b_latency, profile, recovery
+    from bench import (
+        concurrency,
+        cross_venue,
+        durability,
+        leg_b_latency,
+        price_protection,
+        profile,
+        recovery,
+    )
 
     return {
         "concurrency": concurrency.run,
         "durability": durability.run,
         "leg_b_latency": leg_b_latency.run,
         "cross_venue": cross_venue.run,
+        "price_protection": price_protection.run,
         "recovery": lambda quick: recovery.run(quick, recovery_trades),
         "profile": profile.run,
     }
