@@ -10,7 +10,9 @@ Exactly one driver runs per trade in a process (``_drivers``); a second request 
 same trade joins the first instead of racing it. Across processes, the store's compare-and-set
 on the trade state makes a second driver fail with StaleTrade before it can send anything.
 A bot cancelling ``execute_pair_trade`` (e.g. ``asyncio.wait_for``) does not interrupt the
-trade: the driver is shielded and finishes; ``close()`` waits for it.
+trade: the driver is shielded and finishes; ``close()`` waits for it. ``submit`` returns as
+soon as the trade is stored (its id is the bot's handle), ``wait`` follows it to its end,
+here or in another process, and ``events()`` streams every committed step.
 
 Venues: the engine is given one exchange, or a mapping of venue names to exchanges for trades
 whose legs go to two (``PairTradeRequest.venue_x`` / ``venue_y``). Each venue has its own
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
@@ -42,21 +45,27 @@ from pairexec.fsm.decide import (
     Submit,
     decide,
 )
+from pairexec.fsm.events import DEFAULT_QUEUE, EventHub, EventsLost, EventStream, Subscription
 from pairexec.fsm.machine import is_terminal, next_state
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
 from pairexec.fsm.model import (
     Change,
     Duplicate,
+    EventRecord,
     Lease,
     OrderFacts,
     OrderStatus,
     OrderUpdate,
+    TradeEvent,
     TradeRecord,
     Transition,
     after,
     average_price,
+    creation_journal,
     fee_totals,
+    journal,
     net,
+    trade_events,
     utc_now,
 )
 from pairexec.fsm.owners import is_dead_locally, new_owner_id
@@ -145,6 +154,10 @@ class ExecutionEngine:
         """Trades this engine has created or claimed and not yet let go: their leases are
         renewed by the heartbeat, even while they wait for a driver."""
         self._heartbeat: asyncio.Task[None] | None = None
+        self._events = EventHub()
+        self._ended: OrderedDict[str, TradeOutcome] = OrderedDict()
+        """The outcomes of the last ``_ENDED_KEPT`` drives that ended here, for ``wait``: a
+        drive that stopped unresolved says why only in its outcome."""
         self._prices = PriceBook(self._price)
         self._quotes: dict[str, dict[tuple[str, str], float | None]] = {}
         """Per trade: the quotes fetched for its next limit order (``decide``'s ``quotes``),
@@ -160,6 +173,8 @@ class ExecutionEngine:
         return tuple(name for name in self.gateways if name is not None)
 
     async def start(self) -> None:
+        if self._events.closed:  # started again after a close: subscribe anew
+            self._events = EventHub()
         venues = list(self.gateways)
         loaded = await asyncio.gather(
             *(self.gateways[v].market_rules() for v in venues), return_exceptions=True
@@ -194,6 +209,7 @@ class ExecutionEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        await self._events.close()
         await self._prices.close()
         try:
             if self.store.is_open:
@@ -216,7 +232,20 @@ class ExecutionEngine:
     # --- public API ----------------------------------------------------------------------
 
     async def execute_pair_trade(self, request: PairTradeRequest) -> TradeOutcome:
-        """Execute one pair trade; returns when it is terminal or cannot safely go on."""
+        """Execute one pair trade; returns when it is terminal or cannot safely go on
+        (``submit`` then ``wait``)."""
+        submitted = await self.submit(request)
+        if submitted.duplicate:
+            return submitted
+        return await self.wait(submitted.trade_id)
+
+    async def submit(self, request: PairTradeRequest) -> TradeOutcome:
+        """Store the trade and return at once, its ``trade_id`` set and its state not yet
+        terminal (or the duplicate it was refused as, nothing sent); the engine drives it in
+        the background (``wait`` for its end, ``events()`` for its steps). InvalidRequest
+        before anything is stored. A bot that stops waiting for ``submit`` itself (a
+        cancellation) does not stop the trade: find it by its signal id
+        (``TradeStore.find_by_signal``)."""
         if not self._started:
             await self.start()
         request = self._validated(request)  # InvalidRequest before anything is stored or sent
@@ -226,10 +255,65 @@ class ExecutionEngine:
                 raise InvalidRequest(mismatch if venue is None else f"venue {venue!r}: {mismatch}")
         # Shielded from the caller's cancellation from the first write on: a trade that is
         # stored is always driven, even if the bot stopped waiting for it.
-        task = asyncio.create_task(self._execute(request))
+        stored: asyncio.Future[TradeOutcome] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._execute(request, stored))
         self._executions.add(task)
         task.add_done_callback(self._executions.discard)
-        return await asyncio.shield(task)
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(stored)
+
+    async def wait(self, trade_id: str, *, poll_interval: float = 0.5) -> TradeOutcome:
+        """The trade's outcome once it is terminal, or once it stopped unresolved (its drive
+        ended without a terminal state and no live process holds it: ``recover`` will take
+        it). A trade another process drives is followed in the database every
+        ``poll_interval`` seconds. InvalidRequest for a trade id the store does not have."""
+        if not self._started:
+            await self.start()
+        while True:
+            driver = self._drivers.get(trade_id)
+            if driver is not None:
+                return await asyncio.shield(driver)
+            try:
+                record = await self.store.load(trade_id)
+            except KeyError:
+                raise InvalidRequest(f"no trade {trade_id!r} in the store") from None
+            ended = self._ended.get(trade_id)
+            if ended is not None and ended.state is record.state:
+                return ended
+            if is_terminal(record.state) or not await self._held_elsewhere(trade_id):
+                return _outcome(record, record.reason)
+            await asyncio.sleep(poll_interval)
+
+    async def _held_elsewhere(self, trade_id: str) -> bool:
+        """Whether another live driver holds the trade's lease (its drive goes on there)."""
+        if trade_id in self._drivers:
+            return True
+        for holder in await self.store.lease_holders(trade_id):
+            if holder.owner == self.owner or is_dead_locally(holder.owner):
+                continue
+            if holder.until is None or holder.until > utc_now():
+                return True
+        return False
+
+    def events(self, maxsize: int = DEFAULT_QUEUE) -> EventStream:
+        """Every committed step of every trade this engine drives from now on (no history),
+        each trade's in order: ``async for event in engine.events(): ...``. Trading never
+        waits for the stream: one that falls ``maxsize`` events behind raises ``EventsLost``
+        (after the events it was given) and ends; so does every stream, cleanly, when the
+        engine closes."""
+        return self._events.stream(maxsize)
+
+    def subscribe(
+        self,
+        callback: Callable[[TradeEvent], Any],
+        *,
+        maxsize: int = DEFAULT_QUEUE,
+        on_lost: Callable[[EventsLost], Any] | None = None,
+    ) -> Subscription:
+        """Call ``callback`` (a function, run in a thread of its own, or a coroutine
+        function) with each event, in order, from now until the engine closes or the
+        subscription's ``close()``; see ``events``. Call it from the event loop."""
+        return self._events.subscribe(callback, maxsize, on_lost)
 
     def _validated(self, request: PairTradeRequest) -> PairTradeRequest:
         """The request's own checks, then the venues': known venues and symbols, tradable
@@ -342,25 +426,42 @@ class ExecutionEngine:
         symbol, venue = split_market(market) if self.venue_names else (market, None)
         return await self.gateways[venue].price(symbol)
 
-    async def _execute(self, request: PairTradeRequest) -> TradeOutcome:
-        created = await self.store.create_trade(request, self._lease(), first=self._first_step)
+    async def _execute(
+        self, request: PairTradeRequest, stored: asyncio.Future[TradeOutcome]
+    ) -> TradeOutcome:
+        """Store the trade, tell ``submit`` (``stored``), then drive it."""
+        first: list[Change | None] = []
+
+        def first_step(pending: TradeRecord) -> Change | None:
+            first.append(self._first_step(pending))
+            return first[-1]
+
+        try:
+            created = await self.store.create_trade(request, self._lease(), first=first_step)
+        except BaseException as exc:
+            if not stored.done():
+                stored.set_exception(exc)
+            raise
         if isinstance(created, Duplicate):
             log.info("duplicate signal rejected: %s", created.why)
             existing = created.existing
-            return TradeOutcome(
+            outcome = TradeOutcome(
                 trade_id=existing.id if existing else "",
                 state=existing.state if existing else TradeState.FAILED,
                 reason=f"duplicate: {created.why}; nothing sent",
                 duplicate=True,
                 duplicate_reason=created.reason,
             )
+            stored.set_result(outcome)
+            return outcome
         self._held.add(created.id)
-        self._journaled(created.id, TradeState.PENDING, [Transition(created.state, created.reason)])
-        # This task (shielded by execute_pair_trade) is the new trade's driver: a recover()
-        # running meanwhile joins it instead of starting a second one.
+        self._committed(creation_journal(created, first[-1] if first else None), created)
+        # This task (shielded by submit) is the new trade's driver: a recover() or a wait()
+        # meanwhile joins it instead of starting a second one.
         this = asyncio.current_task()
-        assert this is not None  # execute_pair_trade runs _execute as a task of its own
+        assert this is not None  # submit runs _execute as a task of its own
         self._drives(created.id, this)
+        stored.set_result(_outcome(created, created.reason))
         return await self._run(created.id, False, created)
 
     def _first_step(self, pending: TradeRecord) -> Change | None:
@@ -447,7 +548,17 @@ class ExecutionEngine:
     def _drives(self, trade_id: str, task: asyncio.Task[TradeOutcome]) -> None:
         """Make ``task`` the one driver of ``trade_id`` in this process until it ends."""
         self._drivers[trade_id] = task
-        task.add_done_callback(lambda _t: self._drivers.pop(trade_id, None))
+        task.add_done_callback(lambda t: self._drive_ended(trade_id, t))
+
+    def _drive_ended(self, trade_id: str, task: asyncio.Task[TradeOutcome]) -> None:
+        self._drivers.pop(trade_id, None)
+        if task.cancelled() or task.exception() is not None:
+            self._ended.pop(trade_id, None)
+            return
+        self._ended[trade_id] = task.result()
+        self._ended.move_to_end(trade_id)
+        while len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     async def _run(
         self, trade_id: str, resuming: bool, created: TradeRecord | None = None
@@ -472,8 +583,11 @@ class ExecutionEngine:
         missing = self._missing_venue(record)
         if missing is not None:  # left as it is (non-terminal, nothing sent) for an engine that can
             if record.reason != missing:  # said once, for `pairexec status`, not every recover
-                await self.store.apply(record, Change(missing), self._lease())
-                self._journaled(record.id, record.state, [Transition(record.state, missing)])
+                change = Change(missing)
+                updated = await self.store.apply(record, change, self._lease())
+                self._committed(
+                    journal(record.id, record.state, change, updated.updated_at), updated
+                )
             await self.store.release(self.owner, trade_id)
             return _outcome(await self.store.load(trade_id), missing)
         markets = self._markets_to_price(record)
@@ -556,24 +670,27 @@ class ExecutionEngine:
             keep_parked_pair=self.config.block_pair_while_parked,
         )
         updated = await self.store.apply(record, change, self._lease())
-        self._journaled(
-            record.id, record.state, [Transition(to_state or record.state, cause), *change.then]
-        )
+        self._committed(journal(record.id, record.state, change, updated.updated_at), updated)
         submitted = change.then[-1].new_order if change.then else None
         if submitted is not None:
             return await self._send(updated, _order(updated, submitted.client_order_id))
         return updated
 
-    def _journaled(self, trade_id: str, state: TradeState, steps: list[Transition]) -> None:
-        """Log the states a committed write took the trade through, from ``state`` (and let
-        crash tests stop there)."""
-        for step in steps:
-            if step.to_state is not state:
+    def _committed(self, rows: list[EventRecord], updated: TradeRecord) -> None:
+        """A write's journal rows, committed: log the states it took the trade through (and
+        let crash tests stop there), and publish them to the subscribers."""
+        for row in rows:
+            if row.from_state is not None and row.to_state is not row.from_state:
                 log.info(
-                    "trade %s %s -> %s: %s", trade_id, state.value, step.to_state.value, step.cause
+                    "trade %s %s -> %s: %s",
+                    row.trade_id,
+                    row.from_state.value,
+                    row.to_state.value,
+                    row.cause,
                 )
-                crashpoints.reached(f"state:{step.to_state.value}")
-            state = step.to_state
+                crashpoints.reached(f"state:{row.to_state.value}")
+        if self._events.active:
+            self._events.publish(trade_events(rows, updated))
 
     async def _moves_after(self, record: TradeRecord) -> tuple[Transition, ...]:
         """The pure moves ``decide`` would make next from ``record`` (leg A classified, trade
@@ -839,6 +956,15 @@ def _intent(record: TradeRecord, submit: Submit) -> Change:
             limit_price=submit.limit_price,
         ),
     )
+
+
+_ENDED_KEPT = 10_000
+
+
+def _retrieve(task: asyncio.Task[TradeOutcome]) -> None:
+    """Log a submitted trade's drive that failed: its bot may never ``wait`` for it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a submitted trade's drive failed: %s", task.exception())
 
 
 def _sql_store(url: str) -> Store:

@@ -190,12 +190,100 @@ class TradeRecord:
 
 @dataclass(frozen=True)
 class EventRecord:
+    """One row of a trade's journal: a step it took, the order the step was about, when."""
+
     trade_id: str
     from_state: TradeState | None
+    """None for the trade's first row, its acceptance."""
     to_state: TradeState
     cause: str
     client_order_id: str | None
     at: datetime
+
+
+def accepted_cause(request: PairTradeRequest) -> str:
+    """The cause of a new trade's first journal row."""
+    return "trade accepted" + (f" (signal {request.signal_id})" if request.signal_id else "")
+
+
+def journal(trade_id: str, expected: TradeState, change: Change, at: datetime) -> list[EventRecord]:
+    """The journal rows writing ``change`` to a trade in state ``expected`` adds: the fact,
+    then each move that follows from it. The store writes exactly these, and the engine
+    publishes exactly these once they are committed (``ExecutionEngine.events``): one
+    definition, so a bot's events and the journal cannot drift apart."""
+    cid = change.new_order.client_order_id if change.new_order is not None else None
+    if change.order_update is not None:
+        cid = change.order_update.client_order_id
+    state = change.to_state or expected
+    rows = [EventRecord(trade_id, expected, state, change.cause, cid, at)]
+    for move in change.then:
+        cid = move.new_order.client_order_id if move.new_order is not None else None
+        rows.append(EventRecord(trade_id, state, move.to_state, move.cause, cid, at))
+        state = move.to_state
+    return rows
+
+
+def creation_journal(pending: TradeRecord, first: Change | None) -> list[EventRecord]:
+    """A new trade's journal rows: its acceptance, then its first step if it was written with
+    it (``TradeStore.create_trade``)."""
+    at = pending.created_at
+    accepted = EventRecord(
+        pending.id, None, TradeState.PENDING, accepted_cause(pending.request), None, at
+    )
+    return [accepted, *(journal(pending.id, TradeState.PENDING, first, at) if first else ())]
+
+
+@dataclass(frozen=True)
+class TradeEvent:
+    """One committed step of a trade, as a bot following it sees it
+    (``ExecutionEngine.events``): a journal row with the state of the order it was about.
+
+    A trade's events chain: each ``from_state`` is the previous event's ``to_state`` (the
+    first event, the trade's acceptance, goes from PENDING to PENDING), and their ``at`` never
+    decrease. A step that changes no state (a partial fill recorded, a remainder's intent)
+    has ``from_state`` == ``to_state``."""
+
+    trade_id: str
+    from_state: TradeState
+    to_state: TradeState
+    cause: str
+    at: datetime
+    client_order_id: str | None = None
+    leg: Leg | None = None
+    venue: str | None = None
+    """The order's venue (None with a single exchange, or for a step about no order)."""
+    status: OrderStatus | None = None
+    """The order's status once the step was committed."""
+    filled: float | None = None
+    """The order's cumulative fill once the step was committed (base units)."""
+
+
+def trade_events(rows: Iterable[EventRecord], record: TradeRecord) -> list[TradeEvent]:
+    """``rows`` (committed journal rows of ``record``'s trade) as events, each with its
+    order's facts as ``record`` (the trade after the write) has them. An ``at`` earlier than
+    the one before (the wall clock stepped back) is raised to it: events' times never
+    decrease."""
+    orders = {o.client_order_id: o for o in record.orders}
+    events: list[TradeEvent] = []
+    latest: datetime | None = None
+    for row in rows:
+        order = orders.get(row.client_order_id) if row.client_order_id else None
+        latest = row.at if latest is None or row.at > latest else latest
+        events.append(
+            TradeEvent(
+                trade_id=row.trade_id,
+                from_state=row.from_state or row.to_state,
+                to_state=row.to_state,
+                cause=row.cause,
+                at=latest,
+                client_order_id=row.client_order_id,
+                leg=order.leg if order else None,
+                venue=order.venue if order else None,
+                status=order.status if order else None,
+                filled=order.filled if order else None,
+            )
+        )
+    return events
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ class Store(Protocol):
 
     async def release(self, owner: str, trade_id: str | None = None) -> None: ...
 
-    async def lease_holders(self) -> list[LeaseHolder]: ...
+    async def lease_holders(self, trade_id: str | None = None) -> list[LeaseHolder]:
+        """Non-terminal trades with a lease (of ``trade_id`` alone, if given)."""
+        ...
 
     def lease_deadline(self, owner: str, trade_id: str) -> float:
         """The ``time.monotonic()`` until which ``owner`` surely holds the trade's lease."""

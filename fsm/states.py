@@ -47,6 +47,11 @@ class TradeState(str, enum.Enum):
     """A human settled a PARKED trade (``TradeStore.resolve`` / ``pairexec resolve``), with a
     note in the reason column; its pair is free again. Terminal."""
 
+    @property
+    def terminal(self) -> bool:
+        """Whether the trade is finished: nothing more will be sent or decided for it."""
+        return self in TERMINAL_STATES
+
 
 class Trigger(str, enum.Enum):
     """What moves a trade: one name per kind of event or decision, as journaled and drawn."""

@@ -14,12 +14,14 @@ from typing import Any
 from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.model import (
     Change,
+    EventRecord,
     Fee,
     Lease,
     OrderFacts,
     OrderStatus,
     OrderUpdate,
     TradeRecord,
+    journal,
     utc_now,
 )
 from pairexec.fsm.ports import StaleTrade, StoreError
@@ -112,26 +114,24 @@ def write_facts(
     expected: TradeState,
     change: Change,
     now: datetime,
-    *journal_first: Params,
+    *journal_first: EventRecord,
 ) -> None:
     """The orders ``change`` adds or updates, and its journal (after ``journal_first``)."""
-    cid = None
     if change.new_order is not None:
-        cid = change.new_order.client_order_id
         insert_order(db, trade_id, change.new_order, now)
     if change.order_update is not None:
-        cid = change.order_update.client_order_id
         update_order(db, trade_id, change.order_update, now)
-    state = change.to_state or expected
-    journal = [*journal_first, event_params(trade_id, expected, state, change.cause, cid, now)]
     for move in change.then:
-        cid = None
         if move.new_order is not None:
-            cid = move.new_order.client_order_id
             insert_order(db, trade_id, move.new_order, now)
-        journal.append(event_params(trade_id, state, move.to_state, move.cause, cid, now))
-        state = move.to_state
-    db.execute_many(JOURNAL_SQL, journal)  # one statement for the step and its moves
+    rows = [*journal_first, *journal(trade_id, expected, change, now)]
+    db.execute_many(JOURNAL_SQL, [journal_row(r) for r in rows])  # one statement for them all
+
+
+def journal_row(row: EventRecord) -> Params:
+    return event_params(
+        row.trade_id, row.from_state, row.to_state, row.cause, row.client_order_id, row.at
+    )
 
 
 def lease_expiry(db: Db, lease: Lease | None) -> tuple[str, Params]:

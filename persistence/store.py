@@ -39,6 +39,7 @@ from pairexec.fsm.model import (
     LeaseHolder,
     TradeRecord,
     after,
+    creation_journal,
     utc_now,
 )
 from pairexec.fsm.ports import StaleTrade, StoreError
@@ -219,8 +220,7 @@ class TradeStore:
         change = first(pending) if first is not None else None
         record = after(pending, change, now) if change is not None else pending
 
-        cause = "trade accepted" + (f" (signal {request.signal_id})" if request.signal_id else "")
-        accepted = sql.event_params(pending.id, None, TradeState.PENDING, cause, None, now)
+        [accepted] = creation_journal(pending, None)  # the first step's rows: write_facts
 
         def insert(db: Db) -> None:
             # The row goes in as the first step leaves it (the step is journaled all the same):
@@ -255,7 +255,7 @@ class TradeStore:
                 },
             )
             if change is None:
-                db.execute_many(sql.JOURNAL_SQL, [accepted])
+                db.execute_many(sql.JOURNAL_SQL, [sql.journal_row(accepted)])
                 return
             if record.state in TERMINAL_STATES:
                 db.execute(
@@ -431,13 +431,16 @@ class TradeStore:
         self._forget(owner, [trade_id] if trade_id else [t for o, t in self._leases if o == owner])
         await self._run(lambda db: db.execute(statement, params))
 
-    async def lease_holders(self) -> list[LeaseHolder]:
-        """Non-terminal trades with a live-looking lease, and who holds them."""
+    async def lease_holders(self, trade_id: str | None = None) -> list[LeaseHolder]:
+        """Non-terminal trades with a lease, and who holds them (``trade_id`` alone, if
+        given); whether the lease is still live is the caller's to judge from ``until``."""
+        one = " AND id = :id" if trade_id is not None else ""
         rows = await self._run(
             lambda db: db.fetch_all(
                 "SELECT id, owner, lease_expires_at FROM trades"
                 f" WHERE state NOT IN {sql.TERMINAL_SQL} AND owner IS NOT NULL"
-                " AND lease_expires_at IS NOT NULL"
+                f" AND lease_expires_at IS NOT NULL{one}",
+                {"id": trade_id} if trade_id is not None else {},
             ),
             writes=False,
         )
@@ -477,6 +480,13 @@ class TradeStore:
         if record is None:
             raise KeyError(f"no trade {trade_id}")
         return record
+
+    async def find_by_signal(self, signal_id: str) -> TradeRecord | None:
+        """The trade made for ``signal_id``, or None: a bot that lost a trade's id (its call
+        was cancelled) finds it by the signal it sent."""
+        return await self._run(
+            lambda db: sql.load(db, "signal_id = :key", {"key": signal_id}), writes=False
+        )
 
     async def load_many(self, trade_ids: Sequence[str]) -> dict[str, TradeRecord]:
         """The trades with these ids that exist, by id (one transaction, 500 ids per query)."""

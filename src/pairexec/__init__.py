@@ -23,6 +23,8 @@ __version__ = "0.2.0"
 if TYPE_CHECKING:
     from pairexec.fsm.config import EngineConfig
     from pairexec.fsm.engine import ExecutionEngine
+    from pairexec.fsm.events import EventsLost
+    from pairexec.fsm.model import TradeEvent
     from pairexec.fsm.ports import StoreError
     from pairexec.fsm.pricing import OrderPolicy
     from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome
@@ -32,10 +34,12 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "EngineConfig": "pairexec.fsm.config",
+    "EventsLost": "pairexec.fsm.events",
     "ExecutionEngine": "pairexec.fsm.engine",
     "InvalidRequest": "pairexec.fsm.request",
     "OrderPolicy": "pairexec.fsm.pricing",
     "PairTradeRequest": "pairexec.fsm.request",
+    "TradeEvent": "pairexec.fsm.model",
     "TradeOutcome": "pairexec.fsm.request",
     "Settings": "pairexec.fsm.settings",
     "SettingsError": "pairexec.fsm.settings",
@@ -47,6 +51,7 @@ _WHERE = {
 
 __all__ = [
     "EngineConfig",
+    "EventsLost",
     "ExecutionEngine",
     "InvalidRequest",
     "OrderPolicy",
@@ -54,6 +59,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StoreError",
+    "TradeEvent",
     "TradeOutcome",
     "TradeState",
     "TradeStore",

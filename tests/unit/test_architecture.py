@@ -72,6 +72,8 @@ def layer_of(module: str) -> str | None:
         return None  # the public pairexec/__init__, or pairexec.fsm's empty __init__
     if parts[2] in DOMAIN:
         return "domain"
+    if parts[2] == "events":  # the engine's publishing of committed steps to bots
+        return "engine"
     if parts[2] in ("venues", "paper", "engine", "sim", "cli", "settings"):
         return parts[2]
     raise AssertionError(f"{module} is in no layer: add it to one (and to the docs)")
