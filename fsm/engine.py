@@ -46,6 +46,7 @@ from pairexec.fsm.decide import (
     decide,
 )
 from pairexec.fsm.events import DEFAULT_QUEUE, EventHub, EventsLost, EventStream, Subscription
+from pairexec.fsm.exits import check_exit, exit_request
 from pairexec.fsm.machine import is_terminal, next_state
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
 from pairexec.fsm.model import (
@@ -249,6 +250,8 @@ class ExecutionEngine:
         if not self._started:
             await self.start()
         request = self._validated(request)  # InvalidRequest before anything is stored or sent
+        if request.closes is not None:
+            check_exit(request, await self._trade(request.closes))
         for venue, symbol in ((request.venue_x, request.pair_x), (request.venue_y, request.pair_y)):
             mismatch = await self.gateways[venue].position_mode_mismatch((symbol,))
             if mismatch is not None:  # contract orders would carry the wrong position flags
@@ -262,6 +265,27 @@ class ExecutionEngine:
         task.add_done_callback(_retrieve)
         return await asyncio.shield(stored)
 
+    async def close_pair_trade(self, trade_id: str) -> TradeOutcome:
+        """Close a DONE trade: an exit trade on its markets with both sides reversed, sized
+        from what its legs hold now (``exits.exit_request``), executed like any trade and
+        linked to it (``TradeOutcome.closes``). At most one exit per trade: a second close is
+        a duplicate (``DuplicateReason.ALREADY_CLOSED``), nothing sent, unless the first
+        ended ABORTED or FAILED. InvalidRequest for an unknown trade, one that is not DONE,
+        or an exit."""
+        if not self._started:
+            await self.start()
+        entry = await self._trade(trade_id)
+        rules = self._markets.get(entry.request.market_x, ANY_AMOUNT)
+        request = exit_request(entry, rules, self._markets.get(entry.request.market_y, ANY_AMOUNT))
+        return await self.execute_pair_trade(request)
+
+    async def _trade(self, trade_id: str) -> TradeRecord:
+        """The stored trade; InvalidRequest if there is none (a bot's id, not a lost row)."""
+        try:
+            return await self.store.load(trade_id)
+        except KeyError:
+            raise InvalidRequest(f"no trade {trade_id!r} in the store") from None
+
     async def wait(self, trade_id: str, *, poll_interval: float = 0.5) -> TradeOutcome:
         """The trade's outcome once it is terminal, or once it stopped unresolved (its drive
         ended without a terminal state and no live process holds it: ``recover`` will take
@@ -273,10 +297,7 @@ class ExecutionEngine:
             driver = self._drivers.get(trade_id)
             if driver is not None:
                 return await asyncio.shield(driver)
-            try:
-                record = await self.store.load(trade_id)
-            except KeyError:
-                raise InvalidRequest(f"no trade {trade_id!r} in the store") from None
+            record = await self._trade(trade_id)
             ended = self._ended.get(trade_id)
             if ended is not None and ended.state is record.state:
                 return ended
@@ -451,6 +472,7 @@ class ExecutionEngine:
                 reason=f"duplicate: {created.why}; nothing sent",
                 duplicate=True,
                 duplicate_reason=created.reason,
+                closes=request.closes,
             )
             stored.set_result(outcome)
             return outcome
@@ -1011,4 +1033,5 @@ def _outcome(record: TradeRecord, reason: str) -> TradeOutcome:
         average_x=average_price(record.orders, Leg.A),
         average_y=average_price(record.orders, Leg.B),
         fees=fee_totals(record.orders),
+        closes=record.request.closes,
     )

@@ -21,6 +21,9 @@ and near 2**53 (~9e15) a float stops holding whole units, so the market-step flo
 fill comparisons the engine relies on would silently lose meaning."""
 
 
+TRADE_ID = re.compile(r"[0-9a-f]{32}")
+"""A trade's id as the store makes it (a UUID's hex)."""
+
 VENUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 """A venue's name (a key of the engine's exchange mapping, a config file's ``[venues.NAME]``):
 short, and without ``@`` or ``|``, which separate it from a symbol in a market key and in the
@@ -42,6 +45,9 @@ class DuplicateReason(str, enum.Enum):
     PAIR_PARKED = "pair_parked"
     """An identical pair trade is PARKED: its legs may be naked until a human resolves it
     (``TradeStore.resolve`` / ``pairexec resolve``)."""
+    ALREADY_CLOSED = "already_closed"
+    """The trade this exit would close already has an exit (one that did not end ABORTED or
+    FAILED): ``ExecutionEngine.close_pair_trade`` makes at most one."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class PairTradeRequest:
     price_x: float | None = None
     """Leg A's limit price: leg A goes out as a limit IOC at this price (a buy pays at most
     it, a sell gets at least it), whatever ``EngineConfig.leg_a`` says; None: as it says."""
+    closes: str | None = None
+    """The id of the DONE trade this one closes (an exit: ``close_pair_trade`` sets it). At
+    most one exit per trade, bar exits that ended ABORTED or FAILED."""
 
     def validated(self) -> PairTradeRequest:
         """Return a normalised copy, or raise InvalidRequest naming the bad field."""
@@ -100,6 +109,11 @@ class PairTradeRequest:
                 f"{MAX_AMOUNT:g}, got {hedge_ratio!r} x {amount_x!r} = {leg_b!r}"
             )
         price_x = None if self.price_x is None else _positive("price_x", self.price_x)
+        closes = self.closes
+        if closes is not None and (
+            not isinstance(closes, str) or TRADE_ID.fullmatch(closes) is None
+        ):
+            raise InvalidRequest(f"closes must be a trade id (32 hex digits), got {closes!r}")
         return PairTradeRequest(
             pair_x=pair_x,
             side_x=_side("side_x", self.side_x),
@@ -111,6 +125,7 @@ class PairTradeRequest:
             venue_x=venue_x,
             venue_y=venue_y,
             price_x=price_x,
+            closes=closes,
         )
 
     @property
@@ -232,6 +247,8 @@ class TradeOutcome:
     fees: Mapping[str, float] = field(default_factory=dict)
     """Every fee the trade's orders paid (unwinds included), summed per currency; a negative
     total is a rebate received."""
+    closes: str | None = None
+    """For an exit (``close_pair_trade``): the id of the trade it closes."""
 
     @property
     def ok(self) -> bool:

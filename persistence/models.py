@@ -12,13 +12,17 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pairexec.persistence.sql import LIVE_EXIT
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -34,6 +38,15 @@ class Base(DeclarativeBase):
 
 class TradeRow(Base):
     __tablename__ = "trades"
+    __table_args__ = (
+        Index(
+            "uq_trades_closes",
+            "closes",
+            unique=True,
+            sqlite_where=text(LIVE_EXIT),
+            postgresql_where=text(LIVE_EXIT),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     signal_id: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -54,6 +67,10 @@ class TradeRow(Base):
     venue_y: Mapped[str | None] = mapped_column(String(32))
     price_x: Mapped[float | None] = mapped_column(Float)
     """Leg A's limit price as the request gave it (NULL: none)."""
+    closes: Mapped[str | None] = mapped_column(
+        ForeignKey("trades.id", name="fk_trades_closes_trades")
+    )
+    """The DONE trade this exit closes (NULL: an entry). At most one live exit per entry."""
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[int] = mapped_column(Integer, server_default="0")

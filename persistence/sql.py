@@ -36,9 +36,12 @@ IDS_PER_QUERY = 500
 TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES)) + ")"
 """The terminal states as a SQL list (constants from our own enum, not user input)."""
 
+LIVE_EXIT = "closes IS NOT NULL AND state NOT IN ('ABORTED', 'FAILED')"
+"""An exit that counts: the unique index ``uq_trades_closes`` allows one per entry."""
+
 TRADE_COLUMNS = (
     "id, pair_x, side_x, amount_x, pair_y, side_y, hedge_ratio, signal_id, state, reason,"
-    " created_at, updated_at, version, venue_x, venue_y, price_x"
+    " created_at, updated_at, version, venue_x, venue_y, price_x, closes"
 )
 ORDER_COLUMNS = (
     "trade_id, leg, attempt, client_order_id, symbol, side, amount, status, filled, sends,"
@@ -260,6 +263,7 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
                 venue_x,
                 venue_y,
                 price_x,
+                closes,
             ),
             TradeState(state),
             reason,
@@ -285,6 +289,7 @@ def load_many(db: Db, where_and_order: str, params: Params) -> list[TradeRecord]
             venue_x,
             venue_y,
             price_x,
+            closes,
         ) in trades
     ]
 

@@ -96,6 +96,11 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 T = TypeVar("T")
 
 
+DUPLICATE_KEYS = ("signal_id", "inflight_key", "uq_trades_closes", "trades.closes")
+"""What a refused insert names when it duplicates a trade (the unique columns, as PostgreSQL
+and SQLite word it), rather than breaking some other rule."""
+
+
 class TradeStore:
     """Async access to the trades database; migrates it to the newest schema on ``open()``.
 
@@ -228,11 +233,11 @@ class TradeStore:
             expiry, expiry_params = sql.lease_expiry(db, lease)
             db.execute(
                 "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
-                " pair_y, side_y, hedge_ratio, venue_x, venue_y, price_x, state, reason, version,"
-                " owner, lease_expires_at, created_at, updated_at) VALUES (:id, :signal_id,"
-                " :inflight_key, :pair_x, :side_x, :amount_x, :pair_y, :side_y, :hedge_ratio,"
-                f" :venue_x, :venue_y, :price_x, :state, :reason, :version, :owner, {expiry},"
-                " :now, :now)",
+                " pair_y, side_y, hedge_ratio, venue_x, venue_y, price_x, closes, state, reason,"
+                " version, owner, lease_expires_at, created_at, updated_at) VALUES (:id,"
+                " :signal_id, :inflight_key, :pair_x, :side_x, :amount_x, :pair_y, :side_y,"
+                " :hedge_ratio, :venue_x, :venue_y, :price_x, :closes, :state, :reason,"
+                f" :version, :owner, {expiry}, :now, :now)",
                 {
                     "id": pending.id,
                     "signal_id": request.signal_id,
@@ -246,6 +251,7 @@ class TradeStore:
                     "venue_x": request.venue_x,
                     "venue_y": request.venue_y,
                     "price_x": request.price_x,
+                    "closes": request.closes,
                     "state": record.state.value,
                     "reason": record.reason,
                     "version": record.version,
@@ -266,7 +272,7 @@ class TradeStore:
         try:
             _, began = await self._run_leased(insert)
         except Conflict as exc:
-            if not any(key in str(exc) for key in ("signal_id", "inflight_key")):
+            if not any(key in str(exc) for key in DUPLICATE_KEYS):
                 raise StoreError(f"the database refused trade {pending.id}: {exc}") from exc
             return await self._duplicate_of(request)
         self._held(lease, [record.id], began)
@@ -274,6 +280,17 @@ class TradeStore:
 
     async def _duplicate_of(self, request: PairTradeRequest) -> Duplicate:
         def find(db: Db) -> Duplicate:
+            if request.closes is not None:
+                exit_ = sql.load(
+                    db, f"closes = :entry AND {sql.LIVE_EXIT}", {"entry": request.closes}
+                )
+                if exit_ is not None:
+                    return Duplicate(
+                        exit_,
+                        f"trade {request.closes} is already closed by trade {exit_.id} "
+                        f"({exit_.state.value})",
+                        DuplicateReason.ALREADY_CLOSED,
+                    )
             if request.signal_id is not None:
                 found = sql.load(db, "signal_id = :key", {"key": request.signal_id})
                 if found is not None:

@@ -29,6 +29,7 @@ DOMAIN = {
     "config",
     "markets",
     "pricing",
+    "exits",
     "client_ids",
     "decide",
     "ports",
