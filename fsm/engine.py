@@ -49,6 +49,7 @@ from pairexec.fsm.events import DEFAULT_QUEUE, EventHub, EventsLost, EventStream
 from pairexec.fsm.exits import check_exit, exit_request
 from pairexec.fsm.machine import is_terminal, next_state
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
+from pairexec.fsm.metrics import Metrics
 from pairexec.fsm.model import (
     Change,
     Duplicate,
@@ -120,10 +121,24 @@ class ExecutionEngine:
         exchange: Any | Mapping[str, Any],
         store: Store | str | None = None,
         config: EngineConfig | None = None,
+        *,
+        on_attention: Callable[[TradeOutcome], Any] | None = None,
     ) -> None:
         """``exchange``: one ccxt-style exchange, or a mapping of venue names to exchanges
-        (``{"binance": bn, "okx": ok}``), whose names requests then give per leg."""
+        (``{"binance": bn, "okx": ok}``), whose names requests then give per leg.
+
+        ``on_attention(outcome)`` is called when a drive ends with the trade PARKED (for a
+        human) or unresolved (for ``recover``): an alert. It runs on the event loop and must
+        not block (a coroutine function is run as a task, which ``close()`` awaits); what it
+        raises is logged, never the trade's problem."""
         self.config = config or EngineConfig()
+        self.metrics = Metrics()
+        """Counters and timings since this engine was made (``fsm.metrics``)."""
+        self._on_attention = on_attention
+        self._alerts: set[asyncio.Task[Any]] = set()
+        self._answered_a: dict[str, float] = {}
+        """Per trade: when leg A's last answer came (``time.monotonic``), for the unhedged
+        window metric; dropped at leg B's first send or when the drive ends."""
         self.gateways: dict[str | None, ExchangeGateway] = {}
         """Each venue's gateway by name; with a single exchange, its one gateway under None."""
         if isinstance(exchange, Mapping):
@@ -210,6 +225,8 @@ class ExecutionEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        if self._alerts:  # an alert still running: give it its time, not forever
+            await asyncio.wait(self._alerts, timeout=ALERT_GRACE)
         await self._events.close()
         await self._prices.close()
         try:
@@ -458,7 +475,9 @@ class ExecutionEngine:
             return first[-1]
 
         try:
+            started = time.perf_counter()
             created = await self.store.create_trade(request, self._lease(), first=first_step)
+            self.metrics.store_commit.observe(time.perf_counter() - started)
         except BaseException as exc:
             if not stored.done():
                 stored.set_exception(exc)
@@ -477,6 +496,7 @@ class ExecutionEngine:
             stored.set_result(outcome)
             return outcome
         self._held.add(created.id)
+        self.metrics.trades_started += 1
         self._committed(creation_journal(created, first[-1] if first else None), created)
         # This task (shielded by submit) is the new trade's driver: a recover() or a wait()
         # meanwhile joins it instead of starting a second one.
@@ -574,10 +594,15 @@ class ExecutionEngine:
 
     def _drive_ended(self, trade_id: str, task: asyncio.Task[TradeOutcome]) -> None:
         self._drivers.pop(trade_id, None)
+        self._answered_a.pop(trade_id, None)
         if task.cancelled() or task.exception() is not None:
             self._ended.pop(trade_id, None)
             return
-        self._ended[trade_id] = task.result()
+        outcome = task.result()
+        self.metrics.trades_ended[outcome.state] += 1
+        if outcome.state is TradeState.PARKED or not is_terminal(outcome.state):
+            self._alert(outcome)
+        self._ended[trade_id] = outcome
         self._ended.move_to_end(trade_id)
         while len(self._ended) > _ENDED_KEPT:
             self._ended.popitem(last=False)
@@ -643,6 +668,7 @@ class ExecutionEngine:
             assert intent.new_order is not None
             return await self._send(record, _order(record, intent.new_order.client_order_id))
         if isinstance(action, Resend):
+            self.metrics.resends += 1
             record = await self._apply(
                 record,
                 action.cause,
@@ -691,12 +717,32 @@ class ExecutionEngine:
             then,
             keep_parked_pair=self.config.block_pair_while_parked,
         )
+        started = time.perf_counter()
         updated = await self.store.apply(record, change, self._lease())
+        self.metrics.store_commit.observe(time.perf_counter() - started)
         self._committed(journal(record.id, record.state, change, updated.updated_at), updated)
         submitted = change.then[-1].new_order if change.then else None
         if submitted is not None:
             return await self._send(updated, _order(updated, submitted.client_order_id))
         return updated
+
+    def _alert(self, outcome: TradeOutcome) -> None:
+        """Tell ``on_attention`` of a trade that needs a human or a recover."""
+        if self._on_attention is None:
+            return
+        try:
+            called = self._on_attention(outcome)
+            if asyncio.iscoroutine(called):
+                task: asyncio.Task[Any] = asyncio.ensure_future(called)
+                self._alerts.add(task)
+                task.add_done_callback(self._alert_done)
+        except Exception:
+            log.exception("on_attention failed for trade %s", outcome.trade_id)
+
+    def _alert_done(self, task: asyncio.Task[Any]) -> None:
+        self._alerts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("on_attention failed: %s", task.exception())
 
     def _committed(self, rows: list[EventRecord], updated: TradeRecord) -> None:
         """A write's journal rows, committed: log the states it took the trade through (and
@@ -790,6 +836,10 @@ class ExecutionEngine:
                     f"{leg} {order.client_order_id} not sent: this process's lease on the "
                     "trade may have run out or been taken (renewals failed?); run recover"
                 )
+            if order.leg is Leg.B and order.attempt == 1 and attempt == 1:
+                answered = self._answered_a.pop(record.id, None)
+                if answered is not None:  # leg A's answer came in this process
+                    self.metrics.unhedged_window.observe(time.monotonic() - answered)
             result = await self.gateways[order.venue].create(order)
             crashpoints.reached(f"sent:{order.leg.value}")
             if isinstance(result, Answered):
@@ -804,6 +854,7 @@ class ExecutionEngine:
                 result.meaning is ErrorMeaning.RETRY_LATER
                 and attempt < self.config.rate_limit_attempts
             ):
+                self.metrics.rate_limit_waits += 1
                 await asyncio.sleep(self.config.backoff(attempt))
                 continue
             if result.meaning in (ErrorMeaning.REJECTED, ErrorMeaning.RETRY_LATER):
@@ -852,6 +903,7 @@ class ExecutionEngine:
         for attempt in range(1, self.config.lookup_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self.config.backoff(attempt - 1))
+            self.metrics.lookups += 1
             result = await self.gateways[order.venue].fetch(order)
             not_believed += isinstance(result, NotBelieved)
             if isinstance(result, Answered):
@@ -950,6 +1002,8 @@ class ExecutionEngine:
     ) -> TradeRecord:
         """Write what the exchange reported of ``order``; ``learned`` says how it was learned
         (the journal's cause starts with it)."""
+        if order.leg is Leg.A:
+            self._answered_a[record.id] = time.monotonic()
         total = f" of {order.amount:g}" if of_amount else ""
         return await self._apply(
             record,
@@ -981,6 +1035,8 @@ def _intent(record: TradeRecord, submit: Submit) -> Change:
 
 
 _ENDED_KEPT = 10_000
+ALERT_GRACE = 30.0
+"""Seconds ``close()`` gives alerts (``on_attention`` coroutines) still running."""
 
 
 def _retrieve(task: asyncio.Task[TradeOutcome]) -> None:

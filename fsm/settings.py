@@ -43,7 +43,8 @@ PAPER = "paper"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 BACKENDS = ("sqlite", "postgresql")
 
-TOP_KEYS = ("database", "engine", "venues")
+TOP_KEYS = ("database", "engine", "venues", "alerts")
+ALERT_KEYS = ("on_parked",)
 VENUE_KEYS = (
     "exchange",
     "options",
@@ -289,6 +290,9 @@ class Settings:
     engine: EngineConfig = field(default_factory=EngineConfig)
     venues: Mapping[str, VenueSpec] = field(default_factory=dict)
     source: Path | None = None
+    on_parked: str | None = None
+    """``[alerts] on_parked``: a shell command run for each trade that ends PARKED or
+    unresolved (``pairexec.fsm.alerts``)."""
 
     def open_exchanges(
         self, db_url: str | None = None, *, chaos: str | None = None, seed: int = 0
@@ -310,6 +314,7 @@ class Settings:
         """The engine the CLI builds from this file, started: every venue (by name), the
         file's database (or ``store``) and engine settings. Closes the engine, then the
         exchanges."""
+        from pairexec.fsm.alerts import command_alert
         from pairexec.fsm.engine import ExecutionEngine
 
         store = store if store is not None else self.database_url
@@ -318,7 +323,8 @@ class Settings:
         if not self.venues:
             raise SettingsError(f"{self.source or 'the settings'}: venues: none defined")
         exchanges = self.open_exchanges(store if isinstance(store, str) else None)
-        engine = ExecutionEngine(exchanges, store=store, config=self.engine)
+        alert = None if self.on_parked is None else command_alert(self.on_parked)
+        engine = ExecutionEngine(exchanges, store=store, config=self.engine, on_attention=alert)
         try:
             await engine.start()
             yield engine
@@ -384,7 +390,14 @@ def parse(data: Mapping[str, Any], source: Path | None = None) -> Settings:
     engine = _engine(_table(data, "engine"))
     venues_table = _table(data, "venues")
     venues = {name: _venue(name, value, base) for name, value in venues_table.items()}
-    return Settings(url, engine, venues, source)
+    alerts = _table(data, "alerts")
+    for key in alerts:
+        if key not in ALERT_KEYS:
+            raise SettingsError(f"alerts.{key}: unknown key (known: {', '.join(ALERT_KEYS)})")
+    on_parked = alerts.get("on_parked")
+    if on_parked is not None and (not isinstance(on_parked, str) or not on_parked.strip()):
+        raise SettingsError(f"alerts.on_parked: must be a shell command, got {on_parked!r}")
+    return Settings(url, engine, venues, source, on_parked)
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -44,7 +44,7 @@ MAY_USE: dict[str, set[str]] = {
     "persistence": {"domain", "persistence", "sqlalchemy", "alembic", "asyncpg"},
     "venues": {"domain", "venues", "ccxt"},
     "paper": {"domain", "venues", "paper", "ccxt"},
-    "engine": {"domain", "venues", "engine"},
+    "engine": {"domain", "venues", "engine", "prometheus_client"},
     "sim": {"domain", "venues", "paper", "engine", "persistence", "sim", "ccxt", "sqlalchemy"},
     "settings": {"domain", "paper", "engine", "persistence", "settings", "ccxt", "sqlalchemy"},
     "cli": {
@@ -62,7 +62,10 @@ EXCEPTIONS = {
     ),
 }
 
-LIBRARIES = {"ccxt", "sqlalchemy", "alembic", "asyncpg", "transitions", "rich", "aiosqlite"}
+LIBRARIES = {
+    *("ccxt", "sqlalchemy", "alembic", "asyncpg", "transitions", "rich", "aiosqlite"),
+    "prometheus_client",
+}
 
 
 def layer_of(module: str) -> str | None:
@@ -73,7 +76,7 @@ def layer_of(module: str) -> str | None:
         return None  # the public pairexec/__init__, or pairexec.fsm's empty __init__
     if parts[2] in DOMAIN:
         return "domain"
-    if parts[2] == "events":  # the engine's publishing of committed steps to bots
+    if parts[2] in ("events", "metrics", "alerts"):  # what the engine tells bots, operators
         return "engine"
     if parts[2] in ("venues", "paper", "engine", "sim", "cli", "settings"):
         return parts[2]
