@@ -97,7 +97,7 @@ async def test_the_on_parked_command_runs_with_the_trade_in_its_environment(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "alerts.txt"
-    script = f"echo \"$PAIREXEC_TRADE_ID $PAIREXEC_STATE $PAIREXEC_REASON\" >> {out}"
+    script = f'echo "$PAIREXEC_TRADE_ID $PAIREXEC_STATE $PAIREXEC_REASON" >> {out}'
     async with ExecutionEngine(
         PaperExchange(None, chaos=PARK),
         store=TradeStore(f"sqlite:///{tmp_path / 't.db'}"),
@@ -124,7 +124,7 @@ async def test_an_alert_that_fails_or_hangs_is_logged_and_trading_goes_on(
 
 def test_the_config_file_takes_the_alert_command() -> None:
     assert parse({"alerts": {"on_parked": "notify-send parked"}}).on_parked == "notify-send parked"
-    with pytest.raises(SettingsError, match="alerts.on_park: unknown key"):
+    with pytest.raises(SettingsError, match=r"alerts\.on_park: unknown key"):
         parse({"alerts": {"on_park": "x"}})
-    with pytest.raises(SettingsError, match="alerts.on_parked: must be a shell command"):
+    with pytest.raises(SettingsError, match=r"alerts\.on_parked: must be a shell command"):
         parse({"alerts": {"on_parked": ""}})
