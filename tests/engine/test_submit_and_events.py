@@ -114,7 +114,10 @@ async def test_wait_follows_a_trade_another_engine_drives_and_one_left_unresolve
             PaperExchange(book, chaos=SLOW_LEGS), store=TradeStore(db_url), config=FAST
         ) as restarted:
             recovering = asyncio.create_task(restarted.recover())
-            await asyncio.sleep(0.02)  # claimed: held by a live engine
+            for _ in range(500):  # until it is claimed: held by a live engine
+                if await restarted.store.lease_holders(stopped.trade_id) or recovering.done():
+                    break
+                await asyncio.sleep(0.01)
             followed = await watcher.wait(stopped.trade_id, poll_interval=0.02)
             [recovered] = await recovering
     assert followed.state is TradeState.DONE and recovered.state is TradeState.DONE
