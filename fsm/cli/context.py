@@ -60,11 +60,13 @@ async def engine(
     """The engine on ``--db``, started, and its store (for the reads the engine does not
     offer); the exchange is closed with them. ``config``: the engine settings of the command
     (default: the config file's)."""
+    from pairexec.fsm.alerts import command_alert
     from pairexec.fsm.engine import ExecutionEngine  # loaded by main before it freezes the GC
 
     trades = store(args.db)
     config = replace(config or args.settings.engine, lease_seconds=args.lease_seconds)
-    started = ExecutionEngine(exchange, store=trades, config=config)
+    alert = command_alert(args.on_parked) if args.on_parked else None
+    started = ExecutionEngine(exchange, store=trades, config=config, on_attention=alert)
     try:
         await started.start()
         yield started, trades

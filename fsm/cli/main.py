@@ -21,19 +21,21 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from pairexec import __version__
-from pairexec.fsm.cli import options
+from pairexec.fsm.cli import logs, options
 from pairexec.fsm.cli.errors import EXIT_ATTENTION, EXIT_BAD_INPUT, CliError
 from pairexec.fsm.cli.options import CliParser
 from pairexec.fsm.states import TradeState
 
 COMMANDS = tuple(options.APPLIES)
 """Each has its module in ``pairexec.fsm.cli.commands``, of the same name."""
-SENDS_ORDERS = ("trade", "recover", "worker")
+SENDS_ORDERS = ("trade", "close", "recover", "worker")
 
 MAX_RUNS = 1_000_000
 """simulate's: about eight hours on two cores; the seeds are listed up front, so 10**12 would
 not even start (it would exhaust memory first)."""
 MAX_JOBS = 1024
+JSON_HELP = "print one JSON document on stdout instead (its keys: docs/cli.md, JSON output)"
+WIDE_HELP = "every column in full, however wide (default: fit the terminal, 80 columns piped)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,9 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="every leg without a --limit as a limit IOC BPS basis points from the venue's "
         "best price (the config file's widening and cap kept)",
     )
+    trade.add_argument("--json", action="store_true", help=JSON_HELP)
     options.add_after(trade, options.APPLIES["trade"])
 
+    close = commands.add_parser(
+        "close", help="close a DONE trade: its exit reverses what its legs hold"
+    )
+    close.add_argument("trade_id", help="trade id or its unique beginning")
+    close.add_argument("--json", action="store_true", help=JSON_HELP)
+    options.add_after(close, options.APPLIES["close"])
+
     recover = commands.add_parser("recover", help="resume every in-flight trade")
+    recover.add_argument("--json", action="store_true", help=JSON_HELP)
     options.add_after(recover, options.APPLIES["recover"])
 
     worker = commands.add_parser(
@@ -88,15 +99,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds between looks for trades to take over (default 1)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=options.between(0, 65535),
+        metavar="PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (needs pairexec[metrics])",
+    )
+    worker.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address --metrics-port listens on (default 127.0.0.1)",
+    )
     options.add_after(worker, options.APPLIES["worker"])
 
     status = commands.add_parser("status", help="list trades")
     status.add_argument("--state", type=_state, help="only trades in this state")
     status.add_argument("--limit", type=options.count, default=50, help="newest N (default 50)")
+    status.add_argument("--json", action="store_true", help=JSON_HELP)
+    status.add_argument("--wide", action="store_true", help=WIDE_HELP)
+    status.add_argument(
+        "--watch", action="store_true", help="redraw the table until Ctrl-C (exit 0)"
+    )
+    status.add_argument(
+        "--interval",
+        type=options.seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between redraws of --watch (default 2)",
+    )
     options.add_after(status, options.APPLIES["status"])
 
     show = commands.add_parser("show", help="a trade's events and orders")
     show.add_argument("trade_id", help="trade id or its unique beginning")
+    show.add_argument("--json", action="store_true", help=JSON_HELP)
+    show.add_argument("--wide", action="store_true", help=WIDE_HELP)
     options.add_after(show, options.APPLIES["show"])
 
     resolve = commands.add_parser(
@@ -154,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="print the full trace of failing seeds",
     )
+    options.add_after(simulate, ("log_format",))  # -v and --seed are its own, above
     return parser
 
 
@@ -173,8 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[logs.handler(args.log_format)],
     )
     # asyncio, the engine, the store, ccxt: only for a usable command line.
     import asyncio

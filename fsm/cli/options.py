@@ -177,6 +177,15 @@ COMMON = (
         {"action": "store_true", "help": "log every transition to stderr"},
     ),
     Common(
+        ("--log-format",),
+        "log_format",
+        lambda: "text",
+        {
+            "choices": ("text", "json"),
+            "help": "log lines on stderr as text (default) or as one JSON object each",
+        },
+    ),
+    Common(
         ("--exchange",),
         "exchange",
         lambda: os.environ.get(EXCHANGE_ENV, PAPER),
@@ -222,6 +231,16 @@ COMMON = (
         },
     ),
     Common(
+        ("--on-parked",),
+        "on_parked",
+        lambda: None,
+        {
+            "metavar": "CMD",
+            "help": "shell command run for each trade that ends PARKED or unresolved, with "
+            "PAIREXEC_TRADE_ID, PAIREXEC_STATE, PAIREXEC_REASON set (config: [alerts] on_parked)",
+        },
+    ),
+    Common(
         ("--lease-seconds",),
         "lease_seconds",
         lambda: EngineConfig.lease_seconds,
@@ -235,27 +254,35 @@ COMMON = (
 )
 BY_DEST = {option.dest: option for option in COMMON}
 
-DATABASE = ("config", "db", "verbose")
-TRADING = (*DATABASE, "exchange", "sandbox", "paper_state", "chaos", "seed", "lease_seconds")
+LOGGING = ("verbose", "log_format")
+DATABASE = ("config", "db", *LOGGING)
+TRADING = (
+    *DATABASE,
+    *("exchange", "sandbox", "paper_state", "chaos", "seed", "lease_seconds", "on_parked"),
+)
 APPLIES: dict[str, tuple[str, ...]] = {
     "trade": TRADING,
+    "close": TRADING,
     "recover": TRADING,
     "worker": TRADING,
     "status": DATABASE,
     "show": DATABASE,
     "resolve": DATABASE,
     "db": DATABASE,
-    "demo": ("verbose",),
-    "simulate": ("verbose", "seed"),
+    "demo": LOGGING,
+    "simulate": (*LOGGING, "seed"),
 }
 """Which shared options each command takes. simulate's ``--seed`` and ``-v`` are its own (in
-``pairexec.fsm.cli.main``) but share the names, so ``pairexec -v simulate`` works too."""
+``pairexec.fsm.cli.main``) but share the names, so ``pairexec -v simulate`` works too. Every
+command logs, so every command takes ``-v`` and ``--log-format``."""
 
 
 def add_before(parser: argparse.ArgumentParser) -> None:
     """The shared options on the main parser, before the command name."""
     everywhere = parser.add_argument_group("options of every command (before or after it)")
-    trading = parser.add_argument_group("options of trade, recover and worker (before or after)")
+    trading = parser.add_argument_group(
+        "options of trade, close, recover and worker (before or after)"
+    )
     for option in COMMON:
         group = everywhere if option.dest in DATABASE else trading
         group.add_argument(
@@ -310,6 +337,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             args.db, db_source = args.settings.database_url, f"{args.settings.source}: database"
         if "lease_seconds" in applies and "lease_seconds" not in explicit:
             args.lease_seconds = args.settings.engine.lease_seconds
+        if "on_parked" in applies and "on_parked" not in explicit:
+            args.on_parked = args.settings.on_parked
         # The file's venues unless an exchange is named here: --exchange is one exchange.
         args.venues = "exchange" in applies and "exchange" not in explicit
         args.venues = args.venues and bool(args.settings.venues)

@@ -1,17 +1,30 @@
-"""Everything the CLI prints: rich tables on a terminal, plain text when piped; progress and
-spinners go to a terminal only.
+"""Everything the CLI prints: rich tables on a terminal; piped (stdout not a terminal), the
+operator's tables (``trade``, ``status``, ``show``, ``recover``) are plain text rows, no
+box-drawing and no ANSI codes, for ``grep`` and ``awk``; progress and spinners go to a
+terminal only. ``--json`` prints one JSON document instead (``*_json`` below; their keys are
+documented in docs/cli.md, and tests/system/test_cli_json.py holds the two to each other).
+The demo's and the simulation's reports keep their boxes piped: they are read, not parsed.
 
 Every string here may hold user text (symbols, signal ids, reasons quoting them), so none is
 rich markup: the consoles print with markup off, and styles come as ``Text`` objects."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -66,16 +79,129 @@ def pair_text(trade: TradeRecord) -> str:
     return f"{r.side_x} {r.amount_x:g} {r.market_x} / {r.side_y} {r.market_y} x{r.hedge_ratio:g}"
 
 
-def path_text(events: Sequence[EventRecord]) -> str:
+def path_states(events: Sequence[EventRecord]) -> list[str]:
     path: list[str] = []
     for event in events:
         if not path or path[-1] != event.to_state.value:
             path.append(event.to_state.value)
-    return " → ".join(path)
+    return path
 
 
-def trades_table(trades: Sequence[TradeRecord], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+def path_text(events: Sequence[EventRecord]) -> str:
+    return " → ".join(path_states(events))
+
+
+REJECTED = re.compile(r"(leg [AB]|unwind) rejected: (.+)", re.S)
+"""The journal's cause of an order the venue rejected (``ExecutionEngine`` writes it with the
+venue's error); the trade's reason only says *that* it was rejected."""
+
+
+def rejection(events: Sequence[EventRecord]) -> tuple[str, str] | None:
+    """``("leg A", "InsufficientFunds: ...")``: the last order the venue rejected, and why."""
+    for event in reversed(events):
+        found = REJECTED.fullmatch(event.cause)
+        if found:
+            return found[1], found[2]
+    return None
+
+
+def rejection_of(state: TradeState, events: Sequence[EventRecord]) -> tuple[str, str] | None:
+    """The rejection a trade that did not end DONE owes its end to, if any: the reason of a
+    FAILED leg A says "rejected", that of an ABORTED trade only what was unwound."""
+    return None if state is TradeState.DONE else rejection(events)
+
+
+def reason_text(reason: str, state: TradeState, events: Sequence[EventRecord]) -> str:
+    """The reason, with the venue's own words when a rejection led to it: "leg A rejected"
+    alone does not tell an operator to top up the account or fix the symbol."""
+    found = rejection_of(state, events)
+    return f"{reason} ({found[0]}: {found[1]})" if found else reason
+
+
+def plain() -> bool:
+    """Piped: rows a script can split, with neither box-drawing characters nor ANSI codes
+    (rich already leaves out the codes when stdout is not a terminal)."""
+    return not console.is_terminal
+
+
+def new_table(title: str | None, *, compact: bool) -> Table:
+    """A table in the form of the moment: plain rows when piped; on a terminal the full
+    boxes for ``--wide``, and only a rule under the header for the 80-column layout (each
+    vertical bar costs a column)."""
+    if plain():
+        look: box.Box | None = None
+    else:
+        look = box.SIMPLE_HEAD if compact else box.HEAVY_HEAD
+    edges = not (compact or plain())
+    return Table(title=title, title_justify="left", box=look, show_edge=edges, pad_edge=edges)
+
+
+def print_table(table: RenderableType, *, wide: bool) -> None:
+    """Piped, a wide table is printed at its full width, one line per row, however wide:
+    folding it at 80 columns would split each row over lines a script cannot join."""
+    if not (wide and plain()):
+        console.print(table)
+        return
+    unbounded = console.options.update_width(UNBOUNDED)
+    needed = Measurement.get(console, unbounded, table).maximum
+    Console(
+        width=max(console.width, needed),
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+        emoji=False,
+        color_system=None,
+    ).print(table)
+
+
+UNBOUNDED = 1_000_000
+"""A width no table reaches: to measure one at its natural width."""
+GAP = {True: 2, False: 3}
+"""What separates two columns, plain (two spaces) or on a terminal (space, rule, space)."""
+NARROWEST = 6
+"""A shortened column keeps at least this many characters (five and the ellipsis)."""
+
+
+def fit(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    flexible: Mapping[int, float],
+    width: int,
+) -> list[int]:
+    """Column widths within ``width``: every column at its content's, but the ``flexible``
+    ones (free text, index: share), which take what is left in turn, each up to its share of
+    it or more if those after it need less."""
+    natural = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    room = width - GAP[plain()] * (len(headers) - 1)
+    room -= sum(w for i, w in enumerate(natural) if i not in flexible)
+    widths, left, order = list(natural), room, list(flexible)
+    for k, i in enumerate(order):
+        rest = sum(natural[j] for j in order[k + 1 :])
+        share = int(room * flexible[i])
+        widths[i] = max(NARROWEST, min(natural[i], max(min(share, left), left - rest)))
+        left -= widths[i]
+    return widths
+
+
+def utc(at: datetime) -> datetime:
+    return at.astimezone(timezone.utc) if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def when(at: datetime, *, precise: bool) -> str:
+    """A time of today (UTC) as the time alone, another day's with its date."""
+    at = utc(at)
+    text = at.strftime("%H:%M:%S.%f")[:-3] if precise else at.strftime("%H:%M:%S")
+    if at.date() == datetime.now(timezone.utc).date():
+        return text
+    return f"{at:%Y-%m-%d} {text}" if precise else f"{at:%Y-%m-%d %H:%M}"
+
+
+def trades_table(
+    trades: Sequence[TradeRecord], title: str, reasons: Mapping[str, str] | None = None
+) -> Table:
+    """The full table (``status --wide``): every column, nothing shortened."""
+    reasons = reasons or {}
+    table = new_table(title, compact=False)
     for column in (
         "trade",
         "created (UTC)",
@@ -89,11 +215,11 @@ def trades_table(trades: Sequence[TradeRecord], title: str) -> Table:
         "fees",
         "reason",
     ):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=plain())
     for t in trades:
         table.add_row(
-            t.id[:12],
-            t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            t.id,
+            utc(t.created_at).strftime("%Y-%m-%d %H:%M:%S"),
             pair_text(t),
             state_text(t.state),
             f"{t.filled(Leg.A):g}",
@@ -102,33 +228,101 @@ def trades_table(trades: Sequence[TradeRecord], title: str) -> Table:
             price_text(average_price(t.orders, Leg.A)),
             price_text(average_price(t.orders, Leg.B)),
             fees_text(fee_totals(t.orders)),
-            t.reason,
+            reasons.get(t.id, t.reason),
         )
     return table
 
 
-def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
+PAIR_SHARE = 0.6
+"""Of the room the fixed columns leave, what the pair takes at most when the reason needs the
+rest: the pair says which trade it is, the reason is in full in ``show``."""
+
+
+def compact_trades_table(
+    trades: Sequence[TradeRecord], title: str, reasons: Mapping[str, str], ids: Mapping[str, str]
+) -> Table:
+    """One line per trade within the console's width (80 columns in a default terminal, or
+    piped): ids as their shortest unique beginning (``show`` takes it), the pair and the
+    reason shortened with an ellipsis; ``filled`` is leg A's / leg B's; the rest is in
+    ``--wide`` and ``show``."""
+    headers = ("trade", "created", "pair trade", "state", "filled", "reason")
+    rows = [
+        (
+            ids.get(t.id, t.id),
+            when(t.created_at, precise=False),
+            pair_text(t),
+            t.state.value,
+            f"{t.filled(Leg.A):g} / {t.filled(Leg.B):g}",
+            reasons.get(t.id, t.reason),
+        )
+        for t in trades
+    ]
+    widths = fit(headers, rows, {2: PAIR_SHARE, 5: 1.0}, console.width)
+    table = new_table(title, compact=True)
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, width=width, no_wrap=True, overflow="ellipsis")
+    for t, row in zip(trades, rows, strict=True):
+        table.add_row(*row[:3], state_text(t.state), *row[4:])
+    return table
+
+
+def order_label(order: OrderFacts) -> str:
+    """``A1``, ``B2``, ``U1``: an order's leg and try, short enough for an event's row."""
+    return f"{order.leg.value[0]}{order.attempt}"
+
+
+def show_trade(trade: TradeRecord, events: Sequence[EventRecord], *, wide: bool = False) -> None:
     r = trade.request
     console.print(Text.assemble((f"trade {trade.id}", "bold"), "  ", state_text(trade.state)))
     console.print(f"  {pair_text(trade)}" + (f"  signal {r.signal_id}" if r.signal_id else ""))
     if trade.reason:
-        console.print(f"  reason: {trade.reason}")
+        console.print(f"  reason: {reason_text(trade.reason, trade.state, events)}")
     for leg, symbol in ((Leg.A, r.market_x), (Leg.B, r.market_y)):
         console.print(f"  {leg_text(trade.orders, leg, symbol)}")
     console.print(f"  fees: {fees_text(fee_totals(trade.orders)) or 'none reported'}")
-    timeline = Table(title="events", title_justify="left")
-    for column in ("time (UTC)", "from", "to", "cause", "client order id"):
-        timeline.add_column(column, overflow="fold")
+    labels = {o.client_order_id: order_label(o) for o in trade.orders}
+    timeline = new_table("events", compact=not wide)
+    timeline.add_column("time (UTC)", no_wrap=True)  # a date and a time: never two lines
+    for column in ("from", "to", "cause"):
+        timeline.add_column(column, overflow="fold", no_wrap=wide and plain())
+    timeline.add_column("client order id" if wide else "order", no_wrap=wide and plain())
     for e in events:
+        cid = e.client_order_id or ""
         timeline.add_row(
-            e.at.strftime("%H:%M:%S.%f")[:-3],
+            when(e.at, precise=True),
             e.from_state.value if e.from_state else "",
             e.to_state.value,
             e.cause,
-            e.client_order_id or "",
+            cid if wide else labels.get(cid, cid),
         )
-    console.print(timeline)
-    orders = Table(title="orders", title_justify="left")
+    print_table(timeline, wide=wide)
+    if wide:
+        print_table(_orders_table(trade.orders), wide=True)
+        return
+    orders = new_table("orders", compact=True)
+    for column in ("order", "side", "amount", "market", "status", "filled", "limit", "average"):
+        orders.add_column(column, overflow="fold")
+    ids = new_table("order ids (--wide: every column)", compact=True)
+    for column in ("order", "client order id", "exchange id"):
+        ids.add_column(column, overflow="fold")
+    for o in trade.orders:
+        orders.add_row(
+            order_label(o),
+            o.side,
+            f"{o.amount:g}",
+            o.market,
+            o.status.value,
+            f"{o.filled:g}",
+            price_text(o.limit_price) or "market",
+            price_text(o.average),
+        )
+        ids.add_row(order_label(o), o.client_order_id, o.exchange_order_id or "")
+    console.print(orders)
+    console.print(ids)
+
+
+def _orders_table(orders: Sequence[OrderFacts]) -> Table:
+    table = new_table("orders", compact=False)
     for column in (
         "leg",
         "try",
@@ -145,9 +339,9 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
         "average",
         "fees",
     ):
-        orders.add_column(column, overflow="fold")
-    for o in trade.orders:
-        orders.add_row(
+        table.add_column(column, overflow="fold", no_wrap=plain())
+    for o in orders:
+        table.add_row(
             o.leg.value,
             str(o.attempt),
             o.client_order_id,
@@ -163,7 +357,7 @@ def show_trade(trade: TradeRecord, events: Sequence[EventRecord]) -> None:
             price_text(o.average),
             fees_text(fee_totals([o])),
         )
-    console.print(orders)
+    return table
 
 
 def price_text(price: float | None) -> str:
@@ -195,6 +389,169 @@ def progress(label: str, *columns: ProgressColumn, on: Console, transient: bool)
     )
 
 
+# --- JSON (--json) ---------------------------------------------------------------------------
+# The keys are a promise to scripts: each document's are listed in docs/cli.md ("JSON
+# output"), and tests/system/test_cli_json.py fails when the two differ.
+
+
+def print_json(document: Mapping[str, Any]) -> None:
+    """The one thing ``--json`` puts on stdout (ASCII, so no terminal encoding can break it;
+    NaN is not JSON, so none is let through: ``number`` makes it null)."""
+    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def iso(at: datetime) -> str:
+    """``2026-11-25T10:00:00.123456Z``: ISO 8601, in UTC."""
+    return utc(at).isoformat().replace("+00:00", "Z")
+
+
+def number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def fees_json(fees: Mapping[str, float]) -> dict[str, float | None]:
+    return {currency: number(cost) for currency, cost in sorted(fees.items())}
+
+
+def _rejection_json(state: TradeState, events: Sequence[EventRecord]) -> dict[str, str | None]:
+    found = rejection_of(state, events)
+    leg = None if found is None else found[0].removeprefix("leg ").upper()
+    return {"rejected_leg": leg, "rejection": None if found is None else found[1]}
+
+
+def trade_record_json(trade: TradeRecord, events: Sequence[EventRecord]) -> dict[str, Any]:
+    """A stored trade (``status --json``'s rows, ``show --json``): ``events`` are its journal
+    (or nothing for a DONE trade: no rejection is read from it)."""
+    r, orders = trade.request, trade.orders
+    return {
+        "trade_id": trade.id,
+        "state": trade.state.value,
+        "created_at": iso(trade.created_at),
+        "updated_at": iso(trade.updated_at),
+        "signal_id": r.signal_id,
+        "closes": r.closes,
+        "market_x": r.market_x,
+        "side_x": r.side_x,
+        "amount_x": number(r.amount_x),
+        "price_x": number(r.price_x),
+        "market_y": r.market_y,
+        "side_y": r.side_y,
+        "hedge_ratio": number(r.hedge_ratio),
+        "filled_x": number(filled(orders, Leg.A)),
+        "filled_y": number(filled(orders, Leg.B)),
+        "unwound_x": number(filled(orders, Leg.UNWIND)),
+        "net_x": number(net(orders, Leg.A)),
+        "net_y": number(net(orders, Leg.B)),
+        "average_x": number(average_price(orders, Leg.A)),
+        "average_y": number(average_price(orders, Leg.B)),
+        "fees": fees_json(fee_totals(orders)),
+        "reason": trade.reason,
+        **_rejection_json(trade.state, events),
+    }
+
+
+def trade_json(outcome: TradeOutcome, events: Sequence[EventRecord]) -> dict[str, Any]:
+    """``trade --json``: the outcome, named as ``TradeOutcome`` names it."""
+    return {
+        "trade_id": outcome.trade_id or None,
+        "state": outcome.state.value,
+        "ok": outcome.ok,
+        "duplicate": outcome.duplicate,
+        "duplicate_reason": outcome.duplicate_reason.value if outcome.duplicate_reason else None,
+        "closes": outcome.closes,
+        "path": [] if outcome.duplicate else path_states(events),
+        "filled_x": number(outcome.filled_x),
+        "filled_y": number(outcome.filled_y),
+        "unwound_x": number(outcome.unwound_x),
+        "net_x": number(outcome.net_x),
+        "net_y": number(outcome.net_y),
+        "average_x": number(outcome.average_x),
+        "average_y": number(outcome.average_y),
+        "fees": fees_json(outcome.fees),
+        "reason": outcome.reason,
+        **_rejection_json(outcome.state, events),
+    }
+
+
+def event_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        "at": iso(event.at),
+        "from_state": event.from_state.value if event.from_state else None,
+        "to_state": event.to_state.value,
+        "cause": event.cause,
+        "client_order_id": event.client_order_id,
+    }
+
+
+def order_json(order: OrderFacts) -> dict[str, Any]:
+    return {
+        "leg": order.leg.value,
+        "attempt": order.attempt,
+        "client_order_id": order.client_order_id,
+        "exchange_order_id": order.exchange_order_id,
+        "market": order.market,
+        "side": order.side,
+        "amount": number(order.amount),
+        "status": order.status.value,
+        "filled": number(order.filled),
+        "net": number(order.net),
+        "average": number(order.average),
+        "sends": order.sends,
+        "reference_price": number(order.reference_price),
+        "limit_price": number(order.limit_price),
+        "fees": fees_json(fee_totals([order])),
+    }
+
+
+def show_json(trade: TradeRecord, events: Sequence[EventRecord]) -> dict[str, Any]:
+    """``show --json``: the trade as ``status --json`` lists it, its journal and its orders."""
+    return {
+        **trade_record_json(trade, events),
+        "events": [event_json(e) for e in events],
+        "orders": [order_json(o) for o in trade.orders],
+    }
+
+
+def status_json(
+    db_url: str,
+    state: TradeState | None,
+    trades: Sequence[TradeRecord],
+    counts: Mapping[TradeState, int],
+    events: Mapping[str, Sequence[EventRecord]],
+) -> dict[str, Any]:
+    return {
+        "database": redacted(db_url),
+        "state": state.value if state else None,
+        "trades": [trade_record_json(t, events.get(t.id, ())) for t in trades],
+        "matching": counts.get(state, 0) if state else sum(counts.values()),
+        "total": sum(counts.values()),
+        "counts": {s.value: counts[s] for s in TradeState if s in counts},
+    }
+
+
+def recover_json(in_flight: int, rows: Sequence[Recovered], left: int) -> dict[str, Any]:
+    return {
+        "in_flight": in_flight,
+        "recovered": len(rows),
+        "needs_attention": sum(r.needs_attention for r in rows),
+        "left": left,
+        "trades": [
+            {
+                "trade_id": r.trade_id,
+                "before": r.before,
+                "after": r.after.value,
+                "lookups": r.lookups,
+                "sends": r.sends,
+                "cancels": r.cancels,
+                "needs_attention": r.needs_attention,
+                "reason": r.reason,
+            }
+            for r in rows
+        ],
+    }
+
+
 # --- trade -----------------------------------------------------------------------------------
 
 
@@ -202,6 +559,8 @@ def trade_outcome(
     request: PairTradeRequest, outcome: TradeOutcome, events: Sequence[EventRecord]
 ) -> None:
     if outcome.duplicate:
+        # The engine's reason says it is one ("duplicate: signal 's1' already made..."): a
+        # prefix of our own would print "duplicate: duplicate:".
         reason = outcome.reason
         console.print(reason if reason.startswith("duplicate") else f"duplicate: {reason}")
         return
@@ -222,7 +581,7 @@ def trade_outcome(
     fees = fees_text(outcome.fees)
     console.print(f"  {', '.join(prices)}; fees: {fees or 'none reported'}")
     if outcome.reason:
-        console.print(f"  {outcome.reason}")
+        console.print(f"  {reason_text(outcome.reason, outcome.state, events)}")
 
 
 # --- recover and worker ----------------------------------------------------------------------
@@ -259,12 +618,17 @@ def recovered(rows: Sequence[Recovered], attention: Sequence[Recovered], left: i
         console.print("per trade: pairexec status, pairexec show TRADE_ID")
     if left:
         console.print(f"{left} in-flight trade(s) left to the live process(es) that hold them")
+    needs_attention(attention)
+
+
+def needs_attention(attention: Sequence[Recovered]) -> None:
+    """On stderr, so that it is seen with ``--json`` too."""
     if attention:
         errors.print(f"{len(attention)} trade(s) need attention (PARKED or unresolved)")
 
 
 def _recovered_table(title: str, rows: Sequence[Recovered]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = new_table(title, compact=False)
     for column in ("trade", "before", "after", "lookups", "sends", "cancels", "reason"):
         table.add_column(column, overflow="fold")
     for r in rows:
@@ -284,7 +648,7 @@ def recover_summary(rows: Sequence[Recovered]) -> Table:
     groups: dict[tuple[str, TradeState], list[Recovered]] = {}
     for r in rows:
         groups.setdefault((r.before, r.after), []).append(r)
-    table = Table(title=f"recover: {len(rows)} trades", title_justify="left")
+    table = new_table(f"recover: {len(rows)} trades", compact=False)
     for column in ("before", "after", "trades", "lookups", "sends", "cancels"):
         table.add_column(column, justify="left" if column in ("before", "after") else "right")
     order = {state.value: i for i, state in enumerate(TradeState)}  # the FSM's own order
@@ -323,23 +687,49 @@ def worker_stopping(owner: str) -> None:
 # --- status and db ---------------------------------------------------------------------------
 
 
-def status(
+def status_view(
     db_url: str,
     state: TradeState | None,
     trades: Sequence[TradeRecord],
     counts: Mapping[TradeState, int],
-) -> None:
-    """``trades``: the newest in ``state`` (any if None); ``counts``: all trades, by state."""
+    *,
+    reasons: Mapping[str, str],
+    ids: Mapping[str, str],
+    wide: bool,
+) -> RenderableType:
+    """``trades``: the newest in ``state`` (any if None); ``counts``: all trades, by state;
+    ``reasons``: the reason to show of a trade whose stored one does not say it all (the
+    venue's rejection); ``ids``: each trade's shortest unique id."""
     if not trades:
-        console.print("no trades" + (f" in state {state.value}" if state else ""))
-        return
+        return Text("no trades" + (f" in state {state.value}" if state else ""))
     title = f"trades in {redacted(db_url)}" + (f" ({state.value})" if state else "")
-    console.print(trades_table(trades, title))
+    if wide:
+        parts: list[RenderableType] = [trades_table(trades, title, reasons)]
+    else:
+        parts = [compact_trades_table(trades, f"{title}, times UTC", reasons, ids)]
     matching = counts.get(state, 0) if state else sum(counts.values())
     if matching > len(trades):
-        console.print(f"the newest {len(trades)} of {matching} (--limit N for more)")
+        parts.append(Text(f"the newest {len(trades)} of {matching} (--limit N for more)"))
     by_state = ", ".join(f"{s.value} {counts[s]}" for s in TradeState if s in counts)
-    console.print(f"all {sum(counts.values())} trades: {by_state}")
+    parts.append(Text(f"all {sum(counts.values())} trades: {by_state}"))
+    return Group(*parts)
+
+
+def status(view: RenderableType, *, wide: bool) -> None:
+    print_table(view, wide=wide)
+
+
+def watching(db_url: str, interval: float) -> None:
+    """On stderr: a piped watch's stdout has its table only when it stops."""
+    errors.print(f"watching {redacted(db_url)} every {interval:g} s (Ctrl-C to stop)")
+
+
+@contextmanager
+def live(view: RenderableType) -> Iterator[Callable[[RenderableType], None]]:
+    """``status --watch``: yields what redraws the view in place (on a terminal; piped, rich
+    prints the last view once, when it stops)."""
+    with Live(view, console=console, auto_refresh=False) as shown:
+        yield lambda new: shown.update(new, refresh=True)
 
 
 def resolved(trade: TradeRecord) -> None:

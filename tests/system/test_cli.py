@@ -68,7 +68,7 @@ def test_trade_status_show_on_the_default_database(tmp_path: Path):
 
     trade_id = trade.stdout.split()[1].rstrip(":")
     status = run("status", cwd=tmp_path)
-    assert status.returncode == 0 and trade_id[:12] in status.stdout and "DONE" in status.stdout
+    assert status.returncode == 0 and trade_id[:8] in status.stdout and "DONE" in status.stdout
     show = run("show", trade_id[:6], cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     assert "events" in show.stdout and "orders" in show.stdout and "LEG_B_SENT" in show.stdout
@@ -159,7 +159,7 @@ def test_recover_of_many_trades_prints_a_summary_not_a_row_each(tmp_path: Path):
     assert f"recovering {n} in-flight trade(s)" in result.stdout
     assert f"recover: {n} trades" in result.stdout
     [row] = [line for line in result.stdout.splitlines() if "PENDING" in line]
-    assert row.split("│")[1:4] == [" PENDING ", " FAILED ", f" {n:>6} "]
+    assert row.split()[:3] == ["PENDING", "FAILED", str(n)]  # piped: plain rows
     assert not any(trade_id[:12] in result.stdout for trade_id in ids)
 
     status = run("status", "--limit", "5", cwd=tmp_path)

@@ -23,7 +23,7 @@ async def test_status_and_show_print_prices_and_fees(tmp_path: Path):
         await exchange.close()
     assert outcome.state is TradeState.DONE, outcome.reason
 
-    status = run("status", cwd=tmp_path)
+    status = run("status", "--wide", cwd=tmp_path)  # the full table: prices and fees
     assert status.returncode == 0, status.stderr
     assert "leg A avg" in status.stdout and "fees" in status.stdout
     assert "60000" in status.stdout and "3000" in status.stdout

@@ -177,7 +177,7 @@ def test_common_options_before_or_after_the_command(tmp_path: Path):
     for args in (["--db", url, "status"], ["status", "--db", "t.db"]):
         status = run(*args, cwd=tmp_path)
         assert status.returncode == 0, (args, status.stdout + status.stderr)
-        assert trade_id[:12] in status.stdout and "FAILED" in status.stdout
+        assert trade_id[:8] in status.stdout and "FAILED" in status.stdout
     assert not (tmp_path / "pairexec.db").exists()  # never fell back to the default
 
 

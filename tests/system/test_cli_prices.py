@@ -22,7 +22,7 @@ def test_max_slippage_sends_each_leg_as_a_limit_ioc_and_show_prints_it(tmp_path:
     assert (bought["type"], bought["price"]) == ("limit", pytest.approx(btc * 1.002))
     assert (sold["type"], sold["price"]) == ("limit", pytest.approx(eth * 0.998))
     [(trade_id,)] = sqlite3.connect(tmp_path / "pairexec.db").execute("SELECT id FROM trades")
-    show = run("show", trade_id, cwd=tmp_path, env={"COLUMNS": "250"})
+    show = run("show", trade_id, "--wide", cwd=tmp_path)  # the orders' every column
     assert show.returncode == 0, show.stderr
     assert "reference" in show.stdout and "limit" in show.stdout
     assert f"{btc * 1.002:g}" in show.stdout and f"{eth * 0.998:g}" in show.stdout

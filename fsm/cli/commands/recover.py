@@ -26,15 +26,23 @@ async def run(args: argparse.Namespace) -> int:
         exchange = venues = CallRecorder(opened, calls)
     async with context.engine(args, venues) as (engine, store):
         before = await store.load_many(await store.unfinished_trade_ids())
-        render.recovering(len(before))
+        if not args.json:
+            render.recovering(len(before))
         if not before:
+            if args.json:
+                render.print_json(render.recover_json(0, [], left=0))
             return EXIT_OK
         with render.recover_progress(len(before)) as finished:
             outcomes = await engine.recover(finished)
         after = await store.load_many([o.trade_id for o in outcomes])
     rows = [recovered_row(before.get(o.trade_id), after[o.trade_id], o, exchange) for o in outcomes]
     attention = [r for r in rows if r.needs_attention]
-    render.recovered(rows, attention, left=len(before.keys() - {o.trade_id for o in outcomes}))
+    left = len(before.keys() - {o.trade_id for o in outcomes})
+    if args.json:
+        render.print_json(render.recover_json(len(before), rows, left=left))
+        render.needs_attention(attention)
+    else:
+        render.recovered(rows, attention, left=left)
     return EXIT_ATTENTION if attention else EXIT_OK
 
 

@@ -12,5 +12,8 @@ async def run(args: argparse.Namespace) -> int:
     async with context.opened(args.db) as store:
         trade = await store.load(await context.trade_id(store, args.trade_id))
         events = await store.events(trade.id)
-    render.show_trade(trade, events)
+    if args.json:
+        render.print_json(render.show_json(trade, events))
+    else:
+        render.show_trade(trade, events, wide=args.wide)
     return EXIT_OK

@@ -9,7 +9,7 @@ from typing import Any
 from pairexec.fsm.cli import context, render
 from pairexec.fsm.cli.errors import EXIT_ATTENTION, EXIT_NOT_EXECUTED, EXIT_OK, CliError
 from pairexec.fsm.config import EngineConfig
-from pairexec.fsm.request import InvalidRequest, PairTradeRequest, split_market
+from pairexec.fsm.request import InvalidRequest, PairTradeRequest, TradeOutcome, split_market
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -28,8 +28,17 @@ async def run(args: argparse.Namespace) -> int:
     config = banded(args.settings.engine, args.max_slippage_bps, own_limit=request.price_x)
     async with context.engine(args, context.exchange(args), config) as (engine, store):
         outcome = await engine.execute_pair_trade(request)
-        events = await store.events(outcome.trade_id) if outcome.trade_id else []
-    render.trade_outcome(request, outcome, events)
+        # A duplicate's id is the trade that refused it: its journal is not this request's.
+        events = await store.events(outcome.trade_id) if not outcome.duplicate else []
+    if args.json:
+        render.print_json(render.trade_json(outcome, events))
+    else:
+        render.trade_outcome(request, outcome, events)
+    return exit_code(outcome)
+
+
+def exit_code(outcome: TradeOutcome) -> int:
+    """0 DONE; 3 PARKED or left in flight (a human, or ``recover``); 1 not executed."""
     if outcome.ok:
         return EXIT_OK
     if not outcome.duplicate and context.needs_attention(outcome.state):
