@@ -749,13 +749,18 @@ class ExecutionEngine:
         let crash tests stop there), and publish them to the subscribers."""
         for row in rows:
             if row.from_state is not None and row.to_state is not row.from_state:
-                log.info(
-                    "trade %s %s -> %s: %s",
-                    row.trade_id,
-                    row.from_state.value,
-                    row.to_state.value,
-                    row.cause,
-                )
+                if log.isEnabledFor(logging.INFO):  # the fields for structured logs, too
+                    fields = {
+                        "trade_id": row.trade_id,
+                        "from_state": row.from_state.value,
+                        "state": row.to_state.value,
+                        "cause": row.cause,
+                    }
+                    log.info(
+                        "trade %(trade_id)s %(from_state)s -> %(state)s: %(cause)s",
+                        fields,
+                        extra=fields,
+                    )
                 crashpoints.reached(f"state:{row.to_state.value}")
         if self._events.active:
             self._events.publish(trade_events(rows, updated))

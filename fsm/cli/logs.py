@@ -3,10 +3,9 @@ object per line for a log shipper. Light imports: ``main`` sets logging up befor
 anything else.
 
 A JSON line has ``at`` (ISO 8601, UTC), ``level``, ``logger`` and ``message``; a trade's
-transition (the engine's ``"trade %s %s -> %s: %s"``) adds ``trade_id``, ``from_state``,
-``state`` and ``cause``, read from the record's arguments rather than parsed out of the text
-(a cause may hold anything); so does a record logged with those names in ``extra``; an
-exception adds ``exception``, its traceback."""
+transition adds ``trade_id``, ``from_state``, ``state`` and ``cause``, which the engine logs
+as the record's fields (``extra``) rather than leave to be parsed out of the text (a cause may
+hold anything); an exception adds ``exception``, its traceback."""
 
 from __future__ import annotations
 
@@ -18,10 +17,9 @@ from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-TRANSITION = "trade %s %s -> %s: %s"
-"""The engine's line for each state a trade enters (``ExecutionEngine._committed``)."""
 TRANSITION_KEYS = ("trade_id", "from_state", "state", "cause")
-"""What its four arguments are, in order."""
+"""The fields of the engine's record of each state a trade enters
+(``ExecutionEngine._committed``)."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,9 +32,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        args = record.args
-        if record.msg == TRANSITION and isinstance(args, tuple) and len(args) == 4:
-            line.update(zip(TRANSITION_KEYS, (str(a) for a in args), strict=True))
         for key in TRANSITION_KEYS:
             if key in record.__dict__:
                 line[key] = str(record.__dict__[key])
