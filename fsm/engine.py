@@ -31,8 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
-from pairexec.fsm import crashpoints
-from pairexec.fsm.client_ids import Leg, client_order_id
+from pairexec.fsm import crashpoints, steps
+from pairexec.fsm.client_ids import Leg
 from pairexec.fsm.config import EngineConfig
 from pairexec.fsm.decide import (
     Action,
@@ -47,7 +47,7 @@ from pairexec.fsm.decide import (
 )
 from pairexec.fsm.events import DEFAULT_QUEUE, EventHub, EventsLost, EventStream, Subscription
 from pairexec.fsm.exits import check_exit, exit_request
-from pairexec.fsm.machine import is_terminal, next_state
+from pairexec.fsm.machine import is_terminal
 from pairexec.fsm.markets import ANY_AMOUNT, MarketRules
 from pairexec.fsm.metrics import Metrics
 from pairexec.fsm.model import (
@@ -57,10 +57,8 @@ from pairexec.fsm.model import (
     Lease,
     OrderFacts,
     OrderStatus,
-    OrderUpdate,
     TradeEvent,
     TradeRecord,
-    Transition,
     after,
     average_price,
     creation_journal,
@@ -80,7 +78,7 @@ from pairexec.fsm.request import (
     split_market,
     venue_name,
 )
-from pairexec.fsm.states import TradeState, Trigger
+from pairexec.fsm.states import TradeState
 from pairexec.fsm.venues.ccxt_ids import UnsupportedExchange
 from pairexec.fsm.venues.errors import ErrorMeaning, describe
 from pairexec.fsm.venues.gateway import (
@@ -91,7 +89,6 @@ from pairexec.fsm.venues.gateway import (
     NotBelieved,
 )
 from pairexec.fsm.venues.prices import PriceBook
-from pairexec.fsm.venues.reports import ExchangeReport
 
 log = logging.getLogger("pairexec.engine")
 
@@ -511,7 +508,7 @@ class ExecutionEngine:
         needs no price for it (a market order, the request's own limit). A leg A priced from a
         quote is decided once the trade is stored: None, the trade stays PENDING till then."""
         action = decide(pending, self.config, markets=self._markets)
-        return _intent(pending, action) if isinstance(action, Submit) else None
+        return steps.intent(pending, action) if isinstance(action, Submit) else None
 
     async def recover(
         self, progress: Callable[[int, int], None] | None = None
@@ -661,20 +658,13 @@ class ExecutionEngine:
 
     async def _step(self, record: TradeRecord, action: object) -> TradeRecord:
         if isinstance(action, Submit):
-            intent = _intent(record, action)
-            record = await self._apply(
-                record, intent.cause, trigger=action.trigger, new_order=intent.new_order
-            )
-            assert intent.new_order is not None
-            return await self._send(record, _order(record, intent.new_order.client_order_id))
+            fact = steps.submitted(record, action)
+            record = await self._apply(record, fact)
+            assert fact.new_order is not None
+            return await self._send(record, _order(record, fact.new_order.client_order_id))
         if isinstance(action, Resend):
             self.metrics.resends += 1
-            record = await self._apply(
-                record,
-                action.cause,
-                trigger=action.trigger,
-                order_update=OrderUpdate(action.order.client_order_id, OrderStatus.INTENT),
-            )
+            record = await self._apply(record, steps.resent(action))
             return await self._send(record, _order(record, action.order.client_order_id))
         if isinstance(action, Lookup):
             return await self._lookup(record, action.order)
@@ -684,37 +674,20 @@ class ExecutionEngine:
         if isinstance(action, Settle):
             return await self._settle(record, action.order)
         if isinstance(action, Move):
-            return await self._apply(record, action.cause, trigger=action.trigger)
+            return await self._apply(record, steps.moved(action))
         if isinstance(action, GiveUp):
-            return await self._apply(
-                record,
-                f"{action.order.leg.value} order {action.order.client_order_id}: {action.cause}",
-                order_update=OrderUpdate(
-                    action.order.client_order_id, OrderStatus.REJECTED, filled=0.0
-                ),
-            )
+            return await self._apply(record, steps.given_up(action))
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover
 
-    async def _apply(
-        self,
-        record: TradeRecord,
-        cause: str,
-        *,
-        trigger: Trigger | None = None,
-        new_order: OrderFacts | None = None,
-        order_update: OrderUpdate | None = None,
-    ) -> TradeRecord:
+    async def _apply(self, record: TradeRecord, fact: steps.Fact) -> TradeRecord:
         """Write one fact with the moves that follow from it; if the last of them submits an
         order, that order is sent next (its intent is committed with the fact)."""
-        to_state = next_state(record.state, trigger) if trigger else None
-        fact = Change(cause, to_state=to_state, new_order=new_order, order_update=order_update)
-        then = await self._moves_after(after(record, fact))
-        change = Change(
-            cause,
-            to_state,
-            new_order,
-            order_update,
-            then,
+        prices = await self._prices_for(after(record, fact.change(record.state)))
+        quotes = self._quotes.get(record.id)
+        change = steps.folded(
+            record,
+            fact,
+            lambda r: decide(r, self.config, markets=self._markets, prices=prices, quotes=quotes),
             keep_parked_pair=self.config.block_pair_while_parked,
         )
         started = time.perf_counter()
@@ -765,36 +738,11 @@ class ExecutionEngine:
         if self._events.active:
             self._events.publish(trade_events(rows, updated))
 
-    async def _moves_after(self, record: TradeRecord) -> tuple[Transition, ...]:
-        """The pure moves ``decide`` would make next from ``record`` (leg A classified, trade
-        done, the next order's intent...): written with the fact they follow from, they cost
-        no commit of their own. A submit ends them: its order must be sent before anything
-        else can be decided."""
-        moves: list[Transition] = []
-        while not is_terminal(record.state):
-            action = await self._decide(record)
-            if isinstance(action, Submit):
-                intent = _intent(record, action)
-                moves.append(
-                    Transition(intent.to_state or record.state, intent.cause, intent.new_order)
-                )
-                break
-            if not isinstance(action, Move):
-                break
-            move = Transition(next_state(record.state, action.trigger), action.cause)
-            moves.append(move)
-            record = after(record, Change(move.cause, to_state=move.to_state))
-        return tuple(moves)
-
     async def _decide(self, record: TradeRecord, *, resuming: bool = False) -> Action | None:
         """``decide`` on ``record``; once leg A has filled, with the prices its fills do not
         give (waiting for a fetch still under way: sizing leg B or an unwind may need one).
         Before that nothing waits for a price: leg A's send must not."""
-        prices: Mapping[str, float] = {}
-        if record.filled(Leg.A) > 0:
-            markets = self._markets_to_price(record)
-            self._prices.refresh(markets)  # a second try if the first fetch got no price
-            prices = await self._prices.ready(markets)
+        prices = await self._prices_for(record)
         age = (utc_now() - record.created_at).total_seconds() if resuming else None
         return decide(
             record,
@@ -805,6 +753,16 @@ class ExecutionEngine:
             resuming=resuming,
             age=age,
         )
+
+    async def _prices_for(self, record: TradeRecord) -> Mapping[str, float]:
+        """The prices ``decide`` needs for ``record``: once leg A has filled, of the markets
+        its fills do not price (waiting for a fetch still under way). Before that nothing
+        waits for a price: leg A's send must not."""
+        if record.filled(Leg.A) <= 0:
+            return {}
+        markets = self._markets_to_price(record)
+        self._prices.refresh(markets)  # a second try if the first fetch got no price
+        return await self._prices.ready(markets)
 
     async def _quote(self, record: TradeRecord, ask: Quote) -> None:
         """Fetch the best price for ``ask`` from its own venue, a few times with back-off
@@ -832,14 +790,14 @@ class ExecutionEngine:
 
     async def _send(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """create_order for an order whose intent is already committed."""
-        leg = f"leg {order.leg.value}" if order.leg is not Leg.UNWIND else "unwind"
         self._quotes.pop(record.id, None)  # the next limit order is priced from a new quote
         crashpoints.reached(f"intent:{order.leg.value}")
         for attempt in range(1, self.config.rate_limit_attempts + 1):
             if self._lease_lapsing(record.id):  # another process may be driving it by now
                 raise _StopDriving(
-                    f"{leg} {order.client_order_id} not sent: this process's lease on the "
-                    "trade may have run out or been taken (renewals failed?); run recover"
+                    f"{steps.leg_name(order)} {order.client_order_id} not sent: this process's "
+                    "lease on the trade may have run out or been taken (renewals failed?); "
+                    "run recover"
                 )
             if order.leg is Leg.B and order.attempt == 1 and attempt == 1:
                 answered = self._answered_a.pop(record.id, None)
@@ -847,62 +805,24 @@ class ExecutionEngine:
                     self.metrics.unhedged_window.observe(time.monotonic() - answered)
             result = await self.gateways[order.venue].create(order)
             crashpoints.reached(f"sent:{order.leg.value}")
-            if isinstance(result, Answered):
-                return await self._record_report(
-                    record,
-                    order,
-                    result.report,
-                    f"{leg} {order.side} {order.amount:g} {order.symbol} accepted",
-                    add_sends=attempt,
-                )
             if (
-                result.meaning is ErrorMeaning.RETRY_LATER
+                not isinstance(result, Answered)
+                and result.meaning is ErrorMeaning.RETRY_LATER
                 and attempt < self.config.rate_limit_attempts
             ):
                 self.metrics.rate_limit_waits += 1
                 await asyncio.sleep(self.config.backoff(attempt))
                 continue
-            if result.meaning in (ErrorMeaning.REJECTED, ErrorMeaning.RETRY_LATER):
-                return await self._apply(
-                    record,
-                    f"{leg} rejected: {result.error}",
-                    order_update=OrderUpdate(
-                        order.client_order_id,
-                        OrderStatus.REJECTED,
-                        filled=0.0,
-                        add_sends=attempt,
-                        error=result.error,
-                    ),
-                )
-            # UNKNOWN (or NOT_FOUND from a create, which makes no sense): look it up next.
-            return await self._apply(
-                record,
-                f"{leg} outcome unknown: {result.error}",
-                trigger=Trigger.OUTCOME_UNKNOWN,
-                order_update=OrderUpdate(
-                    order.client_order_id,
-                    OrderStatus.UNKNOWN,
-                    add_sends=attempt,
-                    error=result.error,
-                ),
-            )
+            return await self._learned(record, order, steps.create_answered(order, result, attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _lookup(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """Find out whether an order whose outcome is unknown exists; never resend here.
 
-        A lookup that fails proves nothing and leaves the trade to ``recover()``. A venue that
-        answers every lookup, but never with a report that can be this order (another order's,
-        an impossible fill: ``NotBelieved``), will not tell the truth by being asked later: the
-        trade is parked for a human instead of waiting for a recover that cannot end it."""
+        A lookup that fails proves nothing and leaves the trade to ``recover()``; a venue
+        whose every answer cannot be this order parks it (``steps.lookups_failed``)."""
         if record.state is not TradeState.UNKNOWN:
-            # After a crash the order is still INTENT: its create_order may have gone out.
-            record = await self._apply(
-                record,
-                f"resuming: create_order of {order.client_order_id} may have been sent",
-                trigger=Trigger.OUTCOME_UNKNOWN,
-                order_update=OrderUpdate(order.client_order_id, OrderStatus.UNKNOWN),
-            )
+            record = await self._apply(record, steps.resuming(order))
         last_error = ""
         not_believed = 0
         for attempt in range(1, self.config.lookup_attempts + 1):
@@ -911,41 +831,16 @@ class ExecutionEngine:
             self.metrics.lookups += 1
             result = await self.gateways[order.venue].fetch(order)
             not_believed += isinstance(result, NotBelieved)
-            if isinstance(result, Answered):
-                return await self._record_report(
-                    record,
-                    order,
-                    result.report,
-                    f"lookup found {order.client_order_id}",
-                    trigger=Trigger.RECONCILED,
-                )
-            if result.meaning is ErrorMeaning.NOT_FOUND:
-                return await self._apply(
-                    record,
-                    f"lookup: {order.client_order_id} confirmed absent on the exchange",
-                    trigger=Trigger.RECONCILED,
-                    order_update=OrderUpdate(order.client_order_id, OrderStatus.ABSENT, filled=0.0),
-                )
+            found = steps.lookup_answered(order, result)
+            if found is not None:
+                return await self._learned(record, order, found)
+            assert not isinstance(result, Answered)
             last_error = result.error
-        if not_believed == self.config.lookup_attempts:
-            # The venue answers, but never with this order as it can be: looking again later
-            # is no likelier to get the truth, and nothing may be sized from what it says.
-            return await self._apply(
-                record,
-                f"order {order.client_order_id}: {not_believed} of {not_believed} lookups "
-                f"answered with a report that cannot be this order ({last_error}); its fill "
-                "is unknown and nothing more was sent: check it on the exchange",
-                trigger=Trigger.PARK,
-                order_update=OrderUpdate(
-                    order.client_order_id, OrderStatus.UNKNOWN, error=last_error
-                ),
-            )
-        reason = (
-            f"order {order.client_order_id} outcome still unknown after "
-            f"{self.config.lookup_attempts} lookups ({last_error}); run recover"
-        )
-        await self._apply(record, reason)
-        raise _StopDriving(reason)
+        fact = steps.lookups_failed(order, self.config.lookup_attempts, not_believed, last_error)
+        updated = await self._apply(record, fact)
+        if fact.trigger is None:
+            raise _StopDriving(fact.cause)
+        return updated
 
     async def _settle(self, record: TradeRecord, order: OrderFacts) -> TradeRecord:
         """Give an open order time to fill, then cancel the rest and record the final fill.
@@ -971,72 +866,28 @@ class ExecutionEngine:
                 await asyncio.sleep(self.config.backoff(attempt))
                 result = await gateway.fetch(order)
         if _final(result):
-            return await self._record_report(
-                record, order, result.report, f"{order.client_order_id} {how}", of_amount=True
-            )
+            learned = f"{order.client_order_id} {how}"
+            fact = steps.report_fact(order, result.report, learned, of_amount=True)
+            return await self._learned(record, order, fact)
         assert result is not None  # fetched after the cancel at least
         detail = result.error if isinstance(result, Failed) else "still open"
         if cancel_error is not None:
             detail += f"; cancel: {cancel_error.error}"
-        if isinstance(result, NotBelieved):
-            n = self.config.lookup_attempts
-            return await self._apply(
-                record,
-                f"order {order.client_order_id} could not be settled: {n} of {n} lookups after "
-                f"the cancel answered with a report that cannot be this order ({detail}); its "
-                "final fill is unknown and nothing more was sent: check it on the exchange",
-                trigger=Trigger.PARK,
-                order_update=OrderUpdate(
-                    order.client_order_id, OrderStatus.OPEN, error=result.error
-                ),
-            )
-        reason = f"order {order.client_order_id} could not be settled ({detail}); run recover"
-        await self._apply(record, reason)
-        raise _StopDriving(reason)
+        fact = steps.settle_failed(order, result, detail, self.config.lookup_attempts)
+        updated = await self._apply(record, fact)
+        if fact.trigger is None:
+            raise _StopDriving(fact.cause)
+        return updated
 
-    async def _record_report(
-        self,
-        record: TradeRecord,
-        order: OrderFacts,
-        report: ExchangeReport,
-        learned: str,
-        *,
-        trigger: Trigger | None = None,
-        add_sends: int = 0,
-        of_amount: bool = False,
+    async def _learned(
+        self, record: TradeRecord, order: OrderFacts, fact: steps.Fact
     ) -> TradeRecord:
-        """Write what the exchange reported of ``order``; ``learned`` says how it was learned
-        (the journal's cause starts with it)."""
-        if order.leg is Leg.A:
+        """Write what the venue said of ``order``; a fill of leg A starts the unhedged window
+        (the metric)."""
+        update = fact.order_update
+        if order.leg is Leg.A and update is not None and update.filled:
             self._answered_a[record.id] = time.monotonic()
-        total = f" of {order.amount:g}" if of_amount else ""
-        return await self._apply(
-            record,
-            f"{learned}: {report.status.value.lower()}, filled {report.filled:g}{total}",
-            trigger=trigger,
-            order_update=_reported(order, report, add_sends),
-        )
-
-
-def _intent(record: TradeRecord, submit: Submit) -> Change:
-    """The write that records ``submit``'s order before it is sent: its row, under the client
-    order id it will be sent with, and the state that sending it enters."""
-    cid = client_order_id(record.id, submit.leg, submit.attempt)
-    return Change(
-        submit.cause,
-        to_state=next_state(record.state, submit.trigger),
-        new_order=OrderFacts.intent(
-            submit.leg,
-            submit.attempt,
-            cid,
-            submit.symbol,
-            submit.side,
-            submit.amount,
-            record.request.venue_of(submit.leg),
-            reference_price=submit.reference_price,
-            limit_price=submit.limit_price,
-        ),
-    )
+        return await self._apply(record, fact)
 
 
 _ENDED_KEPT = 10_000
@@ -1062,19 +913,6 @@ def _sql_store(url: str) -> Store:
 def _final(result: CallResult | None) -> TypeGuard[Answered]:
     """Whether ``result`` reports the order no longer open (filled, cancelled, rejected)."""
     return isinstance(result, Answered) and result.report.status is not OrderStatus.OPEN
-
-
-def _reported(order: OrderFacts, report: ExchangeReport, add_sends: int = 0) -> OrderUpdate:
-    """What the exchange said about ``order``, as the update that records it."""
-    return OrderUpdate(
-        order.client_order_id,
-        report.status,
-        filled=report.filled,
-        exchange_order_id=report.exchange_order_id,
-        average=report.average,
-        add_sends=add_sends,
-        fees=report.fees,
-    )
 
 
 def _order(record: TradeRecord, cid: str) -> OrderFacts:

@@ -76,7 +76,7 @@ def layer_of(module: str) -> str | None:
         return None  # the public pairexec/__init__, or pairexec.fsm's empty __init__
     if parts[2] in DOMAIN:
         return "domain"
-    if parts[2] in ("events", "metrics", "alerts"):  # what the engine tells bots, operators
+    if parts[2] in ("events", "metrics", "alerts", "steps"):  # beside the engine, for it
         return "engine"
     if parts[2] in ("venues", "paper", "engine", "sim", "cli", "settings"):
         return parts[2]
