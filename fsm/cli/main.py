@@ -34,6 +34,8 @@ MAX_RUNS = 1_000_000
 """simulate's: about eight hours on two cores; the seeds are listed up front, so 10**12 would
 not even start (it would exhaust memory first)."""
 MAX_JOBS = 1024
+MAX_DEPTH = 12
+"""prove's: the states grow about 3x per call; 12 is hours and gigabytes, not more."""
 JSON_HELP = "print one JSON document on stdout instead (its keys: docs/cli.md, JSON output)"
 WIDE_HELP = "every column in full, however wide (default: fit the terminal, 80 columns piped)"
 
@@ -192,6 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the full trace of failing seeds",
     )
     options.add_after(simulate, ("log_format",))  # -v and --seed are its own, above
+
+    prove = commands.add_parser(
+        "prove",
+        help="explore every path of a trade (each venue answer, each crash) and check it",
+    )
+    prove.add_argument(
+        "--depth",
+        type=options.between(1, MAX_DEPTH),
+        default=6,
+        help=f"exchange calls a trade may make (default 6, at most {MAX_DEPTH}; each more "
+        "is about 3x the time)",
+    )
+    prove.add_argument(
+        "--policy",
+        choices=("market", "limit_ladder", "all"),
+        default="all",
+        help="the legs' order policies explored (default all)",
+    )
+    options.add_after(prove, options.APPLIES["prove"])
     return parser
 
 

@@ -271,6 +271,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "db": DATABASE,
     "demo": LOGGING,
     "simulate": (*LOGGING, "seed"),
+    "prove": LOGGING,
 }
 """Which shared options each command takes. simulate's ``--seed`` and ``-v`` are its own (in
 ``pairexec.fsm.cli.main``) but share the names, so ``pairexec -v simulate`` works too. Every

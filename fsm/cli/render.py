@@ -798,6 +798,18 @@ def simulation(summary: Summary, wall: float, jobs: int) -> None:
     console.print(table)
 
 
+def proving(line: str) -> None:
+    """A long exploration's progress (stderr: stdout is the report)."""
+    errors.print(f"exploring… {line}")
+
+
+def proved(lines: Sequence[str], ok: bool) -> None:
+    for line in lines:
+        console.print(line)
+    verdict_line = "no invariant violated" if ok else "invariants violated"
+    console.print(Text(verdict_line, style="green" if ok else "red"))
+
+
 def trace(seed: int, lines: Sequence[str]) -> None:
     console.rule(f"seed {seed}")
     for line in lines:
