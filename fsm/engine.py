@@ -315,7 +315,12 @@ class ExecutionEngine:
             ended = self._ended.get(trade_id)
             if ended is not None and ended.state is record.state:
                 return ended
-            if is_terminal(record.state) or not await self._held_elsewhere(trade_id):
+            if is_terminal(record.state):
+                return _outcome(record, record.reason)
+            if not await self._held_elsewhere(trade_id):
+                # Read again: its driver may have finished it (and let go of its lease)
+                # between the two reads; only a trade still not terminal is unresolved.
+                record = await self._trade(trade_id)
                 return _outcome(record, record.reason)
             await asyncio.sleep(poll_interval)
 
@@ -896,9 +901,14 @@ ALERT_GRACE = 30.0
 
 
 def _retrieve(task: asyncio.Task[TradeOutcome]) -> None:
-    """Log a submitted trade's drive that failed: its bot may never ``wait`` for it."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a submitted trade's drive failed: %s", task.exception())
+    """Log a submitted trade's drive that failed (a database that failed it: ``recover``
+    finishes it): its bot may never ``wait`` for it. A BaseException (the process going
+    down) is not this trade's to report."""
+    if task.cancelled():
+        return
+    failure = task.exception()
+    if isinstance(failure, Exception):
+        log.warning("a submitted trade's drive stopped: %s", failure)
 
 
 def _sql_store(url: str) -> Store:

@@ -63,8 +63,9 @@ class Submitted:
     inflight_key: str
     kind: str
     """"outcome", "duplicate", "invalid" (InvalidRequest), "crashed" (the engine died during
-    the call), "not sent" (the engine was dead by then), or "raised" (any other exception:
-    a bug, reported with ``error``)."""
+    the call), "not sent" (the engine was dead by then), "store failed" (the database failed
+    a write: a StoreError, the trade stored or not), or "raised" (any other exception: a bug,
+    reported with ``error``)."""
     outcome: TradeOutcome | None = None
     error: str = ""
 
@@ -368,7 +369,9 @@ def _one_in_flight_per_key(trades: Sequence[TradeRecord], sqlite_uri: str) -> li
 
 def _duplicates(trades: Sequence[TradeRecord], submitted: Sequence[Submitted]) -> list[str]:
     problems = []
-    could_create = sum(1 for s in submitted if s.kind in ("outcome", "crashed", "raised"))
+    could_create = sum(
+        1 for s in submitted if s.kind in ("outcome", "crashed", "raised", "store failed")
+    )
     if len(trades) > could_create:
         problems.append(
             f"{len(trades)} trades stored but only {could_create} requests could create one: "

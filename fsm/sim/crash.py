@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pairexec.fsm.sim.scenario import Crash
+from pairexec.fsm.ports import StoreError
+from pairexec.fsm.sim.scenario import Crash, StoreFault
 from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 from pairexec.persistence import TradeStore
 
@@ -75,7 +76,7 @@ class CrashingStore:
     next engine sees exactly what was committed.
     """
 
-    def __init__(self, store: TradeStore, switch: CrashSwitch) -> None:
+    def __init__(self, store: TradeStore | FaultyStore, switch: CrashSwitch) -> None:
         self._store = store
         self._switch = switch
 
@@ -95,3 +96,34 @@ class CrashingStore:
         if die_after:
             self._switch.after("apply")
         return result
+
+
+class FaultyStore:
+    """The trade store with one write failing as ``fault`` says: refused before it is
+    written, or written and then reported failed (its reply lost). Either way the engine
+    gets a ``StoreError``, as from a real database; reads pass."""
+
+    def __init__(self, store: Any, fault: StoreFault | None) -> None:
+        self._store = store
+        self._fault = fault
+        self._writes = 0
+        self.struck = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def create_trade(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._write(self._store.create_trade, *args, **kwargs)
+
+    async def apply(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._write(self._store.apply, *args, **kwargs)
+
+    async def _write(self, write: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        self._writes += 1
+        fault = self._fault
+        if fault is None or fault.at != self._writes:
+            return await write(*args, **kwargs)
+        self.struck = True
+        if fault.reply_lost:
+            await write(*args, **kwargs)
+        raise StoreError(f"simulated: {fault.why}")

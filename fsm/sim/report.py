@@ -54,6 +54,7 @@ class Summary:
     faults: int = 0
     partial_fills: int = 0
     crashes: int = 0
+    store_faults: int = 0
     recover_rounds: int = 0
     duplicates: int = 0
     wall_seconds: float = 0.0
@@ -70,6 +71,7 @@ class Summary:
         self.faults += r.faults
         self.partial_fills += r.partial_fills
         self.crashes += r.crashes
+        self.store_faults += r.store_faults
         self.recover_rounds += r.recover_rounds
         self.duplicates += r.duplicates
         self.wall_seconds += r.wall_seconds
@@ -94,6 +96,7 @@ class Summary:
             ("exchange calls", str(self.exchange_calls)),
             ("faults injected", f"{self.faults} (+ {self.partial_fills} partial fills)"),
             ("engine crashes", str(self.crashes)),
+            ("database writes failed", str(self.store_faults)),
             ("recover() rounds", str(self.recover_rounds)),
             ("duplicates refused", str(self.duplicates)),
             ("final states", states),

@@ -18,9 +18,16 @@ from dataclasses import dataclass, replace
 
 from pairexec.fsm.engine import ExecutionEngine
 from pairexec.fsm.paper import PaperExchange
+from pairexec.fsm.ports import StoreError
 from pairexec.fsm.request import InvalidRequest, market_key
 from pairexec.fsm.sim.checks import Submitted, check_scenario
-from pairexec.fsm.sim.crash import CrashingExchange, CrashingStore, CrashSwitch, SimulatedCrash
+from pairexec.fsm.sim.crash import (
+    CrashingExchange,
+    CrashingStore,
+    CrashSwitch,
+    FaultyStore,
+    SimulatedCrash,
+)
 from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
 from pairexec.fsm.sim.recorder import CallLog, OrderRowProbe, RecordingExchange
 from pairexec.fsm.sim.runtime import Hang, run_deterministic
@@ -56,6 +63,8 @@ class ScenarioResult:
     wall_seconds: float
     trace: tuple[str, ...] = ()
     """With ``trace=True``: the scenario, every exchange call and every trade's journal."""
+    store_faults: int = 0
+    """Writes the database failed (``Scenario.store_fault``: refused, or a reply lost)."""
 
     @property
     def ok(self) -> bool:
@@ -87,7 +96,7 @@ async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
     papers = _papers(scenario)
     log = CallLog()
     try:
-        submitted, crashes = await _trade(scenario, store, papers, probe, log)
+        submitted, crashes, struck = await _trade(scenario, store, papers, probe, log)
         rounds, more = await _recover(scenario, store, papers, probe, log)
         violations = [f"execute_pair_trade raised {s.error}" for s in submitted if s.error]
         violations += log.violations
@@ -120,6 +129,7 @@ async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
         virtual_seconds=asyncio.get_running_loop().time(),
         wall_seconds=0.0,
         trace=tuple(lines),
+        store_faults=int(struck),
     )
 
 
@@ -171,14 +181,16 @@ def _books(papers: Papers) -> PaperExchange | dict[str, PaperExchange]:
 
 async def _trade(
     scenario: Scenario, store: TradeStore, papers: Papers, probe: OrderRowProbe, log: CallLog
-) -> tuple[list[Submitted], int]:
-    """All signals at their times on one engine, which may die on the way."""
+) -> tuple[list[Submitted], int, bool]:
+    """All signals at their times on one engine, which may die on the way, and whose
+    database may fail a write."""
     switch = CrashSwitch(scenario.crash)
-    engine = _engine(scenario, store, papers, probe, log, switch, "trade")
+    faulty = FaultyStore(store, scenario.store_fault)
+    engine = _engine(scenario, faulty, papers, probe, log, switch, "trade")
     await engine.start()
     submitted = await asyncio.gather(*(_submit(engine, s, switch) for s in scenario.signals))
     await _bury(engine)
-    return list(submitted), int(switch.dead)
+    return list(submitted), int(switch.dead), faulty.struck
 
 
 async def _submit(engine: ExecutionEngine, signal: Signal, switch: CrashSwitch) -> Submitted:
@@ -193,6 +205,8 @@ async def _submit(engine: ExecutionEngine, signal: Signal, switch: CrashSwitch) 
         return Submitted(r.signal_id, r.inflight_key, "invalid")
     except SimulatedCrash:
         return Submitted(r.signal_id, r.inflight_key, "crashed")
+    except StoreError:  # the database failed a write (TradeInterrupted once stored)
+        return Submitted(r.signal_id, r.inflight_key, "store failed")
     except Exception as exc:  # a bug: the engine must answer with an outcome, not raise
         return Submitted(r.signal_id, r.inflight_key, "raised", error=_describe(exc))
     kind = "duplicate" if outcome.duplicate else "outcome"
@@ -226,7 +240,7 @@ async def _recover(
 
 def _engine(
     scenario: Scenario,
-    store: TradeStore,
+    store: TradeStore | FaultyStore,
     papers: Papers,
     probe: OrderRowProbe,
     log: CallLog,

@@ -50,6 +50,32 @@ class Crash:
 
 
 @dataclass(frozen=True)
+class StoreFault:
+    """One write of the trading engine that the database fails: refused (nothing written: a
+    full disk, a lock timeout, a dropped connection), or written with its reply lost (did it
+    commit? the engine cannot know, and must not send on it)."""
+
+    at: int
+    """Which write (create_trade or apply) of the trading engine, from 1."""
+    reply_lost: bool
+    why: str
+
+    def __str__(self) -> str:
+        how = "committed, its reply lost" if self.reply_lost else "refused"
+        return f"store write #{self.at} {how} ({self.why})"
+
+
+STORE_FAULTS = (
+    "database or disk is full",
+    "database is locked (lock timeout)",
+    "connection dropped",
+)
+STORE_FAULT_SHARE = 0.15
+"""The share of scenarios in which one write of the trading engine fails; drawn from an RNG
+of its own, so every other draw of a seed stays what it was."""
+
+
+@dataclass(frozen=True)
 class Venue:
     """One exchange of a cross-venue scenario: a paper book of its own, with its own faults."""
 
@@ -76,6 +102,8 @@ class Scenario:
     config: EngineConfig = field(default_factory=EngineConfig)
     taker_fee: float = 0.0
     """The paper exchange's fee rate (buys pay it in the base coin, sells in the quote)."""
+    store_fault: StoreFault | None = None
+    """A write of the trading engine the database fails (None: none does)."""
     venues: tuple[Venue, ...] = ()
     """A cross-venue scenario's exchanges by name (each signal names its legs' venues), the
     first with ``chaos`` and ``seed``; empty: one exchange, as the engine of a single
@@ -98,6 +126,7 @@ class Scenario:
         lines.append(f"  fees: {self.taker_fee:g} taker, hedge basis {self.config.hedge_basis}")
         lines.append(
             f"  crash: {self.crash or 'none'}; recovery crash: {self.recovery_crash or 'none'}"
+            f"; database fault: {self.store_fault or 'none'}"
         )
         c = self.config
         lines.append(
@@ -171,6 +200,13 @@ def generate(seed: int) -> Scenario:
             chaos = venues[0].chaos
         else:
             chaos = _with_book(priced, chaos)
+    faults = random.Random(f"store faults {seed}")
+    store_fault = None
+    if faults.random() < STORE_FAULT_SHARE:
+        writes = 3 * len(signals)  # a trade writes about three times
+        store_fault = StoreFault(
+            faults.randint(1, writes), faults.random() < 0.5, faults.choice(STORE_FAULTS)
+        )
     return Scenario(
         seed=seed,
         markets=markets,
@@ -181,6 +217,7 @@ def generate(seed: int) -> Scenario:
         recovery_crash=recovery_crash,
         config=config,
         taker_fee=taker_fee,
+        store_fault=store_fault,
         venues=venues,
     )
 

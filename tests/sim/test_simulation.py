@@ -529,3 +529,37 @@ def _check_after(
 
     with scenario_database(uri) as anchor:
         return run_deterministic(scenario)
+
+
+def test_database_faults_are_drawn_and_strike_without_a_violation() -> None:
+    drawn = [generate(seed) for seed in range(400)]
+    faulted = [s for s in drawn if s.store_fault is not None]
+    assert 30 <= len(faulted) <= 90  # STORE_FAULT_SHARE of 400
+    assert {s.store_fault.reply_lost for s in faulted if s.store_fault} == {True, False}
+    results = [run_scenario(s) for s in faulted[:12]]
+    assert all(r.ok for r in results), [r.violations for r in results if not r.ok]
+    assert sum(r.store_faults for r in results) >= 6
+
+
+def test_an_engine_that_carries_on_after_a_failed_write_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bug the database faults exist to find: a write that failed (or whose reply was
+    lost) taken as committed, and the next order sent on it."""
+    from pairexec.fsm.engine import ExecutionEngine
+    from pairexec.fsm.model import after
+    from pairexec.fsm.ports import StoreError
+
+    original = ExecutionEngine._apply
+
+    async def careless(self: ExecutionEngine, record: Any, fact: Any) -> Any:
+        try:
+            return await original(self, record, fact)
+        except StoreError:
+            return after(record, fact.change(record.state))  # "it probably went through"
+
+    monkeypatch.setattr(ExecutionEngine, "_apply", careless)
+    faulted = [s for s in map(generate, range(400)) if s.store_fault is not None]
+    failing = [r for r in map(run_scenario, faulted[:40]) if not r.ok]
+    assert failing, "no scenario caught an engine that ignores a failed write"
+    assert any("persist-before-send broken" in v for r in failing for v in r.violations)
