@@ -66,7 +66,12 @@ async def test_a_cancelled_call_loses_no_trade_it_is_found_by_its_signal(db_url:
     ) as engine:
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(engine.execute_pair_trade(btc_eth(signal_id="sig-2")), 0.02)
-        found = await store.find_by_signal("sig-2")
+        found = None
+        for _ in range(500):  # its store write may still be under way on a loaded database
+            found = await store.find_by_signal("sig-2")
+            if found is not None:
+                break
+            await asyncio.sleep(0.01)
         assert found is not None
         outcome = await engine.wait(found.id)
         assert outcome.state is TradeState.DONE

@@ -41,7 +41,7 @@ from pairexec.fsm.venues.reports import ExchangeReport
 from pairexec.persistence import TradeStore
 from tests.support.paths import ROOT
 
-RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "8000"))
+RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "6000"))
 FIRST = int(os.environ.get("PAIREXEC_SIM_SEED", "0"))
 CHUNK = 250
 CHUNKS = [range(s, min(s + CHUNK, FIRST + RUNS)) for s in range(FIRST, FIRST + RUNS, CHUNK)]
