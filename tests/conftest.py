@@ -118,3 +118,27 @@ def exchange() -> FakeExchange:
 async def engine(exchange: FakeExchange, db_url: str) -> AsyncIterator[ExecutionEngine]:
     async with ExecutionEngine(exchange, store=TradeStore(db_url), config=FAST) as eng:
         yield eng
+
+
+SLOW_FIRST = (
+    "tests/store/test_store_faults.py::test_a_burst",
+    "tests/system/test_scale_out.py",
+    "tests/system/test_cli.py::test_trade_outcomes_map_to_exit_codes",
+    "tests/system/test_cli_resolve.py",
+    "tests/system/test_crash_matrix",
+    "tests/store/test_store_interleavings.py",
+    "tests/sim/test_simulation.py::test_scenarios_keep_every_invariant",
+)
+"""Tests of 15-40 s each, measured (``--durations``), the longest single ones first."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long tests first: the xdist workers then end together, instead of one of them
+    running a 40 s test alone at the end of the run (it made CI's last minute)."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (i for i, p in enumerate(SLOW_FIRST) if item.nodeid.startswith(p)), len(SLOW_FIRST)
+        )
+
+    items.sort(key=rank)
