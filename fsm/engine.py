@@ -556,11 +556,12 @@ class ExecutionEngine:
     def _lease_lapsing(self, trade_id: str) -> bool:
         """True once this engine's lease on the trade may have run out, or was taken: then
         another process may be driving it, and nothing may be sent for it from here. The
-        store knows when the lease was last written (its transaction's start, by the local
-        monotonic clock); the last third of the lease is kept as a margin, for the send to
-        reach the exchange and for clocks that tick at slightly different rates."""
+        store knows when the lease was last written (its transaction's start, by the event
+        loop's monotonic clock); the last third of the lease is kept as a margin, for the send
+        to reach the exchange and for clocks that tick at slightly different rates."""
         margin = self.config.lease_seconds / 3
-        return time.monotonic() >= self.store.lease_deadline(self.owner, trade_id) - margin
+        now = asyncio.get_running_loop().time()
+        return now >= self.store.lease_deadline(self.owner, trade_id) - margin
 
     async def _renew_leases(self) -> None:
         """Keep our trades' leases alive between steps (long lookups, backoffs, queues).

@@ -80,5 +80,6 @@ class Store(Protocol):
         ...
 
     def lease_deadline(self, owner: str, trade_id: str) -> float:
-        """The ``time.monotonic()`` until which ``owner`` surely holds the trade's lease."""
+        """The event loop's time (``loop.time()``, ``time.monotonic()`` on a normal loop) until
+        which ``owner`` surely holds the trade's lease."""
         ...

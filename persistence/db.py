@@ -34,7 +34,6 @@ import functools
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -76,8 +75,10 @@ class Db(Protocol):
 
     dialect: str
     began: float
-    """``time.monotonic()`` at or before the start of the transaction the job runs in: a
-    lease written in it lasts at least its length from then, whatever the clocks say."""
+    """The event loop's clock (``loop.time()``: ``time.monotonic()`` on a normal loop) at or
+    before the start of the transaction the job runs in: a lease written in it lasts at least
+    its length from then, whatever the clocks say. The loop's clock, so that a simulation's
+    virtual time moves leases as it moves every timeout."""
 
     def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one statement; the number of rows it changed."""
@@ -294,7 +295,10 @@ class SqliteRunner:
                 if not batch:
                     continue
                 outcomes = await loop.run_in_executor(
-                    self._executor, self._transaction, [(j.run, j.writes) for j in batch]
+                    self._executor,
+                    self._transaction,
+                    [(j.run, j.writes) for j in batch],
+                    loop.time(),  # before the thread begins the transaction
                 )
                 for job, outcome in zip(batch, outcomes, strict=True):
                     if job.future.done():
@@ -310,11 +314,13 @@ class SqliteRunner:
                     job.future.set_exception(StoreError("the trade store was shut down"))
             self._queue = []
 
-    def _transaction(self, jobs: list[tuple[Callable[[Db], Any], bool]]) -> list[_Outcome]:
+    def _transaction(
+        self, jobs: list[tuple[Callable[[Db], Any], bool]], began: float
+    ) -> list[_Outcome]:
         """In the database thread: the jobs in one transaction, each in its own savepoint."""
         assert self._connection is not None
         connection = self._connection
-        db = SqliteDb(connection, time.monotonic())
+        db = SqliteDb(connection, began)
         writes = any(w for _, w in jobs)
         outcomes: list[_Outcome] = []
         try:
@@ -449,7 +455,7 @@ class AsyncEngineRunner:
         if self._engine is None:
             raise StoreError("the trade store is not open (call await store.open())")
         async with self._turns:
-            began = time.monotonic()
+            began = asyncio.get_running_loop().time()
             with self._bounded("running a statement"):
                 for first_try in (True, False):
                     async with self._engine.connect() as conn:

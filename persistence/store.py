@@ -13,8 +13,8 @@ Design rules:
 - Leases are judged by the database's clock: on PostgreSQL the server's ``now()`` sets and
   compares expiry times, so a worker whose clock runs ahead cannot take a live trade. (SQLite
   is one machine: its clock is everyone's.) The store also knows, by the local monotonic
-  clock, since when each lease it wrote is surely held (``lease_deadline``), so the engine
-  can refuse to send once it might not be.
+  clock (the event loop's), since when each lease it wrote is surely held
+  (``lease_deadline``), so the engine can refuse to send once it might not be.
 - Whatever the driver raises reaches callers as ``StoreError`` with the driver's exception
   as its cause, except the store's own answers (``StaleTrade``, a duplicate).
 """
@@ -113,8 +113,8 @@ class TradeStore:
         self._sqlite = is_sqlite(self.url)
         self._runner: Runner | None = None
         self._leases: dict[tuple[str, str], float] = {}
-        """(owner, trade id) → ``time.monotonic()`` before which that lease surely holds:
-        the start of the transaction that last wrote it, plus its length."""
+        """(owner, trade id) → the event loop's time (``Db.began``'s clock) before which that
+        lease surely holds: the start of the transaction that last wrote it, plus its length."""
 
     @property
     def is_open(self) -> bool:
@@ -181,7 +181,7 @@ class TradeStore:
         return await self._run(lambda db: (job(db), db.began))
 
     def lease_deadline(self, owner: str, trade_id: str) -> float:
-        """The ``time.monotonic()`` until which ``owner`` surely holds ``trade_id``'s lease,
+        """The event loop's time until which ``owner`` surely holds ``trade_id``'s lease,
         as far as this store wrote it (``-inf``: not held, or lost to another owner). Past it,
         another process may have claimed the trade."""
         return self._leases.get((owner, trade_id), -math.inf)

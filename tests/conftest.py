@@ -127,6 +127,7 @@ SLOW_FIRST = (
     "tests/system/test_cli_resolve.py",
     "tests/system/test_crash_matrix",
     "tests/store/test_store_interleavings.py",
+    "tests/sim/test_simulation.py::test_scenarios_on_postgresql_keep_every_invariant",
     "tests/sim/test_simulation.py::test_scenarios_keep_every_invariant",
 )
 """Tests of 15-40 s each, measured (``--durations``), the longest single ones first."""

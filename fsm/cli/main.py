@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (default 0: one per CPU core)",
     )
     simulate.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run each scenario on this PostgreSQL server instead of in-memory SQLite (its "
+        "role must be allowed to create databases: each process makes and drops its own)",
+    )
+    simulate.add_argument(
         "-v",
         "--verbose",
         action="store_true",

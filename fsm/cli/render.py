@@ -788,12 +788,13 @@ def simulate_progress(runs: int) -> Iterator[Callable[[int], None]]:
         yield lambda now_failing: bar.update(task, advance=1, failing=now_failing)
 
 
-def simulation(summary: Summary, wall: float, jobs: int) -> None:
+def simulation(summary: Summary, wall: float, jobs: int, database: str) -> None:
     table = Table(title="simulation", title_justify="left")
     table.add_column("what")
     table.add_column("count", overflow="fold")
     for what, count in summary.rows():
         table.add_row(what, count)
+    table.add_row("trade database", database)
     table.add_row("wall time", f"{wall:.1f} s on {jobs} process(es)")
     console.print(table)
 

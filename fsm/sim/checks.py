@@ -30,7 +30,6 @@ therefore replaced by step-aware ones here (``_hedge``); every other finding of
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +41,7 @@ from pairexec.fsm.model import EventRecord, OrderFacts, TradeRecord, net
 from pairexec.fsm.paper import MarketSpec, PaperExchange
 from pairexec.fsm.pricing import slippage_bps, within_band
 from pairexec.fsm.request import TradeOutcome, market_key
-from pairexec.fsm.sim.fast_store import Snapshot
+from pairexec.fsm.sim.fast_store import JournalRow, Snapshot
 from pairexec.fsm.sim.invariants import check_invariants
 from pairexec.fsm.sim.venue import Books
 from pairexec.fsm.states import TERMINAL_STATES, TRANSITIONS, TradeState
@@ -72,7 +71,7 @@ class Submitted:
 
 async def check_scenario(
     snapshot: Snapshot,
-    sqlite_uri: str,
+    journal_order: Sequence[JournalRow],
     paper: PaperExchange | Mapping[str, PaperExchange],
     markets: dict[str, MarketSpec],
     config: EngineConfig,
@@ -80,8 +79,8 @@ async def check_scenario(
 ) -> list[str]:
     """Every violated invariant as a sentence (empty: all hold).
 
-    ``snapshot`` is the trades database as the scenario left it; ``sqlite_uri`` opens that
-    database for the one check that needs the journal's global order (event ids); ``paper``
+    ``snapshot`` is the trades database as the scenario left it; ``journal_order`` its
+    journal in the database's order (event ids), for the one check that needs it; ``paper``
     the one exchange, or each venue's by name."""
     found = await check_invariants(snapshot, paper)
     books = Books(paper)
@@ -98,7 +97,7 @@ async def check_scenario(
         problems += [f"{tid}: {p}" for p in _journal(trade, events)]
     problems += _no_orphans(trades, books)
     problems += _fills_per_venue(trades, books)
-    problems += _one_in_flight_per_key(trades, sqlite_uri)
+    problems += _one_in_flight_per_key(trades, journal_order)
     problems += _duplicates(trades, submitted)
     return problems
 
@@ -341,17 +340,14 @@ def _fills_per_venue(trades: Sequence[TradeRecord], books: Books) -> list[str]:
     ]
 
 
-def _one_in_flight_per_key(trades: Sequence[TradeRecord], sqlite_uri: str) -> list[str]:
+def _one_in_flight_per_key(
+    trades: Sequence[TradeRecord], journal_order: Sequence[JournalRow]
+) -> list[str]:
     """From the journal's global order (event ids): a key's in-flight spans never overlap."""
     key = {t.id: t.request.inflight_key for t in trades}
     terminal = {s.value for s in TERMINAL_STATES}
     spans: dict[str, list[int]] = {}
-    db = sqlite3.connect(sqlite_uri, uri=True)
-    try:
-        rows = db.execute("SELECT id, trade_id, to_state FROM trade_events ORDER BY id").fetchall()
-    finally:
-        db.close()
-    for event_id, trade_id, to_state in rows:
+    for event_id, trade_id, to_state in journal_order:
         span = spans.setdefault(trade_id, [event_id, 1 << 62])
         if to_state in terminal:
             span[1] = min(span[1], event_id)

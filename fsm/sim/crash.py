@@ -9,13 +9,16 @@ instead of carrying on as if nothing happened. (Reads still pass: they change no
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+from pairexec.fsm.model import Lease, TradeRecord
 from pairexec.fsm.ports import StoreError
-from pairexec.fsm.sim.scenario import Crash, StoreFault
+from pairexec.fsm.sim.fast_store import ScenarioStore, each_call_within
+from pairexec.fsm.sim.scenario import SLOW_COMMIT, Crash, StoreFault
 from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
-from pairexec.persistence import TradeStore
 
 
 class SimulatedCrash(BaseException):
@@ -76,7 +79,7 @@ class CrashingStore:
     next engine sees exactly what was committed.
     """
 
-    def __init__(self, store: TradeStore | FaultyStore, switch: CrashSwitch) -> None:
+    def __init__(self, store: ScenarioStore | FaultyStore, switch: CrashSwitch) -> None:
         self._store = store
         self._switch = switch
 
@@ -98,25 +101,79 @@ class CrashingStore:
         return result
 
 
-class FaultyStore:
-    """The trade store with one write failing as ``fault`` says: refused before it is
-    written, or written and then reported failed (its reply lost). Either way the engine
-    gets a ``StoreError``, as from a real database; reads pass."""
+class LeaseWatch:
+    """When each trade's lease was last written by the trading engine (the start of the write
+    that wrote it, by the loop's clock), to judge each of its sends: one that goes out a lease
+    length or more after that may race another process that took the trade over."""
 
-    def __init__(self, store: Any, fault: StoreFault | None) -> None:
+    def __init__(self, lease_seconds: float) -> None:
+        self.lease_seconds = lease_seconds
+        self._written: dict[str, float] = {}
+
+    def wrote(self, trade_ids: Iterable[str], started: float) -> None:
+        for trade_id in trade_ids:
+            self._written[trade_id] = max(started, self._written.get(trade_id, started))
+
+    def lapsed(self, trade_id: str, now: float) -> str | None:
+        """Why a send for ``trade_id`` at ``now`` is outside its lease (None: it is inside)."""
+        written = self._written.get(trade_id)
+        if written is None:
+            return "its trade's lease was never written by this process"
+        if now - written >= self.lease_seconds:
+            return (
+                f"{now - written:g} s after its trade's lease was last written "
+                f"(the lease: {self.lease_seconds:g} s)"
+            )
+        return None
+
+
+class FaultyStore:
+    """The trading engine's store, with the one fault ``fault`` says, and a watch on the leases
+    it writes (``leases``). Refused: a ``StoreError`` before the write; reply lost: the write,
+    then a ``StoreError``, as from a real database; slow: the write commits, then the database
+    answers nothing (that call nor any other of this engine) for ``SLOW_COMMIT`` leases."""
+
+    def __init__(self, store: Any, fault: StoreFault | None, lease_seconds: float) -> None:
         self._store = store
         self._fault = fault
         self._writes = 0
+        self._answering = asyncio.Event()
+        self._answering.set()
         self.struck = False
+        self.leases = LeaseWatch(lease_seconds)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return each_call_within(getattr(self._store, name), self._once_answering)
 
-    async def create_trade(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._write(self._store.create_trade, *args, **kwargs)
+    @asynccontextmanager
+    async def _once_answering(self) -> AsyncIterator[None]:
+        await self._answering.wait()
+        yield
 
-    async def apply(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._write(self._store.apply, *args, **kwargs)
+    async def create_trade(self, request: Any, lease: Lease | None = None, **kwargs: Any) -> Any:
+        started = await self._turn()
+        created = await self._write(self._store.create_trade, request, lease, **kwargs)
+        if lease is not None and isinstance(created, TradeRecord):
+            self.leases.wrote([created.id], started)
+        return created
+
+    async def apply(self, record: TradeRecord, change: Any, lease: Lease | None = None) -> Any:
+        started = await self._turn()
+        applied = await self._write(self._store.apply, record, change, lease)
+        if lease is not None:
+            self.leases.wrote([record.id], started)
+        return applied
+
+    async def renew(self, lease: Lease, trade_ids: Sequence[str]) -> set[str]:
+        started = await self._turn()
+        kept: set[str] = await self._store.renew(lease, trade_ids)
+        self.leases.wrote(kept, started)
+        return kept
+
+    async def _turn(self) -> float:
+        """Wait while the database stalls; when this call's write begins."""
+        await self._answering.wait()
+        return asyncio.get_running_loop().time()
 
     async def _write(self, write: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         self._writes += 1
@@ -124,6 +181,14 @@ class FaultyStore:
         if fault is None or fault.at != self._writes:
             return await write(*args, **kwargs)
         self.struck = True
+        if fault.how == "slow":
+            written = await write(*args, **kwargs)
+            self._answering.clear()
+            try:
+                await asyncio.sleep(SLOW_COMMIT * self.leases.lease_seconds)
+            finally:
+                self._answering.set()
+            return written
         if fault.reply_lost:
             await write(*args, **kwargs)
         raise StoreError(f"simulated: {fault.why}")

@@ -1,4 +1,5 @@
-"""Per-scenario databases without paying for alembic each time.
+"""Per-scenario databases without paying for alembic each time: in-memory SQLite, or a
+PostgreSQL server.
 
 Why: ``TradeStore.open()`` runs alembic's upgrade check (it reloads the migration scripts and
 ``env.py``): 15-25 ms, about a quarter of a whole scenario, and a scenario used to open two
@@ -9,21 +10,94 @@ make that the difference between one minute and two. So, in the simulation only:
   scenario's fresh in-memory database is a copy of it (SQLite's backup API); a store opened
   on a copy finds it at the head revision and migrates nothing;
 - the checks read a ``Snapshot`` of what the scenario's store held, instead of a second store.
+
+On PostgreSQL (``pairexec simulate --postgres URL``, a few hundred seeds in CI) each process
+creates one database of its own on the server, migrated once, and empties it before each
+scenario (``TRUNCATE``); it is dropped when the process exits. Every call to the server is
+awaited under ``runtime.awaiting_server``, so the virtual clock waits for its answers.
+
+A ``ScenarioDb`` also answers the two questions the checks put to the database itself: an
+order row's status and leg at the moment its ``create_order`` goes out (persist before send),
+and the journal's global order (event ids) for the one-in-flight-per-key check.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import functools
+import inspect
+import os
 import sqlite3
+import uuid
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from functools import cache
+from typing import Any, NamedTuple, Protocol
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SADeprecationWarning
 
 from pairexec.fsm.model import EventRecord, TradeRecord
-from pairexec.fsm.sim.runtime import run_deterministic
+from pairexec.fsm.sim.invariants import TradeReader
+from pairexec.fsm.sim.runtime import awaiting_server, run_deterministic
 from pairexec.persistence import TradeStore
+
+
+class OrderRow(NamedTuple):
+    status: str
+    leg: str
+    trade_id: str
+
+
+JournalRow = tuple[int, str, str]
+"""(event id, trade id, the state entered): the journal in the database's global order."""
+PG_TIMEOUT = 10.0
+"""Seconds for the harness's own statements on PostgreSQL (creating, emptying, dropping)."""
+
+
+def each_call_within(attr: Any, context: Callable[[], AbstractAsyncContextManager[object]]) -> Any:
+    """``attr`` as it is, or if a coroutine function, one whose every call runs inside
+    ``context()`` (for the proxies of a store that put something around all its calls)."""
+    if not inspect.iscoroutinefunction(attr):
+        return attr
+
+    @functools.wraps(attr)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        async with context():
+            return await attr(*args, **kwargs)
+
+    return call
+
+
+class OnServer:
+    """A store whose every coroutine method is awaited under ``awaiting_server``."""
+
+    def __init__(self, store: TradeStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return each_call_within(getattr(self._store, name), awaiting_server)
+
+
+ScenarioStore = TradeStore | OnServer
+
+
+class ScenarioDb(Protocol):
+    """A scenario's trades database, as the harness sees it."""
+
+    url: str
+    """For the scenario's ``TradeStore``."""
+
+    async def order_row(self, client_order_id: str) -> OrderRow | None:
+        """The order row as committed, or None if there is none."""
+
+    async def journal_order(self) -> list[JournalRow]: ...
+
+    def store(self) -> ScenarioStore:
+        """A ``TradeStore`` on it (on a server: one whose every call the clock waits for)."""
 
 
 @cache
@@ -62,6 +136,128 @@ def scenario_database(uri: str) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
+class SqliteScenarioDb:
+    """A scenario's in-memory SQLite database (``scenario_database``), read on a second
+    connection with ``read_uncommitted``: another trade's driver may be inside a transaction
+    when an order row is read, and waiting for it would change the run. The row read belongs
+    to the calling driver, so nothing uncommitted touches it."""
+
+    def __init__(self, uri: str) -> None:
+        self.url = f"sqlite+aiosqlite:///{uri}&uri=true"
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._db.execute("PRAGMA read_uncommitted = 1")
+
+    def store(self) -> TradeStore:
+        return TradeStore(self.url)
+
+    async def order_row(self, client_order_id: str) -> OrderRow | None:
+        row = self._db.execute(
+            "SELECT status, leg, trade_id FROM orders WHERE client_order_id = ?",
+            (client_order_id,),
+        ).fetchone()
+        return None if row is None else OrderRow(*map(str, row))
+
+    async def journal_order(self) -> list[JournalRow]:
+        rows = self._db.execute("SELECT id, trade_id, to_state FROM trade_events ORDER BY id")
+        return [(int(i), str(t), str(s)) for i, t, s in rows.fetchall()]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextmanager
+def sqlite_scenario(uri: str) -> Iterator[SqliteScenarioDb]:
+    """A fresh in-memory database ``uri`` for one scenario, with its reader."""
+    with scenario_database(uri):
+        db = SqliteScenarioDb(uri)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def _dsn(admin_url: str, database: str | None = None) -> str:
+    """``admin_url`` as asyncpg takes it, on ``database`` if given."""
+    url = make_url(admin_url).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+@cache
+def pg_database(admin_url: str) -> str:
+    """This process's own migrated database on the server of ``admin_url`` (created once,
+    dropped at exit), by name. Outside any event loop: it runs one of its own."""
+    name = f"pairexec_sim_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(_dsn(admin_url), timeout=PG_TIMEOUT)
+        try:
+            await conn.execute(statement, timeout=PG_TIMEOUT)
+        finally:
+            await conn.close(timeout=PG_TIMEOUT)
+
+    async def create() -> None:
+        await admin(f'CREATE DATABASE "{name}"')
+        async with TradeStore(_store_url(admin_url, name)):  # migrated the normal way
+            pass
+
+    asyncio.run(create())
+    atexit.register(lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+    return name
+
+
+def _store_url(admin_url: str, database: str) -> str:
+    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+class PostgresScenarioDb:
+    """This process's database on a PostgreSQL server, emptied for one scenario. Reads are
+    committed ones: an order row's intent is committed before its send, so it is there."""
+
+    def __init__(self, url: str, connection: asyncpg.Connection) -> None:
+        self.url = url
+        self._conn = connection
+
+    def store(self) -> OnServer:
+        return OnServer(TradeStore(self.url))
+
+    async def order_row(self, client_order_id: str) -> OrderRow | None:
+        async with awaiting_server():
+            row = await self._conn.fetchrow(
+                "SELECT status, leg, trade_id FROM orders WHERE client_order_id = $1",
+                client_order_id,
+                timeout=PG_TIMEOUT,
+            )
+        return None if row is None else OrderRow(*map(str, row))
+
+    async def journal_order(self) -> list[JournalRow]:
+        async with awaiting_server():
+            rows = await self._conn.fetch(
+                "SELECT id, trade_id, to_state FROM trade_events ORDER BY id", timeout=PG_TIMEOUT
+            )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+@asynccontextmanager
+async def postgres_scenario(admin_url: str, name: str) -> AsyncIterator[PostgresScenarioDb]:
+    """Database ``name`` (``pg_database``) on ``admin_url``'s server, emptied, for one
+    scenario."""
+    async with awaiting_server():
+        conn = await asyncpg.connect(_dsn(admin_url, name), timeout=PG_TIMEOUT)
+    try:
+        async with awaiting_server():
+            await conn.execute(
+                "TRUNCATE trade_events, orders, trades RESTART IDENTITY CASCADE",
+                timeout=PG_TIMEOUT,
+            )
+        yield PostgresScenarioDb(_store_url(admin_url, name), conn)
+    finally:
+        async with awaiting_server():
+            await conn.close(timeout=PG_TIMEOUT)
+
+
 class Snapshot:
     """The trades and journals of a finished scenario, read once, for every check."""
 
@@ -70,9 +266,9 @@ class Snapshot:
         self.events_of = events
 
     @classmethod
-    async def load(cls, store: TradeStore) -> Snapshot:
+    async def load(cls, store: TradeReader) -> Snapshot:
         trades = await store.list_trades(limit=100_000)
-        return cls(trades, {t.id: await store.events(t.id) for t in trades})
+        return cls(trades, {t.id: list(await store.events(t.id)) for t in trades})
 
     async def list_trades(self, *, limit: int) -> list[TradeRecord]:
         """The ``TradeReader`` reads, so the invariant checks take a snapshot for a store."""

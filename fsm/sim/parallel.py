@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from types import TracebackType
 
 from pairexec.fsm.sim.runner import ScenarioResult, run_seed
@@ -30,12 +31,15 @@ def quiet_engine_logs() -> None:
 class SimulationPool:
     """``with SimulationPool(jobs) as pool: for result in pool.run(seeds): ...``
 
-    ``jobs`` <= 1 runs the scenarios in this process (so a test's monkeypatch applies).
+    ``jobs`` <= 1 runs the scenarios in this process (so a test's monkeypatch applies);
+    ``postgres``, a PostgreSQL URL, runs them on that server (each process on a database of
+    its own).
     """
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, postgres: str | None = None) -> None:
         self.jobs = max(1, jobs)
         self._executor: ProcessPoolExecutor | None = None
+        self._run_seed = partial(run_seed, postgres=postgres)
 
     def __enter__(self) -> SimulationPool:
         if self.jobs > 1:
@@ -60,13 +64,15 @@ class SimulationPool:
         """Each seed's result, in the order they complete."""
         if self._executor is None:
             for seed in seeds:
-                yield run_seed(seed)
+                yield self._run_seed(seed)
             return
-        for future in as_completed([self._executor.submit(run_seed, s) for s in seeds]):
+        for future in as_completed([self._executor.submit(self._run_seed, s) for s in seeds]):
             yield future.result()
 
 
-def run_seeds(seeds: Sequence[int], jobs: int = 1) -> Iterator[ScenarioResult]:
+def run_seeds(
+    seeds: Sequence[int], jobs: int = 1, postgres: str | None = None
+) -> Iterator[ScenarioResult]:
     """One batch on a pool of its own."""
-    with SimulationPool(jobs if len(seeds) > 1 else 1) as pool:
+    with SimulationPool(jobs if len(seeds) > 1 else 1, postgres) as pool:
         yield from pool.run(seeds)

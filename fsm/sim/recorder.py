@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from typing import Any
 import ccxt
 
 from pairexec.fsm.request import market_key
+from pairexec.fsm.sim.crash import LeaseWatch
+from pairexec.fsm.sim.fast_store import ScenarioDb
 from pairexec.fsm.venues.proxy import ExchangeProxy, OrderCall
 
 
@@ -71,34 +72,6 @@ class CallLog:
         return digest.hexdigest()[:16]
 
 
-class OrderRowProbe:
-    """Reads an order row's status straight from the scenario's in-memory database.
-
-    A second connection to the same shared-cache database, with ``read_uncommitted``: another
-    trade's driver may be inside a transaction at that moment, and waiting for it would change
-    the run. The row read here belongs to the calling driver, so nothing uncommitted touches it.
-    """
-
-    def __init__(self, sqlite_uri: str) -> None:
-        self._db = sqlite3.connect(sqlite_uri, uri=True, check_same_thread=False)
-        self._db.execute("PRAGMA read_uncommitted = 1")
-
-    def status(self, client_order_id: str) -> str | None:
-        row = self._db.execute(
-            "SELECT status FROM orders WHERE client_order_id = ?", (client_order_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def leg(self, client_order_id: str) -> str | None:
-        row = self._db.execute(
-            "SELECT leg FROM orders WHERE client_order_id = ?", (client_order_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def close(self) -> None:
-        self._db.close()
-
-
 class RecordingExchange(ExchangeProxy):
     """Wraps the paper exchange for one engine; other attributes pass through untouched."""
 
@@ -106,13 +79,15 @@ class RecordingExchange(ExchangeProxy):
         self,
         exchange: Any,
         log: CallLog,
-        probe: OrderRowProbe,
+        db: ScenarioDb,
         phase: str,
         venue: str | None = None,
+        leases: LeaseWatch | None = None,
     ) -> None:
         super().__init__(exchange)
         self._log = log
-        self._probe = probe
+        self._db = db
+        self._leases = leases
         self._phase = phase
         self._venue = venue
 
@@ -120,19 +95,22 @@ class RecordingExchange(ExchangeProxy):
         cid = call.client_order_id
         if call.method != "create_order":
             return await self._record(call.method, call.symbol, None, None, cid, forward())
-        status = self._probe.status(cid) if cid else None
+        row = await self._db.order_row(cid) if cid else None
+        status, leg = (row.status, row.leg) if row else (None, None)
         if status != "INTENT":
             self._log.violations.append(
                 f"create_order {cid} sent while its order row is {status or 'not committed'}: "
                 "persist-before-send broken"
             )
+        lapsed = self._leases.lapsed(row.trade_id, self._now()) if row and self._leases else None
+        if lapsed:
+            self._log.violations.append(f"create_order {cid} sent {lapsed}: a lapsed lease")
         try:
             return await self._record(
                 "create_order", call.symbol, call.side, call.amount, cid, forward()
             )
         except ccxt.InvalidOrder as exc:
             # Leg A's size is the bot's (the venue judges it); the engine sizes the rest.
-            leg = self._probe.leg(cid) if cid else None
             if (
                 leg != "A"
                 and (self._phase, market_key(call.symbol or "", self._venue)) in self._log.priced
@@ -142,6 +120,10 @@ class RecordingExchange(ExchangeProxy):
                     f"create_order {cid} (leg {leg}): sent an order the market must refuse ({exc})"
                 )
             raise
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
     async def fetch_ticker(self, symbol: str, params: dict[str, Any] | None = None) -> Any:
         call = self._exchange.fetch_ticker(symbol, params)

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pairexec.fsm.sim.runner import ScenarioResult
+from pairexec.persistence.urls import redacted
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,9 @@ def known_bug(result: ScenarioResult) -> KnownBug | None:
     return None
 
 
-def repro_command(seed: int) -> str:
-    return f"pairexec simulate --seed {seed} --runs 1 -v"
+def repro_command(seed: int, postgres: str | None = None) -> str:
+    on = f" --postgres {redacted(postgres)}" if postgres else ""
+    return f"pairexec simulate --seed {seed} --runs 1 -v{on}"
 
 
 @dataclass
@@ -114,7 +116,7 @@ class Summary:
             note = f" [known bug: {bug.name}]" if bug else ""
             lines.append(f"seed {r.seed}{note}: {r.violations[0]}")
             lines += [f"    {v}" for v in r.violations[1:4]]
-            lines.append(f"    repro: {repro_command(r.seed)}")
+            lines.append(f"    repro: {repro_command(r.seed, r.postgres)}")
         if len(self.failing) > limit:
             lines.append(f"... and {len(self.failing) - limit} more failing seeds")
         return lines

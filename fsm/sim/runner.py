@@ -1,9 +1,11 @@
 """One scenario, end to end: trade under chaos, die, recover until nothing is in flight, check.
 
 Each scenario gets its own in-memory trade database (a shared-cache SQLite memory database, so
-the send audit and the journal-order check can read it on a second connection) and its own
+the send audit and the journal-order check can read it on a second connection), or with
+``postgres=URL`` an emptied database of its process on that PostgreSQL server, and its own
 in-memory paper exchange, and runs on the deterministic runtime: ``run_seed(seed)`` twice gives
-the same calls, in the same order, with the same result. Whatever goes wrong, the result names
+the same calls, in the same order, with the same result (on PostgreSQL, up to the order in
+which the server answers concurrent calls). Whatever goes wrong, the result names
 the seed: a hang or an exception of the harness itself is reported as a violation too.
 """
 
@@ -26,14 +28,21 @@ from pairexec.fsm.sim.crash import (
     CrashingStore,
     CrashSwitch,
     FaultyStore,
+    LeaseWatch,
     SimulatedCrash,
 )
-from pairexec.fsm.sim.fast_store import Snapshot, scenario_database
-from pairexec.fsm.sim.recorder import CallLog, OrderRowProbe, RecordingExchange
+from pairexec.fsm.sim.fast_store import (
+    ScenarioDb,
+    ScenarioStore,
+    Snapshot,
+    pg_database,
+    postgres_scenario,
+    sqlite_scenario,
+)
+from pairexec.fsm.sim.recorder import CallLog, RecordingExchange
 from pairexec.fsm.sim.runtime import Hang, run_deterministic
 from pairexec.fsm.sim.scenario import Scenario, Signal, generate
 from pairexec.fsm.sim.venue import calm_facade
-from pairexec.persistence import TradeStore
 
 FLAKY_ROUNDS = 3
 """Recovery rounds against the scenario's recovery exchange before a calm one takes over."""
@@ -65,49 +74,69 @@ class ScenarioResult:
     """With ``trace=True``: the scenario, every exchange call and every trade's journal."""
     store_faults: int = 0
     """Writes the database failed (``Scenario.store_fault``: refused, or a reply lost)."""
+    postgres: str | None = None
+    """The PostgreSQL server it ran on (None: in-memory SQLite)."""
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
 
-def run_seed(seed: int, trace: bool = False) -> ScenarioResult:
+def run_seed(seed: int, trace: bool = False, postgres: str | None = None) -> ScenarioResult:
     """Generate and run the scenario of ``seed`` (the unit a failing CI run reports)."""
-    return run_scenario(generate(seed), trace)
+    return run_scenario(generate(seed), trace, postgres)
 
 
-def run_scenario(scenario: Scenario, trace: bool = False) -> ScenarioResult:
+def run_scenario(
+    scenario: Scenario, trace: bool = False, postgres: str | None = None
+) -> ScenarioResult:
+    """``postgres``: a PostgreSQL URL whose role may create databases, to run on that server
+    instead of in-memory SQLite."""
     started = time.perf_counter()
-    uri = f"file:sim-{os.getpid()}-{next(_names)}?mode=memory&cache=shared"
     try:
-        with scenario_database(uri):
-            result = run_deterministic(lambda: _run(scenario, uri, trace))
+        if postgres is None:
+            uri = f"file:sim-{os.getpid()}-{next(_names)}?mode=memory&cache=shared"
+            with sqlite_scenario(uri) as db:
+                result = run_deterministic(lambda: _run(scenario, db, trace))
+        else:
+            name = pg_database(postgres)
+            result = run_deterministic(lambda: _run_on_server(scenario, postgres, name, trace))
     except Hang as hang:
         result = _failed(scenario, f"the run hangs: {hang}")
     except Exception as exc:  # e.g. engine.close() raising: still a seed to report
         result = _failed(scenario, f"the scenario raised {_describe(exc)}")
-    return _timed(result, time.perf_counter() - started)
+    return replace(result, wall_seconds=time.perf_counter() - started, postgres=postgres)
 
 
-async def _run(scenario: Scenario, uri: str, trace: bool) -> ScenarioResult:
-    store = TradeStore(f"sqlite+aiosqlite:///{uri}&uri=true")
+async def _run_on_server(
+    scenario: Scenario, postgres: str, database: str, trace: bool
+) -> ScenarioResult:
+    async with postgres_scenario(postgres, database) as db:
+        return await _run(scenario, db, trace)
+
+
+async def _run(scenario: Scenario, db: ScenarioDb, trace: bool) -> ScenarioResult:
+    store = db.store()
     await store.open()
-    probe = OrderRowProbe(uri)
     papers = _papers(scenario)
     log = CallLog()
     try:
-        submitted, crashes, struck = await _trade(scenario, store, papers, probe, log)
-        rounds, more = await _recover(scenario, store, papers, probe, log)
+        submitted, crashes, struck = await _trade(scenario, store, papers, db, log)
+        rounds, more = await _recover(scenario, store, papers, db, log)
         violations = [f"execute_pair_trade raised {s.error}" for s in submitted if s.error]
         violations += log.violations
         snapshot = await Snapshot.load(store)
         violations += await check_scenario(
-            snapshot, uri, _books(papers), scenario.markets, scenario.config, submitted
+            snapshot,
+            await db.journal_order(),
+            _books(papers),
+            scenario.markets,
+            scenario.config,
+            submitted,
         )
         trades = snapshot.trades
         lines = _trace(scenario, snapshot, log) if trace else []
     finally:
-        probe.close()
         await store.close()
         for paper in papers.values():
             paper.book.close()
@@ -180,13 +209,13 @@ def _books(papers: Papers) -> PaperExchange | dict[str, PaperExchange]:
 
 
 async def _trade(
-    scenario: Scenario, store: TradeStore, papers: Papers, probe: OrderRowProbe, log: CallLog
+    scenario: Scenario, store: ScenarioStore, papers: Papers, db: ScenarioDb, log: CallLog
 ) -> tuple[list[Submitted], int, bool]:
     """All signals at their times on one engine, which may die on the way, and whose
     database may fail a write."""
     switch = CrashSwitch(scenario.crash)
-    faulty = FaultyStore(store, scenario.store_fault)
-    engine = _engine(scenario, faulty, papers, probe, log, switch, "trade")
+    faulty = FaultyStore(store, scenario.store_fault, scenario.config.lease_seconds)
+    engine = _engine(scenario, faulty, papers, db, log, switch, "trade", faulty.leases)
     await engine.start()
     submitted = await asyncio.gather(*(_submit(engine, s, switch) for s in scenario.signals))
     await _bury(engine)
@@ -214,7 +243,7 @@ async def _submit(engine: ExecutionEngine, signal: Signal, switch: CrashSwitch) 
 
 
 async def _recover(
-    scenario: Scenario, store: TradeStore, papers: Papers, probe: OrderRowProbe, log: CallLog
+    scenario: Scenario, store: ScenarioStore, papers: Papers, db: ScenarioDb, log: CallLog
 ) -> tuple[int, int]:
     """Fresh engines run ``recover()`` until nothing is in flight: first against the scenario's
     recovery exchanges (the first engine may die too), then against calm ones."""
@@ -226,7 +255,7 @@ async def _recover(
         if rounds > FLAKY_ROUNDS:
             venue = calm
         switch = CrashSwitch(scenario.recovery_crash if rounds == 1 else None)
-        engine = _engine(scenario, store, venue, probe, log, switch, f"recover{rounds}")
+        engine = _engine(scenario, store, venue, db, log, switch, f"recover{rounds}")
         try:
             await engine.recover()
         except SimulatedCrash:
@@ -240,17 +269,19 @@ async def _recover(
 
 def _engine(
     scenario: Scenario,
-    store: TradeStore | FaultyStore,
+    store: ScenarioStore | FaultyStore,
     papers: Papers,
-    probe: OrderRowProbe,
+    db: ScenarioDb,
     log: CallLog,
     switch: CrashSwitch,
     phase: str,
+    leases: LeaseWatch | None = None,
 ) -> ExecutionEngine:
     """An engine on ``papers``, every venue's calls recorded and under the one crash switch
-    (one process dies, whichever venue it was calling)."""
+    (one process dies, whichever venue it was calling); ``leases``: each send checked against
+    them."""
     exchanges = {
-        name: CrashingExchange(RecordingExchange(paper, log, probe, phase, name), switch)
+        name: CrashingExchange(RecordingExchange(paper, log, db, phase, name, leases), switch)
         for name, paper in papers.items()
     }
     store_ = CrashingStore(store, switch)
@@ -296,7 +327,3 @@ def _failed(scenario: Scenario, why: str) -> ScenarioResult:
         virtual_seconds=0.0,
         wall_seconds=0.0,
     )
-
-
-def _timed(result: ScenarioResult, seconds: float) -> ScenarioResult:
-    return replace(result, wall_seconds=seconds)

@@ -14,6 +14,13 @@ printed by CI would not reproduce. Here:
   does a run that goes past its virtual time limit (a livelock, e.g. polling forever).
 
 Only the order of callbacks decides the run, and that order is a function of the seed.
+
+A database on a server (PostgreSQL) cannot run inline: its answers come over a socket. Calls
+to it go one at a time, in the order they are made (``awaiting_server``), as SQLite's inline
+transactions do; while one is awaited, a loop with nothing ready waits for the socket for real
+and the virtual clock stands still. So the server takes no virtual time, no timer (a settle
+timeout, a lease) fires early because of it, and no answer overtakes another: the run is one
+per seed on PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ import asyncio
 import concurrent.futures
 import math
 import selectors
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from pairexec.persistence.db import sqlite_executors
 
 T = TypeVar("T")
+
+SERVER_WAIT = 30.0
+"""Real seconds a database server may take to answer a call before the run is a hang."""
 
 
 class Hang(RuntimeError):
@@ -38,6 +49,10 @@ class _Clock:
     def __init__(self, limit: float) -> None:
         self.now = 0.0
         self.limit = limit
+        self.awaiting = 0
+        """Calls to a server in flight (``awaiting_server``): the clock waits for them."""
+        self.server_turns: asyncio.Lock | None = None
+        """One server call at a time (made in the loop, on first use)."""
 
 
 class _InstantSelector(selectors.DefaultSelector):
@@ -50,6 +65,11 @@ class _InstantSelector(selectors.DefaultSelector):
     def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
         ready: list[tuple[Any, int]] = super().select(0)
         if ready or timeout == 0:
+            return ready
+        if self._clock.awaiting:
+            ready = super().select(SERVER_WAIT)
+            if not ready:
+                raise Hang(f"a database server gave no answer in {SERVER_WAIT:g} real seconds")
             return ready
         if timeout is None:
             raise Hang("deadlock: every task waits and no timer is pending")
@@ -82,6 +102,26 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         except BaseException as exc:  # delivered to the awaiting task, as a thread would
             future.set_exception(exc)
         return future
+
+
+@asynccontextmanager
+async def awaiting_server() -> AsyncIterator[None]:
+    """Around an await whose answer comes from a server outside the process: on the virtual
+    loop, it waits for the calls made before it, and time stands still until its answer
+    comes (elsewhere this does nothing)."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, _VirtualTimeLoop):
+        yield
+        return
+    clock = loop._virtual
+    if clock.server_turns is None:
+        clock.server_turns = asyncio.Lock()
+    async with clock.server_turns:
+        clock.awaiting += 1
+        try:
+            yield
+        finally:
+            clock.awaiting -= 1
 
 
 def run_deterministic(main: Callable[[], Coroutine[Any, Any, T]], time_limit: float = 3600.0) -> T:

@@ -52,18 +52,33 @@ class Crash:
 @dataclass(frozen=True)
 class StoreFault:
     """One write of the trading engine that the database fails: refused (nothing written: a
-    full disk, a lock timeout, a dropped connection), or written with its reply lost (did it
-    commit? the engine cannot know, and must not send on it)."""
+    full disk, a lock timeout, a dropped connection), written with its reply lost (did it
+    commit? the engine cannot know, and must not send on it), or committed slowly: the
+    database answers it, and anything else, only after ``SLOW_COMMIT`` times the lease (its
+    lease may have run out meanwhile, and another process be driving the trade)."""
 
     at: int
     """Which write (create_trade or apply) of the trading engine, from 1."""
-    reply_lost: bool
+    how: str
+    """"refused", "reply lost" or "slow" (``STORE_FAULT_KINDS``)."""
     why: str
 
-    def __str__(self) -> str:
-        how = "committed, its reply lost" if self.reply_lost else "refused"
-        return f"store write #{self.at} {how} ({self.why})"
+    @property
+    def reply_lost(self) -> bool:
+        return self.how == "reply lost"
 
+    def __str__(self) -> str:
+        how = {
+            "refused": f"refused ({self.why})",
+            "reply lost": f"committed, its reply lost ({self.why})",
+            "slow": f"committed, answered after {SLOW_COMMIT:g}x the lease (the database stalled)",
+        }[self.how]
+        return f"store write #{self.at} {how}"
+
+
+STORE_FAULT_KINDS = ("refused", "reply lost", "slow")
+SLOW_COMMIT = 1.2
+"""A slow commit's answer comes this many lease lengths after the write began."""
 
 STORE_FAULTS = (
     "database or disk is full",
@@ -205,7 +220,7 @@ def generate(seed: int) -> Scenario:
     if faults.random() < STORE_FAULT_SHARE:
         writes = 3 * len(signals)  # a trade writes about three times
         store_fault = StoreFault(
-            faults.randint(1, writes), faults.random() < 0.5, faults.choice(STORE_FAULTS)
+            faults.randint(1, writes), faults.choice(STORE_FAULT_KINDS), faults.choice(STORE_FAULTS)
         )
     return Scenario(
         seed=seed,

@@ -1,9 +1,11 @@
 """The deterministic chaos simulation in CI, and proof that its checks catch a broken engine.
 
-``PAIREXEC_SIM_RUNS`` (default 10000) scenarios from seed ``PAIREXEC_SIM_SEED`` (default 0) run
-in chunks on one worker per core; a chunk fails with each failing seed and the command that
-replays it. Set PAIREXEC_SIM_SEED to explore other seeds (e.g. nightly); a failing seed
-reproduces anywhere: ``pairexec simulate --seed S --runs 1 -v``.
+``PAIREXEC_SIM_RUNS`` (default 6000) scenarios from seed ``PAIREXEC_SIM_SEED`` (default 0) run
+in chunks on one worker per core, and ``PAIREXEC_SIM_PG_RUNS`` (default 300) of the seeds that
+follow run on the PostgreSQL server of the tests (``PAIREXEC_TEST_PG``); a chunk fails with each
+failing seed and the command that replays it. Set PAIREXEC_SIM_SEED to explore other seeds
+(e.g. nightly); a failing seed reproduces anywhere: ``pairexec simulate --seed S --runs 1 -v``
+(with ``--postgres URL`` if it ran there).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ccxt
@@ -35,32 +38,42 @@ from pairexec.fsm.sim.parallel import SimulationPool, default_jobs, quiet_engine
 from pairexec.fsm.sim.report import Summary, known_bug, repro_command
 from pairexec.fsm.sim.runner import run_scenario, run_seed
 from pairexec.fsm.sim.runtime import Hang, run_deterministic
-from pairexec.fsm.sim.scenario import Scenario, Signal, generate
+from pairexec.fsm.sim.scenario import STORE_FAULT_KINDS, Scenario, Signal, generate
 from pairexec.fsm.venues.errors import ErrorMeaning, classify
 from pairexec.fsm.venues.reports import ExchangeReport
 from pairexec.persistence import TradeStore
+from pairexec.persistence.urls import redacted
+from tests.conftest import PG_ADMIN
 from tests.support.paths import ROOT
 
 RUNS = int(os.environ.get("PAIREXEC_SIM_RUNS", "6000"))
 FIRST = int(os.environ.get("PAIREXEC_SIM_SEED", "0"))
 CHUNK = 250
 CHUNKS = [range(s, min(s + CHUNK, FIRST + RUNS)) for s in range(FIRST, FIRST + RUNS, CHUNK)]
+PG_RUNS = 0 if PG_ADMIN == "off" else int(os.environ.get("PAIREXEC_SIM_PG_RUNS", "300"))
+PG_CHUNK = 150
+"""Two chunks by default, so both of CI's workers take one (each ~100 ms a scenario)."""
+PG_FIRST = FIRST + RUNS
+PG_CHUNKS = [
+    range(s, min(s + PG_CHUNK, PG_FIRST + PG_RUNS))
+    for s in range(PG_FIRST, PG_FIRST + PG_RUNS, PG_CHUNK)
+]
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[SimulationPool]:
+@contextmanager
+def _pool(postgres: str | None) -> Iterator[SimulationPool]:
     """A pool of one process per core; in this process under pytest-xdist, whose workers
     already fill the cores (a pool each ran twice as many processes as cores, for about 1.8x
     the CPU time, measured). The engine's expected chaos warnings are muted meanwhile, as the
     pool's processes mute them."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        with SimulationPool(default_jobs()) as shared:
+        with SimulationPool(default_jobs(), postgres) as shared:
             yield shared
         return
     engine_logs = logging.getLogger("pairexec")
     level = engine_logs.level
     gc.freeze()  # pytest's own objects: no cyclic GC pass need walk them between scenarios
-    with SimulationPool(1) as in_process:
+    with SimulationPool(1, postgres) as in_process:
         quiet_engine_logs()
         try:
             yield in_process
@@ -68,19 +81,62 @@ def pool() -> Iterator[SimulationPool]:
             engine_logs.setLevel(level)
 
 
-@pytest.mark.parametrize("seeds", CHUNKS, ids=lambda r: f"seeds-{r.start}-{r.stop - 1}")
-def test_scenarios_keep_every_invariant(seeds: range, pool: SimulationPool) -> None:
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SimulationPool]:
+    with _pool(None) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def pg_pool() -> Iterator[SimulationPool]:
+    with _pool(PG_ADMIN) as shared:
+        yield shared
+
+
+def _all_keep_every_invariant(seeds: range, pool: SimulationPool) -> Summary:
     summary = Summary()
     for result in pool.run(list(seeds)):
         summary.add(result)
     known = {r.seed: bug for r in summary.failing if (bug := known_bug(r)) is not None}
-    for seed, bug in known.items():  # reported (pytest -ra lists them), not failed: see KNOWN_BUGS
-        warnings.warn(
-            f"seed {seed}: known engine bug {bug.name}: {repro_command(seed)}", stacklevel=1
-        )
+    for r in summary.failing:  # reported (pytest -ra lists them), not failed: see KNOWN_BUGS
+        if r.seed in known:
+            warnings.warn(
+                f"seed {r.seed}: known engine bug {known[r.seed].name}: "
+                f"{repro_command(r.seed, r.postgres)}",
+                stacklevel=1,
+            )
     unexplained = Summary(failing=[r for r in summary.failing if r.seed not in known])
     assert not unexplained.failing, "\n".join(unexplained.failure_lines())
     assert summary.trades > 0 and summary.crashes > 0 and summary.faults > 0
+    return summary
+
+
+@pytest.mark.parametrize("seeds", CHUNKS, ids=lambda r: f"seeds-{r.start}-{r.stop - 1}")
+def test_scenarios_keep_every_invariant(seeds: range, pool: SimulationPool) -> None:
+    _all_keep_every_invariant(seeds, pool)
+
+
+@pytest.mark.parametrize("seeds", PG_CHUNKS, ids=lambda r: f"seeds-{r.start}-{r.stop - 1}")
+def test_scenarios_on_postgresql_keep_every_invariant(
+    seeds: range, pg_pool: SimulationPool
+) -> None:
+    """On a real server: its transactions, its errors, its lost commit replies (the share of
+    scenarios with a database fault strikes here too)."""
+    summary = _all_keep_every_invariant(seeds, pg_pool)
+    assert summary.store_faults > 0
+
+
+@pytest.mark.skipif(PG_ADMIN == "off", reason="PAIREXEC_TEST_PG=off")
+def test_a_postgresql_run_is_one_per_seed_and_its_repro_names_the_server() -> None:
+    """Server calls go one at a time in the virtual clock's order, so a failing seed on
+    PostgreSQL replays as it ran (the command printed for it says on which server)."""
+    seeds = [s for s in range(PG_FIRST, PG_FIRST + 40) if generate(s).store_fault][:3]
+    first = [run_seed(s, postgres=PG_ADMIN) for s in seeds]
+    again = [run_seed(s, postgres=PG_ADMIN) for s in seeds]
+    assert [r.fingerprint for r in first] == [r.fingerprint for r in again]
+    assert all(r.ok and r.postgres == PG_ADMIN for r in first), [r.violations for r in first]
+    assert all(r.store_faults for r in first)
+    assert repro_command(7, PG_ADMIN).endswith(f"-v --postgres {redacted(PG_ADMIN)}")
 
 
 def test_unwind_when_the_hedge_of_a_partial_fill_is_below_the_minimum() -> None:
@@ -403,6 +459,38 @@ def test_cli_exits_0_and_prints_the_summary(capsys: pytest.CaptureFixture[str]) 
     assert "scenarios" in out and "final states" in out and "no invariant violated" in out
 
 
+@pytest.mark.skipif(PG_ADMIN == "off", reason="PAIREXEC_TEST_PG=off")
+def test_cli_runs_on_postgresql_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from pairexec.fsm.cli.main import main
+
+    assert (
+        main(["simulate", "--runs", "3", "--seed", "5", "--jobs", "1", "--postgres", PG_ADMIN]) == 0
+    )
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if "trade database" in line]
+    assert "PostgreSQL," in row and "in-memory SQLite" not in out  # the URL may wrap
+    assert "no invariant violated" in out
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite:///trades.db", "takes a PostgreSQL URL"),
+        ("not a url", "takes a PostgreSQL URL"),
+        ("postgresql://nobody@127.0.0.1:1/test", "cannot create a database there"),
+    ],
+)
+def test_cli_refuses_a_postgres_it_cannot_use_before_any_scenario(
+    url: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pairexec.fsm.cli.main import main
+
+    assert main(["simulate", "--runs", "3", "--postgres", url]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert says in line and "scenarios" not in captured.out
+
+
 def test_cli_exits_1_with_the_failing_seeds(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -523,8 +611,9 @@ def _check_after(
             corrupt(anchor, paper)
             anchor.commit()
             snapshot = await Snapshot.load(store)
+            journal = anchor.execute("SELECT id, trade_id, to_state FROM trade_events ORDER BY id")
             return await check_scenario(
-                snapshot, uri, paper, markets, config, submitted + (also or [])
+                snapshot, journal.fetchall(), paper, markets, config, submitted + (also or [])
             )
 
     with scenario_database(uri) as anchor:
@@ -535,7 +624,7 @@ def test_database_faults_are_drawn_and_strike_without_a_violation() -> None:
     drawn = [generate(seed) for seed in range(400)]
     faulted = [s for s in drawn if s.store_fault is not None]
     assert 30 <= len(faulted) <= 90  # STORE_FAULT_SHARE of 400
-    assert {s.store_fault.reply_lost for s in faulted if s.store_fault} == {True, False}
+    assert {s.store_fault.how for s in faulted if s.store_fault} == set(STORE_FAULT_KINDS)
     results = [run_scenario(s) for s in faulted[:12]]
     assert all(r.ok for r in results), [r.violations for r in results if not r.ok]
     assert sum(r.store_faults for r in results) >= 6
@@ -559,7 +648,31 @@ def test_an_engine_that_carries_on_after_a_failed_write_is_caught(
             return after(record, fact.change(record.state))  # "it probably went through"
 
     monkeypatch.setattr(ExecutionEngine, "_apply", careless)
-    faulted = [s for s in map(generate, range(400)) if s.store_fault is not None]
-    failing = [r for r in map(run_scenario, faulted[:40]) if not r.ok]
+    # about one in forty: the failed write must be an intent's, with a send to follow it
+    failed = [
+        s for s in map(generate, range(1200)) if s.store_fault and s.store_fault.how != "slow"
+    ]
+    failing = [r for r in map(run_scenario, failed) if not r.ok]
     assert failing, "no scenario caught an engine that ignores a failed write"
     assert any("persist-before-send broken" in v for r in failing for v in r.violations)
+
+
+def test_a_send_after_a_slow_commit_past_the_lease_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit answered after the lease ran out: another process may have taken the trade,
+    so nothing may be sent for it until the lease is written again (a renewal the database
+    confirms). The engine's check is by the loop's clock, which the virtual clock moves; an
+    engine without it sends on the lapsed lease."""
+    from pairexec.fsm.engine import ExecutionEngine
+
+    slow = [s for s in map(generate, range(400)) if s.store_fault and s.store_fault.how == "slow"]
+    assert len(slow) >= 10
+    results = [run_scenario(s) for s in slow]
+    assert all(r.ok for r in results), [r.violations for r in results if not r.ok]
+    assert sum(r.store_faults for r in results) >= len(slow) // 2
+
+    monkeypatch.setattr(ExecutionEngine, "_lease_lapsing", lambda self, trade_id: False)
+    failing = [r for r in map(run_scenario, slow) if not r.ok]
+    assert failing, "no scenario caught a send on a lapsed lease"
+    assert all("a lapsed lease" in r.violations[0] for r in failing), failing[0].violations

@@ -45,7 +45,12 @@ MAY_USE: dict[str, set[str]] = {
     "venues": {"domain", "venues", "ccxt"},
     "paper": {"domain", "venues", "paper", "ccxt"},
     "engine": {"domain", "venues", "engine", "prometheus_client"},
-    "sim": {"domain", "venues", "paper", "engine", "persistence", "sim", "ccxt", "sqlalchemy"},
+    # sim: asyncpg to create, empty and read its scenarios' databases on a PostgreSQL server
+    # (as it reads its SQLite ones with sqlite3), beside the store under test
+    "sim": {
+        *("domain", "venues", "paper", "engine", "persistence", "sim"),
+        *("ccxt", "sqlalchemy", "asyncpg"),
+    },
     "settings": {"domain", "paper", "engine", "persistence", "settings", "ccxt", "sqlalchemy"},
     "cli": {
         *("public", "domain", "venues", "paper", "engine", "persistence", "sim", "cli"),
