@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from pairexec import ExecutionEngine, TradeOutcome, TradeState
 from pairexec.fsm.client_ids import Leg
-from pairexec.fsm.model import OrderStatus
+from pairexec.fsm.model import OrderStatus, TradeRecord
 from pairexec.fsm.sim.crash import SimulatedCrash
 from pairexec.persistence import StoreError, TradeStore
 from tests.conftest import FAST, btc_eth
@@ -133,16 +134,30 @@ async def test_recover_joins_a_trade_this_engine_is_already_driving(engine, exch
     assert exchange.count("fetch_order") == 0  # no second driver looked anything up
 
 
+class StalledStore(TradeStore):
+    """A store whose writes of a driven trade wait while ``answering`` is clear: an owner
+    stalled, alive, while its lease runs out."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.answering = asyncio.Event()
+        self.answering.set()
+
+    async def apply(self, *args: Any, **kwargs: Any) -> TradeRecord:
+        await self.answering.wait()
+        return await super().apply(*args, **kwargs)
+
+
 @asynccontextmanager
 async def two_engines_mid_leg_a(
-    exchange: FakeExchange, db_url: str
+    exchange: FakeExchange, db_url: str, first_store: TradeStore | None = None
 ) -> AsyncIterator[tuple[ExecutionEngine, ExecutionEngine, asyncio.Task[TradeOutcome]]]:
     """Two engines on one database; the first has a trade whose leg A is on its way."""
     exchange.latency = 0.05
     leg_a_in_flight = asyncio.Event()
     exchange.on_create = lambda call: leg_a_in_flight.set()
     async with (
-        ExecutionEngine(exchange, store=db_url, config=FAST) as first,
+        ExecutionEngine(exchange, store=first_store or db_url, config=FAST) as first,
         ExecutionEngine(exchange, store=TradeStore(db_url), config=FAST) as second,
     ):
         running = asyncio.create_task(first.execute_pair_trade(btc_eth()))
@@ -162,9 +177,12 @@ async def test_another_engine_leaves_a_live_engines_trade_alone(exchange, db_url
 async def test_expired_lease_is_taken_over_and_the_old_driver_stops(exchange, db_url: str):
     """A stalled owner (alive, but its lease ran out) loses the trade: the compare-and-set on
     owner stops its next step, and the client id stops a second copy on the exchange."""
-    async with two_engines_mid_leg_a(exchange, db_url) as (first, second, running):
+    stalled = StalledStore(db_url)
+    stalled.answering.clear()  # leg A's answer is written only once the trade is taken over
+    async with two_engines_mid_leg_a(exchange, db_url, stalled) as (first, second, running):
         await first.store.release(first.owner)  # as if the lease had run out
         [recovered] = await second.recover()
+        stalled.answering.set()
         outcome = await running
         trade = await second.store.load(outcome.trade_id)
         events = await sql_store(second).events(outcome.trade_id)
