@@ -65,6 +65,7 @@ from pairexec.fsm.model import (
     fee_totals,
     journal,
     net,
+    same_facts,
     trade_events,
     utc_now,
 )
@@ -697,13 +698,47 @@ class ExecutionEngine:
             keep_parked_pair=self.config.block_pair_while_parked,
         )
         started = time.perf_counter()
-        updated = await self.store.apply(record, change, self._lease())
+        try:
+            updated = await self.store.apply(record, change, self._lease())
+        except StaleTrade:
+            raise
+        except StoreError as failed:  # did it commit? only the database can say
+            updated = await self._landed(record, change, failed)
         self.metrics.store_commit.observe(time.perf_counter() - started)
         self._committed(journal(record.id, record.state, change, updated.updated_at), updated)
         submitted = change.then[-1].new_order if change.then else None
         if submitted is not None:
             return await self._send(updated, _order(updated, submitted.client_order_id))
         return updated
+
+    async def _landed(self, record: TradeRecord, change: Change, failed: StoreError) -> TradeRecord:
+        """The trade as stored after a write that reported a failure, if the database shows
+        the write committed (its reply was lost: a dropped connection, a timeout after the
+        commit) and our lease on the trade is confirmed again; else ``failed`` is raised and
+        the drive stops, for ``recover``, as for any failed write.
+
+        Why: a lost reply is most often a commit that went through, and stopping there would
+        leave leg A unhedged until ``recover`` runs. Nothing is sent on a guess: the write is
+        taken as done only when a re-read holds exactly its facts (``same_facts``), and a
+        send after it still needs the lease, which the renewal here confirms."""
+        expected = after(record, change, record.updated_at)
+        for attempt in range(1, REREAD_ATTEMPTS + 1):
+            try:
+                stored = await self.store.load(record.id)
+                if not same_facts(stored, expected):
+                    break  # not written (or moved by another driver): nothing to go on with
+                if record.id not in await self.store.renew(self._lease(), [record.id]):
+                    break  # committed, but the trade is another process's now
+            except StoreError:
+                await asyncio.sleep(self.config.backoff(attempt))
+                continue
+            log.warning(
+                "trade %s: a write reported %s, but it committed (read back); going on",
+                record.id,
+                failed,
+            )
+            return stored
+        raise failed
 
     def _alert(self, outcome: TradeOutcome) -> None:
         """Tell ``on_attention`` of a trade that needs a human or a recover."""
@@ -896,6 +931,8 @@ class ExecutionEngine:
         return await self._apply(record, fact)
 
 
+REREAD_ATTEMPTS = 3
+"""Reads after a failed write to learn whether it committed (``_landed``), a backoff apart."""
 _ENDED_KEPT = 10_000
 ALERT_GRACE = 30.0
 """Seconds ``close()`` gives alerts (``on_attention`` coroutines) still running."""

@@ -391,6 +391,19 @@ def after(record: TradeRecord, change: Change, now: datetime | None = None) -> T
     )
 
 
+def same_facts(stored: TradeRecord, expected: TradeRecord) -> bool:
+    """Whether ``stored`` (read back) holds exactly the facts of ``expected`` (``after`` a
+    write): the same version, state, reason and orders. Timestamps aside: the writer's clock
+    set them. The version alone would not do: another driver's write bumps it too."""
+    return (
+        stored.id == expected.id
+        and stored.version == expected.version
+        and stored.state is expected.state
+        and stored.reason == expected.reason
+        and stored.orders == expected.orders
+    )
+
+
 def _orders_after(orders: tuple[OrderFacts, ...], change: Change) -> tuple[OrderFacts, ...]:
     """The trade's orders once ``change`` is written: what a read-back would return."""
     if change.new_order is not None:
