@@ -101,7 +101,7 @@ def run(quick: bool) -> Result:
     with tempfile.TemporaryDirectory(prefix="pairexec-bench-") as tmp:
         trades_url = f"sqlite:///{Path(tmp) / 'trades.db'}"
         path = Path(tmp) / "recover.db"
-        paper, _ = _build_file_db(path, 400, 5 * n)
+        paper, _, _ = _build_file_db(path, 400, 5 * n)
         recover_url = f"sqlite:///{path}"
 
         async def recover() -> None:
