@@ -8,7 +8,7 @@ Design rules:
 - "One trade per signal id" and "one in-flight trade per pair key" are unique constraints, so
   they hold across processes, not only inside one.
 - How each backend runs these transactions (one SQLite thread with group commit; PostgreSQL
-  through SQLAlchemy's async engine) is ``pairexec.persistence.db``'s business; the queries
+  through asyncpg) is ``pairexec.persistence.db``'s business; the queries
   below are written once for both.
 - Leases are judged by the database's clock: on PostgreSQL the server's ``now()`` sets and
   compares expiry times, so a worker whose clock runs ahead cannot take a live trade. (SQLite
@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from pairexec.fsm.machine import next_state
@@ -53,6 +54,7 @@ from pairexec.fsm.states import TERMINAL_STATES, TradeState, Trigger
 from pairexec.persistence import schema, sql
 from pairexec.persistence.db import (
     AsyncEngineRunner,
+    AsyncpgRunner,
     Conflict,
     Db,
     Params,
@@ -130,7 +132,13 @@ class TradeStore:
         if self._runner is not None:
             return
         try:
-            runner: Runner = SqliteRunner(self.url) if self._sqlite else AsyncEngineRunner(self.url)
+            runner: Runner = (
+                SqliteRunner(self.url)
+                if self._sqlite
+                else AsyncpgRunner(self.url)
+                if make_url(self.url).get_driver_name() == "asyncpg"
+                else AsyncEngineRunner(self.url)
+            )
             async with schema.migrating():
                 await runner.open(schema.migrate_to_head)
         except StoreError:
@@ -592,7 +600,10 @@ def _lock_wait_ran_out(exc: BaseException) -> bool:
     """SQLite's busy timeout, or PostgreSQL's lock_timeout (SQLSTATE 55P03)."""
     if isinstance(exc, sqlite3.OperationalError):
         return "locked" in str(exc)
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
+    return "55P03" in (
+        getattr(exc, "sqlstate", None),
+        getattr(getattr(exc, "orig", None), "sqlstate", None),
+    )
 
 
 def _why_free(owner: str | None, dead_owners: Sequence[str]) -> str:
