@@ -32,19 +32,23 @@ def _benches(recovery_trades: int | None) -> dict[str, Callable[[bool], Result]]
         concurrency,
         cross_venue,
         durability,
+        floor,
         leg_b_latency,
         price_protection,
         profile,
         recovery,
+        unhedged,
     )
 
     return {
         "concurrency": concurrency.run,
         "durability": durability.run,
+        "floor": floor.run,
         "leg_b_latency": leg_b_latency.run,
         "cross_venue": cross_venue.run,
         "price_protection": price_protection.run,
         "recovery": lambda quick: recovery.run(quick, recovery_trades),
+        "unhedged": unhedged.run,
         "profile": profile.run,
     }
 
