@@ -36,6 +36,10 @@ not even start (it would exhaust memory first)."""
 MAX_JOBS = 1024
 MAX_DEPTH = 12
 """prove's: the states grow about 3x per call; 12 is hours and gigabytes, not more."""
+MAX_RESTARTS = 3
+"""prove's cap on a path's drive ends: ``market_once`` is explored in full at 4 (none past
+it), so 3 already covers all but a few dozen of its states; market legs and the ladder are
+millions of states at 0."""
 JSON_HELP = "print one JSON document on stdout instead (its keys: docs/cli.md, JSON output)"
 WIDE_HELP = "every column in full, however wide (default: fit the terminal, 80 columns piped)"
 
@@ -208,13 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     prove.add_argument(
         "--depth",
         type=options.between(1, MAX_DEPTH),
-        default=6,
-        help=f"exchange calls a trade may make (default 6, at most {MAX_DEPTH}; each more "
-        "is about 3x the time)",
+        default=None,
+        help=f"exchange calls a trade may make (default 6, no limit with --restarts; at most "
+        f"{MAX_DEPTH}; each more is about 3x the time)",
+    )
+    prove.add_argument(
+        "--restarts",
+        type=options.between(0, MAX_RESTARTS),
+        default=None,
+        metavar="K",
+        help=f"drive ends (crashes, stops for recover) a path may have, at most {MAX_RESTARTS}: "
+        "the bound is then proven for a trade's first K+1 drives (default: no cap)",
     )
     prove.add_argument(
         "--policy",
-        choices=("market", "limit_ladder", "all"),
+        choices=("market", "limit_ladder", "market_once", "all"),
         default="all",
         help="the legs' order policies explored (default all)",
     )

@@ -28,7 +28,12 @@ reported as a violation with a replayable path round it (``_terminates``). Loops
 crash or a stop are not: the process dying at the same point every time, or a venue that never
 answers a lookup, is not the engine's to end (it never resends blind). When nothing was cut at
 the depth, the longest path of one drive (from a new trade or a restart to an end, a stop or a
-crash) is then a proven bound on the exchange calls a drive makes.
+crash) is then a proven bound on the exchange calls a drive makes. The depth counts calls
+over every drive of a path, and the restarts have no end, so a configuration that retries is
+never explored to the end that way; a cap on drive ends (``explore(restarts=K)``) bounds the
+restarts instead, and the bound is then of a trade's first K+1 drives (of every drive, if no
+drive end past the cap reaches a state not explored). A bound over a trade's calls in all
+its drives cannot exist: a process that dies at the same point forever makes them endless.
 """
 
 from __future__ import annotations
@@ -227,13 +232,20 @@ class Edge:
 @dataclass
 class Report:
     config: str
-    depth: int
+    depth: int | None
+    """Exchange calls a path may make in all (None: no limit)."""
     markets: str = "spot"
     states: int = 0
     transitions: int = 0
     deepest: int = 0
     cut: int = 0
     """States left unexplored at the depth bound (not terminal yet)."""
+    restarts: int | None = None
+    """Drive ends a path may have before the rest is left unexplored (None: no cap)."""
+    capped: int = 0
+    """States first reached by a drive end past the cap: checked, not expanded. None of
+    them is in the bound's scope (a drive after more than ``restarts`` restarts); when there
+    are none, the cap left nothing out."""
     terminal: Counter[str] = field(default_factory=Counter)
     violations: list[tuple[str, list[str]]] = field(default_factory=list)
     """(what, the shortest path of step labels to it)."""
@@ -245,6 +257,10 @@ class Report:
     longest: list[str] = field(default_factory=list)
     """A new trade's longest drive (its calls: ``first``), a path ``replay`` walks."""
     first: int | None = None
+    worst: list[str] = field(default_factory=list)
+    """A path whose last drive makes ``bound`` calls (the drive begins after step
+    ``worst_from``): the bound is reached, not only claimed, be it by a restart's drive."""
+    worst_from: int = 0
 
     @property
     def ok(self) -> bool:
@@ -258,18 +274,40 @@ class Report:
 
     def lines(self) -> list[str]:
         ends = ", ".join(f"{s} {n}" for s, n in sorted(self.terminal.items())) or "none"
+        if self.depth is None:
+            scope = "exchange calls unlimited"  # (``deepest``: of the first path to each)
+        else:
+            scope = (
+                f"up to {self.depth} exchange calls a trade ({self.deepest} reached, "
+                f"{self.cut:,} states cut there)"
+            )
+        if self.restarts is not None:
+            scope += (
+                f", up to {self.restarts} restart(s) a trade ({self.capped:,} states past "
+                "them, checked, not expanded)"
+            )
         out = [
             f"{self.config}/{self.markets}: {self.states:,} states, {self.transitions:,} "
-            f"transitions, up to {self.depth} exchange calls a trade ({self.deepest} reached, "
-            f"{self.cut:,} states cut there), {self.seconds:.1f} s; ends: {ends}",
+            f"transitions, {scope}, {self.seconds:.1f} s; ends: {ends}",
         ]
         if self.bound is not None:
+            drives = "every drive (a new trade, or a restart)"
+            if self.restarts is not None and self.capped:
+                drives = (
+                    f"each of a trade's first {self.restarts + 1} drive(s) (paths of up to "
+                    f"{self.restarts} restart(s))"
+                )
+            elif self.restarts is not None:  # every drive end past the cap led back
+                drives = (
+                    "every drive (a new trade, or a restart after any number of them: no "
+                    f"drive end past {self.restarts} restart(s) leads to a state not explored)"
+                )
             out.append(
-                f"  terminates: nothing cut, no loop without a crash; every drive (a new "
-                f"trade, or a restart) ends, stops for recover or dies within {self.bound} "
-                f"exchange calls, a new trade's first within {self.first}"
+                f"  terminates: nothing cut, no loop without a crash; {drives} ends, stops "
+                f"for recover or dies within {self.bound} exchange calls, a new trade's first "
+                f"within {self.first}"
             )
-        elif not self.loops:
+        elif not self.loops and self.depth is not None:
             out.append(
                 f"  bound not proven up to depth {self.depth} ({self.cut:,} states cut); "
                 "no loop without a crash among the states reached"
@@ -504,6 +542,8 @@ class _Graph:
     ids: dict[tuple[Any, ...], int] = field(default_factory=dict)
     first: list[tuple[int, str]] = field(default_factory=list)
     """Per id: (the state it was first reached from, -1 for the new trade; the step's label)."""
+    starts: set[int] = field(default_factory=lambda: {0})
+    """The states a drive begins at: the new trade, and every one a drive end reaches."""
     live: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     """Per expanded id: (the next state, the exchange calls the step makes), for every step
     the same drive goes on with."""
@@ -528,24 +568,45 @@ class _Graph:
 
 
 def explore(
-    depth: int,
+    depth: int | None,
     config_name: str = "market",
     decide_fn: Decide = decide,
     progress: Callable[[Report], None] | None = None,
     markets: str = "spot",
+    restarts: int | None = None,
 ) -> Report:
-    """Breadth-first over every path of one trade, up to ``depth`` exchange calls, then the
-    graph of the states reached, for loops and a bound (``_terminates``)."""
+    """Breadth-first over every path of one trade, up to ``depth`` exchange calls (None: no
+    limit) and ``restarts`` drive ends (None: no cap), then the graph of the states reached,
+    for loops and a bound (``_terminates``).
+
+    The depth alone never exhausts a configuration that retries: each crash or stop starts a
+    drive with fresh counts (lookups, rate-limit waits), so the restarts, and the states, have
+    no end. The cap bounds them instead. With it, the states are explored a restart at a
+    time: breadth-first, every state of the drives after K restarts before any of those
+    after K + 1. Each state is so first reached with the fewest
+    restarts any path to it has (a step within a drive leads to a live state, a drive end to
+    a resuming one: the two never meet in ``Node.key()``, so a state first reached by a
+    drive end past the fewest is not possible), which is why the count need not be part of
+    the key: what follows a state does not depend on how it was reached, and the fewest
+    restarts leave the most of the cap, whose paths include every other's. A state
+    reached after ``restarts`` restarts has its drive explored in full (its steps, and the
+    calls of each step that ends it, which the bound counts); the drive ends are checked
+    but go no further (``Report.capped``). A counterexample is then the shortest among those
+    with the fewest restarts."""
     config = CONFIGS[config_name]
     explorer = Explorer(config, decide_fn, MARKETS[markets])
-    report = Report(config_name, depth, markets)
+    report = Report(config_name, depth, markets, restarts=restarts)
     started = time.perf_counter()
     graph = _Graph()
     root = explorer.root()
     graph.add(root.key(), -1, "a new trade")
     queue = deque([(0, root)])
+    restarted: deque[tuple[int, Node]] = deque()  # with a cap, the next restart's drives
+    level = 0
     rules = explorer.markets.rules
-    while queue:
+    while queue or restarted:
+        if not queue:  # every drive after ``level`` restarts explored: on to the next
+            queue, restarted, level = restarted, queue, level + 1
         at, node = queue.popleft()
         report.states += 1
         report.deepest = max(report.deepest, node.calls)
@@ -558,8 +619,11 @@ def explore(
         if problem is not None:
             report.violations.append((problem, graph.path(at)))
             continue
-        if node.calls >= depth:
+        if depth is not None and node.calls >= depth:
             report.cut += 1
+            continue
+        if restarts is not None and level > restarts:
+            report.capped += 1
             continue
         try:
             edges = list(explorer.children(node))
@@ -574,12 +638,15 @@ def explore(
             report.transitions += 1
             key = edge.node.key()
             new = graph.add(key, at, edge.label)
-            if new is not None:
-                queue.append((new, edge.node))
             calls = edge.node.calls - node.calls
             if edge.ends_drive:
                 graph.ends[at] = max(graph.ends.get(at, 0), calls)
+                if new is not None:
+                    graph.starts.add(new)
+                    (queue if restarts is None else restarted).append((new, edge.node))
             else:
+                if new is not None:
+                    queue.append((new, edge.node))
                 live.append((graph.ids[key], calls))
         graph.live[at] = tuple(live)
         if progress is not None and report.states % 5000 == 0:
@@ -630,7 +697,12 @@ def _terminates(report: Report, graph: _Graph, explorer: Explorer) -> None:
     if report.exhaustive:
         report.bound = max(longest.values(), default=0)
         report.first = longest.get(0, 0)
-        report.longest = graph.path(0)[:1] + _longest_labels(graph, longest, explorer)
+        report.longest = graph.path(0)[:1] + _longest_labels(graph, longest, explorer, 0)
+        # A longest drive is one from where a drive begins (a state within it has a drive's
+        # rest ahead, never more): the first such start, and the way to it.
+        worst = min(at for at in graph.starts if longest.get(at, 0) == report.bound)
+        report.worst_from = len(graph.path(worst))
+        report.worst = graph.path(worst) + _longest_labels(graph, longest, explorer, worst)
 
 
 def _loop(graph: _Graph, entry: int, explorer: Explorer) -> tuple[str, list[str]]:
@@ -670,17 +742,20 @@ def _loop(graph: _Graph, entry: int, explorer: Explorer) -> tuple[str, list[str]
     return what, prefix + labels
 
 
-def _longest_labels(graph: _Graph, longest: dict[int, int], explorer: Explorer) -> list[str]:
-    """A new trade's longest drive, step by step (a witness of ``Report.first``)."""
-    node, at = explorer.root(), 0
+def _longest_labels(
+    graph: _Graph, longest: dict[int, int], explorer: Explorer, start: int
+) -> list[str]:
+    """The longest drive from ``start``, step by step (a witness of ``Report.first`` from
+    the new trade, of ``Report.bound`` from the start that makes it)."""
+    node, at = _walk(graph.path(start), explorer), start
     labels: list[str] = []
     while True:
         remaining = longest.get(at, 0)
         for edge in explorer.children(node) if at in graph.live else ():
             calls = edge.node.calls - node.calls
-            nxt = graph.ids[edge.node.key()]
             if edge.ends_drive and calls == remaining:
                 return [*labels, edge.label]
+            nxt = graph.ids[edge.node.key()]
             if not edge.ends_drive and calls + longest.get(nxt, 0) == remaining:
                 labels.append(edge.label)
                 node, at = edge.node, nxt

@@ -55,6 +55,35 @@ def test_explored_to_the_end_a_drive_has_a_proven_bound_and_a_path_that_reaches_
     assert witness.resuming or witness.record.state.terminal
 
 
+@pytest.mark.parametrize("markets", sorted(MARKETS))
+def test_capped_at_restarts_each_of_the_first_drives_has_a_proven_bound(markets: str) -> None:
+    first = explore(None, "market_once", markets=markets, restarts=0)
+    assert first.exhaustive and first.capped, first.lines()
+    assert "each of a trade's first 1 drive(s) (paths of up to 0 restart(s))" in first.lines()[1]
+    # By hand, as at depth 7: the first drive is a new trade's, three orders of two calls
+    # each at most (left open, then settled), so 6; a restart's adds the lookup of an order
+    # whose create the crash came before, 7.
+    assert (first.first, first.bound) == (6, 6), first.lines()
+    report = explore(None, "market_once", markets=markets, restarts=1)
+    assert report.exhaustive and report.capped, report.lines()
+    assert (report.first, report.bound) == (6, 7), report.lines()
+    assert "first 2 drive(s) (paths of up to 1 restart(s)) ends" in report.lines()[1]
+    assert replay(report.longest, "market_once", markets=markets).calls == report.first
+    # The bound's witness is a restart's drive: the way to it, then 7 calls within it.
+    start = replay(report.worst[: report.worst_from], "market_once", markets=markets)
+    worst = replay(report.worst, "market_once", markets=markets)
+    assert start.resuming and worst.calls - start.calls == report.bound == 7
+
+
+def test_with_no_drive_end_past_the_cap_the_whole_graph_was_explored() -> None:
+    some_left = explore(None, "market_once", restarts=3)
+    assert some_left.exhaustive and some_left.capped, some_left.lines()
+    report = explore(None, "market_once", restarts=4)
+    assert report.exhaustive and not report.capped and report.bound == 7, report.lines()
+    assert "a restart after any number of them" in report.lines()[1]
+    assert report.states == explore(TO_THE_END, "market_once").states  # the same 1,528
+
+
 def resends_without_a_lookup(record: Any, config: Any, **kw: Any) -> Action | None:
     """The bug the design exists to prevent: after a restart, leg B's unknown order is sent
     again instead of looked up."""
@@ -81,6 +110,31 @@ def requotes_forever(record: Any, config: Any, **kw: Any) -> Action | None:
         request = record.request
         return Quote(request.pair_y, request.venue_y, request.side_y)
     return action
+
+
+def quotes_instead_of_a_lookup(record: Any, config: Any, **kw: Any) -> Action | None:
+    """After a restart, an order whose create may have gone out (INTENT when the process
+    died: no send counted) is never looked up: the book is asked for again and again. Only a
+    restart's drive can go round it (a timeout within a drive has counted its send)."""
+    action = decide(record, config, **kw)
+    unsent = isinstance(action, Lookup) and action.order.sends == 0
+    if unsent and record.state is TradeState.UNKNOWN:
+        assert isinstance(action, Lookup)
+        order = action.order
+        return Quote(order.symbol, order.venue, order.side)
+    return action
+
+
+def test_a_loop_in_a_restarts_drive_is_found_under_the_cap() -> None:
+    assert explore(None, "market_once", decide_fn=quotes_instead_of_a_lookup, restarts=0).ok
+    report = explore(None, "market_once", decide_fn=quotes_instead_of_a_lookup, restarts=1)
+    assert report.loops and report.bound is None, report.lines()
+    what, path = report.violations[0]
+    assert what.startswith("a loop without a crash"), what
+    assert any("the process dies" in step for step in path), path  # past a restart
+    lap = int(what.split("the last ")[1].split(" ")[0])
+    ends = [replay(p, "market_once", quotes_instead_of_a_lookup) for p in (path[:-lap], path)]
+    assert ends[0].key() == ends[1].key() and ends[1].calls > ends[0].calls
 
 
 def hedges_the_gross_fill(record: Any, config: Any, **kw: Any) -> Action | None:
@@ -179,3 +233,14 @@ def test_the_prove_command_reports_and_exits_by_the_verdict(
     assert "states" in out and "bound not proven up to depth 3" in out
     assert "no invariant violated" in out
     assert main.main(["prove", "--depth", "0"]) == 2
+    assert main.main(["prove", "--policy", "market_once", "--restarts", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("each of a trade's first 2 drive(s)") == len(MARKETS), out
+    assert "exchange calls unlimited" in out
+    assert main.main(["prove", "--policy", "market_once", "--restarts", "4"]) == 2
+    assert "--restarts: must be from 0 to 3, not 4" in capsys.readouterr().err
+    # market legs without a depth would run until memory ran out: refused, before any state
+    assert main.main(["prove", "--restarts", "0"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--restarts without --depth would explore market and limit_ladder" in line, line
+    assert main.main(["prove", "--restarts", "0", "--depth", "2", "--policy", "market"]) == 0
