@@ -391,6 +391,24 @@ def after(record: TradeRecord, change: Change, now: datetime | None = None) -> T
     )
 
 
+def hedges(record: TradeRecord, change: Change) -> bool:
+    """Whether ``change`` commits the intent of an order that hedges or unwinds leg A (new,
+    or re-armed for a resend). Until that write is durable its order cannot be sent, and leg
+    A is unhedged: where writes wait for the database, such a write goes first."""
+    new = [change.new_order, *(move.new_order for move in change.then)]
+    if any(order is not None and order.leg is not Leg.A for order in new):
+        return True
+    update = change.order_update
+    return (
+        update is not None
+        and update.status is OrderStatus.INTENT
+        and any(
+            o.client_order_id == update.client_order_id and o.leg is not Leg.A
+            for o in record.orders
+        )
+    )
+
+
 def same_facts(stored: TradeRecord, expected: TradeRecord) -> bool:
     """Whether ``stored`` (read back) holds exactly the facts of ``expected`` (``after`` a
     write): the same version, state, reason and orders. Timestamps aside: the writer's clock

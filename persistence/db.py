@@ -31,14 +31,15 @@ the cost of a durable step; the rows here are few and simple.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import os
 import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -192,6 +193,62 @@ class _Job(Generic[T]):
     run: Callable[[Db], T]
     writes: bool
     future: asyncio.Future[T]
+    urgent: bool = False
+
+
+def _next_batch(queued: list[_Job[Any]]) -> tuple[list[_Job[Any]], list[_Job[Any]]]:
+    """(the next transaction's jobs, those left for the one after): the urgent ones alone if
+    any are queued. An urgent job commits a hedge's intent while leg A is unhedged; a smaller
+    transaction is a shorter wait for it, and the others lose one commit's time."""
+    urgent = [j for j in queued if j.urgent]
+    if not urgent or len(urgent) == len(queued):
+        return queued, []
+    return urgent, [j for j in queued if not j.urgent]
+
+
+class Turns:
+    """Turns for a pool's connections, first come first served except that urgent jobs (a
+    hedge's intent while leg A is unhedged) are served before any other waiting job.
+
+    An ``asyncio.Semaphore`` with two queues: a turn given up is handed straight to the next
+    waiter, so nobody can slip in between; a waiter cancelled after being handed one passes
+    it on."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: dict[bool, collections.deque[asyncio.Future[None]]] = {
+            True: collections.deque(),
+            False: collections.deque(),
+        }
+
+    @asynccontextmanager
+    async def turn(self, urgent: bool) -> AsyncIterator[None]:
+        if self._free > 0 and not (self._waiting[True] or self._waiting[False]):
+            self._free -= 1
+        else:
+            handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting[urgent].append(handed)
+            try:
+                await handed
+            except asyncio.CancelledError:
+                if handed.done() and not handed.cancelled():
+                    self._hand_on()  # it was ours already: the next waiter's now
+                else:
+                    self._waiting[urgent].remove(handed)
+                raise
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        for queue in (self._waiting[True], self._waiting[False]):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
 
 
 @dataclass
@@ -277,12 +334,12 @@ class SqliteRunner:
             migrate(conn)
         # (not engine.dispose(): that would close the connection we lent it)
 
-    async def run(self, job: Callable[[Db], T], writes: bool) -> T:
+    async def run(self, job: Callable[[Db], T], writes: bool, urgent: bool = False) -> T:
         if self._connection is None:
             raise RuntimeError("the trade store is not open (call await store.open())")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        pending = _Job(job, writes, future)
+        pending = _Job(job, writes, future, urgent)
         self._queue.append(pending)
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain(), name="pairexec-db-commit")
@@ -294,7 +351,7 @@ class SqliteRunner:
         batch: list[_Job[Any]] = []
         try:
             while self._queue:
-                batch, self._queue = [j for j in self._queue if not j.future.done()], []
+                batch, self._queue = _next_batch([j for j in self._queue if not j.future.done()])
                 if not batch:
                     continue
                 outcomes = await loop.run_in_executor(
@@ -432,7 +489,7 @@ class AsyncEngineRunner:
         self.url = url
         self._engine: AsyncEngine | None = None
         self._texts: dict[str, TextClause] = {}
-        self._turns = asyncio.Semaphore(POOL_SIZE)
+        self._turns = Turns(POOL_SIZE)
         self._command_timeout = command_timeout(url)  # here: a bad option fails at open
         self._connect_timeout = connect_timeout(url)
 
@@ -454,10 +511,10 @@ class AsyncEngineRunner:
             raise
         self._engine = engine
 
-    async def run(self, job: Callable[[Db], T], writes: bool) -> T:
+    async def run(self, job: Callable[[Db], T], writes: bool, urgent: bool = False) -> T:
         if self._engine is None:
             raise StoreError("the trade store is not open (call await store.open())")
-        async with self._turns:
+        async with self._turns.turn(urgent):
             began = asyncio.get_running_loop().time()
             with self._bounded("running a statement"):
                 for first_try in (True, False):
@@ -632,7 +689,7 @@ class AsyncpgRunner:
     def __init__(self, url: str) -> None:
         self.url = url
         self._pool: Any = None
-        self._turns = asyncio.Semaphore(POOL_SIZE)
+        self._turns = Turns(POOL_SIZE)
         self._command_timeout = command_timeout(url)  # here: a bad option fails at open
         self._connect_timeout = connect_timeout(url)
         self._migrator = AsyncEngineRunner(url)
@@ -650,10 +707,10 @@ class AsyncpgRunner:
                 min_size=0, max_size=POOL_SIZE, **options, **connect_args(self.url)
             )
 
-    async def run(self, job: Callable[[Db], T], writes: bool) -> T:
+    async def run(self, job: Callable[[Db], T], writes: bool, urgent: bool = False) -> T:
         if self._pool is None:
             raise StoreError("the trade store is not open (call await store.open())")
-        async with self._turns:
+        async with self._turns.turn(urgent):
             began = asyncio.get_running_loop().time()
             with self._bounded("running a statement"):
                 try:
@@ -736,7 +793,9 @@ def _is_disconnect(exc: BaseException) -> bool:
 class Runner(Protocol):
     async def open(self, migrate: Callable[[Connection], None]) -> None: ...
 
-    async def run(self, job: Callable[[Db], T], writes: bool) -> T: ...
+    async def run(self, job: Callable[[Db], T], writes: bool, urgent: bool = False) -> T:
+        """``urgent``: the job commits a hedge's intent while leg A is unhedged (it goes
+        before others where jobs wait)."""
 
     async def close(self) -> None: ...
 

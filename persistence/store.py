@@ -41,6 +41,7 @@ from pairexec.fsm.model import (
     TradeRecord,
     after,
     creation_journal,
+    hedges,
     utc_now,
 )
 from pairexec.fsm.ports import StaleTrade, StoreError
@@ -159,14 +160,14 @@ class TradeStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _run(self, job: Callable[[Db], T], *, writes: bool = True) -> T:
+    async def _run(self, job: Callable[[Db], T], *, writes: bool = True, urgent: bool = False) -> T:
         """Run ``job`` in a transaction. The one place driver errors become ``StoreError``:
         a caller must not have to know two drivers' exception trees to tell "the database
         failed" (stop, send nothing, let recover resume) from its own bug."""
         if self._runner is None:
             raise StoreError("the trade store is not open (call await store.open())")
         try:
-            return await self._runner.run(job, writes)
+            return await self._runner.run(job, writes, urgent)
         except (Conflict, StaleTrade, StoreError):
             raise
         except _DATABASE_ERRORS as exc:
@@ -183,10 +184,10 @@ class TradeStore:
                 "by recover"
             ) from exc
 
-    async def _run_leased(self, job: Callable[[Db], T]) -> tuple[T, float]:
+    async def _run_leased(self, job: Callable[[Db], T], urgent: bool = False) -> tuple[T, float]:
         """``job``'s result, and when its transaction began (what a lease it wrote counts
         from)."""
-        return await self._run(lambda db: (job(db), db.began))
+        return await self._run(lambda db: (job(db), db.began), urgent=urgent)
 
     def lease_deadline(self, owner: str, trade_id: str) -> float:
         """The event loop's time until which ``owner`` surely holds ``trade_id``'s lease,
@@ -340,7 +341,8 @@ class TradeStore:
         updated = after(record, change, now)
         try:
             _, began = await self._run_leased(
-                lambda db: sql.write_change(db, record, change, updated, lease, now)
+                lambda db: sql.write_change(db, record, change, updated, lease, now),
+                urgent=hedges(record, change),  # leg A is unhedged until it is durable
             )
         except StaleTrade:
             if lease is not None:
