@@ -749,17 +749,24 @@ class AsyncpgRunner:
             await self._release(connection)
 
     async def _roll_back(self, connection: Any, transaction: Any) -> None:
-        """Undo a failed job; a connection that cannot even do that is dropped."""
+        """Undo a failed job; a connection that cannot even do that is dropped (terminating
+        a pool's connection hands its slot back; a new one is made when needed)."""
         try:
             await _within(self._command_timeout + 1, transaction.rollback())
-        except BaseException:
+        except Exception:
             connection.terminate()
+        except BaseException:  # cancelled: the connection's state is unknown, the task's is not
+            connection.terminate()
+            raise
 
     async def _release(self, connection: Any) -> None:
         try:
-            await _within(self._command_timeout + 1, self._pool.release(connection))
+            await self._pool.release(connection, timeout=self._command_timeout + 1)
+        except Exception:
+            connection.terminate()
         except BaseException:
             connection.terminate()
+            raise
 
     @contextmanager
     def _bounded(self, doing: str) -> Iterator[None]:
