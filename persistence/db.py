@@ -233,7 +233,7 @@ class Turns:
             except asyncio.CancelledError:
                 if handed.done() and not handed.cancelled():
                     self._hand_on()  # it was ours already: the next waiter's now
-                else:
+                elif handed in self._waiting[urgent]:  # (a hand-on may have dropped it)
                     self._waiting[urgent].remove(handed)
                 raise
         try:

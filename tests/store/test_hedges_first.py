@@ -101,3 +101,30 @@ def test_the_next_group_commit_takes_the_urgent_jobs_alone() -> None:
         assert _next_batch(rest) == (rest, [])
     finally:
         loop.close()
+
+
+async def test_a_waiter_cancelled_just_before_a_hand_on_leaves_the_queue_sound() -> None:
+    """The holder leaves in the same step as a waiter is cancelled: the hand-on drops the
+    cancelled waiter and serves the next; the cancelled one then finds itself gone."""
+    turns = Turns(1)
+    gate = asyncio.Event()
+    got: list[str] = []
+
+    async def holder() -> None:
+        async with turns.turn(False):
+            await gate.wait()
+
+    async def waiter(name: str) -> None:
+        async with turns.turn(False):
+            got.append(name)
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    doomed, later = asyncio.create_task(waiter("doomed")), asyncio.create_task(waiter("later"))
+    await asyncio.sleep(0)
+    gate.set()  # the holder's wake-up is queued first...
+    doomed.cancel()  # ...then the doomed waiter's cancellation
+    await asyncio.wait_for(asyncio.gather(first, later), 2)
+    with pytest.raises(asyncio.CancelledError):  # not a ValueError from the queue
+        await doomed
+    assert got == ["later"]
