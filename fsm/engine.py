@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -749,14 +750,16 @@ class ExecutionEngine:
             if asyncio.iscoroutine(called):
                 task: asyncio.Task[Any] = asyncio.ensure_future(called)
                 self._alerts.add(task)
-                task.add_done_callback(self._alert_done)
+                task.add_done_callback(functools.partial(self._alert_done, outcome.trade_id))
         except Exception:
             log.exception("on_attention failed for trade %s", outcome.trade_id)
 
-    def _alert_done(self, task: asyncio.Task[Any]) -> None:
+    def _alert_done(self, trade_id: str, task: asyncio.Task[Any]) -> None:
+        """An async hook's end: its failure is logged naming the trade, as a sync one's is
+        (an operator reading "on_attention failed" must know which trade went unannounced)."""
         self._alerts.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("on_attention failed: %s", task.exception())
+            log.error("on_attention failed for trade %s: %s", trade_id, task.exception())
 
     def _committed(self, rows: list[EventRecord], updated: TradeRecord) -> None:
         """A write's journal rows, committed: log the states it took the trade through (and

@@ -93,6 +93,34 @@ async def test_a_parked_trade_fires_its_alert_once_with_what_happened(tmp_path: 
     assert fired[0].reason == parked.reason
 
 
+async def test_a_hook_that_raises_is_logged_and_the_trade_and_the_next_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bot's own hook is its code: a sync one that raises, or an async one that fails
+    later, is logged with the trade's id, and neither the parked outcome nor later trades
+    are touched by it."""
+
+    def sync_hook(outcome: TradeOutcome) -> None:
+        raise RuntimeError("pager down")
+
+    async def async_hook(outcome: TradeOutcome) -> None:
+        raise RuntimeError("pager down later")
+
+    for hook in (sync_hook, async_hook):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, "pairexec"):
+            async with ExecutionEngine(
+                PaperExchange(None, chaos=PARK),
+                store=TradeStore(f"sqlite:///{tmp_path / f'{hook.__name__}.db'}"),
+                config=FAST,
+                on_attention=hook,
+            ) as engine:
+                parked = await engine.execute_pair_trade(btc_eth())
+                done = await engine.execute_pair_trade(replace(btc_eth(), pair_y="SOL/USDT"))
+        assert parked.state is TradeState.PARKED and done.ok, hook.__name__
+        assert parked.trade_id in caplog.text and "pager down" in caplog.text, caplog.text
+
+
 async def test_the_on_parked_command_runs_with_the_trade_in_its_environment(
     tmp_path: Path,
 ) -> None:
