@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
     ("waiting for the DB thread (SQLite, fsync)", lambda f, n: "epoll" in n or "select" in n),
     ("SQLAlchemy", lambda f, n: "sqlalchemy" in f),
     ("asyncio event loop", lambda f, n: "asyncio" in f or "_contextvars" in n or "socket" in n),
-    ("paper exchange", lambda f, n: "fsm/venues" in f),
+    ("paper exchange", lambda f, n: "fsm/paper/" in f),
+    ("venue boundary (gateway, reports, errors)", lambda f, n: "fsm/venues/" in f),
     ("pairexec store", lambda f, n: "persistence/" in f),
     ("pairexec engine (engine, decide, gateway...)", lambda f, n: "/fsm/" in f),
 ]
