@@ -731,7 +731,8 @@ class ExecutionEngine:
                 if record.id not in await self.store.renew(self._lease(), [record.id]):
                     break  # committed, but the trade is another process's now
             except StoreError:
-                await asyncio.sleep(self.config.backoff(attempt))
+                if attempt < REREAD_ATTEMPTS:  # (no wait after the last: the drive stops)
+                    await asyncio.sleep(self.config.backoff(attempt))
                 continue
             log.warning(
                 "trade %s: a write reported %s, but it committed (read back); going on",

@@ -34,9 +34,8 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from functools import cache
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SADeprecationWarning
 
@@ -44,6 +43,9 @@ from pairexec.fsm.model import EventRecord, TradeRecord
 from pairexec.fsm.sim.invariants import TradeReader
 from pairexec.fsm.sim.runtime import awaiting_server, run_deterministic
 from pairexec.persistence import TradeStore
+
+if TYPE_CHECKING:  # the PostgreSQL driver is optional ('.[postgres]'): imported where used
+    import asyncpg
 
 
 class OrderRow(NamedTuple):
@@ -176,9 +178,10 @@ def sqlite_scenario(uri: str) -> Iterator[SqliteScenarioDb]:
             db.close()
 
 
-def _dsn(admin_url: str, database: str | None = None) -> str:
-    """``admin_url`` as asyncpg takes it, on ``database`` if given."""
-    url = make_url(admin_url).set(drivername="postgresql")
+def _on(admin_url: str, driver: str, database: str | None = None) -> str:
+    """``admin_url`` with ``driver`` (asyncpg's own ``postgresql``, or the store's
+    ``postgresql+asyncpg``), on ``database`` if given."""
+    url = make_url(admin_url).set(drivername=driver)
     if database is not None:
         url = url.set(database=database)
     return url.render_as_string(hide_password=False)
@@ -188,10 +191,12 @@ def _dsn(admin_url: str, database: str | None = None) -> str:
 def pg_database(admin_url: str) -> str:
     """This process's own migrated database on the server of ``admin_url`` (created once,
     dropped at exit), by name. Outside any event loop: it runs one of its own."""
+    import asyncpg
+
     name = f"pairexec_sim_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
     async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(_dsn(admin_url), timeout=PG_TIMEOUT)
+        conn = await asyncpg.connect(_on(admin_url, "postgresql"), timeout=PG_TIMEOUT)
         try:
             await conn.execute(statement, timeout=PG_TIMEOUT)
         finally:
@@ -199,17 +204,12 @@ def pg_database(admin_url: str) -> str:
 
     async def create() -> None:
         await admin(f'CREATE DATABASE "{name}"')
-        async with TradeStore(_store_url(admin_url, name)):  # migrated the normal way
+        async with TradeStore(_on(admin_url, "postgresql+asyncpg", name)):  # migrated as usual
             pass
 
     asyncio.run(create())
     atexit.register(lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
     return name
-
-
-def _store_url(admin_url: str, database: str) -> str:
-    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=database)
-    return url.render_as_string(hide_password=False)
 
 
 class PostgresScenarioDb:
@@ -244,15 +244,17 @@ class PostgresScenarioDb:
 async def postgres_scenario(admin_url: str, name: str) -> AsyncIterator[PostgresScenarioDb]:
     """Database ``name`` (``pg_database``) on ``admin_url``'s server, emptied, for one
     scenario."""
+    import asyncpg
+
     async with awaiting_server():
-        conn = await asyncpg.connect(_dsn(admin_url, name), timeout=PG_TIMEOUT)
+        conn = await asyncpg.connect(_on(admin_url, "postgresql", name), timeout=PG_TIMEOUT)
     try:
         async with awaiting_server():
             await conn.execute(
                 "TRUNCATE trade_events, orders, trades RESTART IDENTITY CASCADE",
                 timeout=PG_TIMEOUT,
             )
-        yield PostgresScenarioDb(_store_url(admin_url, name), conn)
+        yield PostgresScenarioDb(_on(admin_url, "postgresql+asyncpg", name), conn)
     finally:
         async with awaiting_server():
             await conn.close(timeout=PG_TIMEOUT)

@@ -9,8 +9,10 @@ import asyncio
 import logging
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,20 +76,28 @@ async def test_rate_limit_waits_and_resends_are_counted(tmp_path: Path) -> None:
     assert engine.metrics.resends == 1  # leg A never reached the venue: found absent, resent
 
 
+async def _park_one_then_trade(
+    path: Path, hook: Callable[[TradeOutcome], Any]
+) -> tuple[TradeOutcome, TradeOutcome]:
+    """A trade that parks, then one on another pair, on an engine with ``hook``."""
+    async with ExecutionEngine(
+        PaperExchange(None, chaos=PARK),
+        store=TradeStore(f"sqlite:///{path}"),
+        config=FAST,
+        on_attention=hook,
+    ) as engine:
+        parked = await engine.execute_pair_trade(btc_eth())
+        done = await engine.execute_pair_trade(replace(btc_eth(), pair_y="SOL/USDT"))
+    return parked, done
+
+
 async def test_a_parked_trade_fires_its_alert_once_with_what_happened(tmp_path: Path) -> None:
     fired: list[TradeOutcome] = []
 
     async def alert(outcome: TradeOutcome) -> None:
         fired.append(outcome)
 
-    async with ExecutionEngine(
-        PaperExchange(None, chaos=PARK),
-        store=TradeStore(f"sqlite:///{tmp_path / 't.db'}"),
-        config=FAST,
-        on_attention=alert,
-    ) as engine:
-        parked = await engine.execute_pair_trade(btc_eth())
-        done = await engine.execute_pair_trade(replace(btc_eth(), pair_y="SOL/USDT"))
+    parked, done = await _park_one_then_trade(tmp_path / "t.db", alert)
     assert parked.state is TradeState.PARKED and done.ok
     assert [o.trade_id for o in fired] == [parked.trade_id]
     assert fired[0].reason == parked.reason
@@ -109,14 +119,7 @@ async def test_a_hook_that_raises_is_logged_and_the_trade_and_the_next_go_on(
     for hook in (sync_hook, async_hook):
         caplog.clear()
         with caplog.at_level(logging.ERROR, "pairexec"):
-            async with ExecutionEngine(
-                PaperExchange(None, chaos=PARK),
-                store=TradeStore(f"sqlite:///{tmp_path / f'{hook.__name__}.db'}"),
-                config=FAST,
-                on_attention=hook,
-            ) as engine:
-                parked = await engine.execute_pair_trade(btc_eth())
-                done = await engine.execute_pair_trade(replace(btc_eth(), pair_y="SOL/USDT"))
+            parked, done = await _park_one_then_trade(tmp_path / f"{hook.__name__}.db", hook)
         assert parked.state is TradeState.PARKED and done.ok, hook.__name__
         assert parked.trade_id in caplog.text and "pager down" in caplog.text, caplog.text
 

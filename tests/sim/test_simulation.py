@@ -472,6 +472,30 @@ def test_cli_runs_on_postgresql_and_says_so(capsys: pytest.CaptureFixture[str]) 
     assert "no invariant violated" in out
 
 
+def test_simulate_runs_without_the_optional_postgresql_driver() -> None:
+    """asyncpg is an extra ('.[postgres]'): without it the SQLite simulation runs, and
+    --postgres says what to install, in one line, before any scenario."""
+    blocked = "import sys; sys.modules['asyncpg'] = None; from pairexec.fsm.cli.main import main; "
+
+    def simulate(*extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["simulate", "--runs", "1", "--jobs", "1", *extra]
+        return subprocess.run(
+            [sys.executable, "-c", blocked + f"sys.exit(main({args!r}))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+
+    plain = simulate()
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "no invariant violated" in plain.stdout
+    on_server = simulate("--postgres", "postgresql://u@127.0.0.1/x")
+    assert on_server.returncode == 2
+    [line] = on_server.stderr.strip().splitlines()
+    assert "pip install 'pairexec[postgres]'" in line and "scenarios" not in on_server.stdout
+
+
 @pytest.mark.parametrize(
     ("url", "says"),
     [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -53,6 +54,8 @@ def _server(url: str) -> str:
         raise CliError(
             f"--postgres takes a PostgreSQL URL (postgresql://user@host/db), not {url!r}"
         )
+    if importlib.util.find_spec("asyncpg") is None:
+        raise CliError("--postgres needs the PostgreSQL driver: pip install 'pairexec[postgres]'")
     try:
         pg_database(url)
     except Exception as exc:  # whatever the driver raises: one line, the server named
