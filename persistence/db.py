@@ -704,7 +704,11 @@ class AsyncpgRunner:
         options.update(parsed.query)
         with self._bounded("opening the database"):
             self._pool = await asyncpg.create_pool(
-                min_size=0, max_size=POOL_SIZE, **options, **connect_args(self.url)
+                min_size=0,
+                max_size=POOL_SIZE,
+                reset=_session_unchanged,
+                **options,
+                **connect_args(self.url),
             )
 
     async def run(self, job: Callable[[Db], T], writes: bool, urgent: bool = False) -> T:
@@ -781,6 +785,15 @@ class AsyncpgRunner:
             await _within(self._command_timeout + 1, pool.close())
         except (Exception, asyncio.TimeoutError):
             pool.terminate()
+
+
+async def _session_unchanged(connection: Any) -> None:
+    """A pool's connection needs no reset when a job hands it back: asyncpg's default sends
+    ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`` on every release, a
+    round trip per transaction (one in seven of a trade's, measured), for session state that
+    no job leaves: the jobs take no session advisory lock, open no cursor, listen to nothing
+    and SET nothing (``lock_timeout`` is a startup setting of the connection). A transaction
+    still open is rolled back by asyncpg itself before this is called."""
 
 
 class _Reconnect(Exception):
