@@ -103,12 +103,114 @@ def write_change(
         sets += f", lease_expires_at = {expiry}"
         where += " AND owner = :owner"
         params.update(owner=lease.owner, **expiry_params)
-    if db.execute(f"UPDATE trades SET {sets} WHERE {where}", params) != 1:
+    trade = f"UPDATE trades SET {sets} WHERE {where}"
+    if db.alone:
+        written = write_in_one(db, trade, params, expected, change, now)
+    else:
+        written = db.execute(trade, params) == 1
+        if written:
+            write_facts(db, record.id, expected, change, now)
+    if not written:
         raise StaleTrade(
             f"trade {record.id} is no longer {expected.value} as last seen"
             + (f" under {lease.owner}" if lease else "")
         )
-    write_facts(db, record.id, expected, change, now)
+
+
+def in_one_statement(change: Change | None) -> bool:
+    """Whether ``write_in_one`` can write ``change``: not if it updates an order it inserts
+    (the parts of one statement do not see each other's rows)."""
+    if change is None or change.order_update is None:
+        return True
+    cid = change.order_update.client_order_id
+    new = [change.new_order, *(move.new_order for move in change.then)]
+    return all(o is None or o.client_order_id != cid for o in new)
+
+
+def write_in_one(
+    db: Db,
+    trade: str,
+    params: Params,
+    expected: TradeState,
+    change: Change | None,
+    now: datetime,
+    *journal_first: EventRecord,
+) -> bool:
+    """``trade`` (the INSERT or the compare-and-set UPDATE of the trade row ``params["id"]``)
+    and what ``write_facts`` writes after it, as one statement: PostgreSQL runs the parts of
+    a data-modifying WITH on one snapshot, all or nothing, and commits it by itself.
+
+    The orders and the journal rows are written only if the trade row was (``FROM t``), each
+    kind by one INSERT in the order given (``WITH ORDINALITY``: their ids keep the order a
+    read-back returns them in). An order update is made only if the trade row was, and the
+    trade row only if the order is there: a missing order is the same ``StoreError`` as in
+    ``update_order``, with nothing written. Whether the trade row was written (False: the
+    UPDATE matched no row; nothing was written)."""
+    assert in_one_statement(change), "an order the change inserts cannot be updated by it"
+    trade_id = params["id"]
+    p: Params = dict(params)
+    parts = [f"t AS ({trade} RETURNING id)"]
+    new = [] if change is None else [change.new_order, *(m.new_order for m in change.then)]
+    orders = [o for o in new if o is not None]
+    if orders:
+        parts.append(
+            "o AS (INSERT INTO orders (trade_id, leg, attempt, client_order_id,"
+            " exchange_order_id, symbol, venue, side, amount, status, filled, average, sends,"
+            " last_error, reference_price, limit_price, created_at, updated_at)"
+            " SELECT t.id, v.leg, v.attempt, v.cid, NULL, v.symbol, v.venue, v.side, v.amount,"
+            " :o_status, 0.0, NULL, 0, '', v.reference, v.limit_, :now, :now FROM t,"
+            " unnest(CAST(:o_leg AS text[]), CAST(:o_attempt AS integer[]),"
+            " CAST(:o_cid AS text[]), CAST(:o_symbol AS text[]), CAST(:o_venue AS text[]),"
+            " CAST(:o_side AS text[]), CAST(:o_amount AS float8[]),"
+            " CAST(:o_reference AS float8[]), CAST(:o_limit AS float8[])) WITH ORDINALITY"
+            " AS v(leg, attempt, cid, symbol, venue, side, amount, reference, limit_, n)"
+            " ORDER BY v.n)"
+        )
+        p.update(
+            o_status=OrderStatus.INTENT.value,
+            o_leg=[o.leg.value for o in orders],
+            o_attempt=[o.attempt for o in orders],
+            o_cid=[o.client_order_id for o in orders],
+            o_symbol=[o.symbol for o in orders],
+            o_venue=[o.venue for o in orders],
+            o_side=[o.side for o in orders],
+            o_amount=[o.amount for o in orders],
+            o_reference=[o.reference_price for o in orders],
+            o_limit=[o.limit_price for o in orders],
+            now=now,
+        )
+    found = "TRUE"
+    upd = None if change is None else change.order_update
+    if upd is not None:
+        sets, update = _order_update(trade_id, upd, now)
+        parts[0] = parts[0].replace(" RETURNING id)", f" AND {_ORDER_THERE} RETURNING id)")
+        parts.append(
+            f"u AS (UPDATE orders SET {sets} WHERE {_ORDER_MATCHES} AND EXISTS (SELECT 1 FROM t))"
+        )
+        p.update(update)
+        found = _ORDER_THERE
+    rows = [*journal_first, *(journal(trade_id, expected, change, now) if change else ())]
+    parts.append(
+        "j AS (INSERT INTO trade_events (trade_id, from_state, to_state, cause,"
+        " client_order_id, at) SELECT t.id, e.from_state, e.to_state, e.cause, e.cid, e.at"
+        " FROM t, unnest(CAST(:j_from AS text[]), CAST(:j_to AS text[]),"
+        " CAST(:j_cause AS text[]), CAST(:j_cid AS text[]), CAST(:j_at AS timestamptz[]))"
+        " WITH ORDINALITY AS e(from_state, to_state, cause, cid, at, n) ORDER BY e.n)"
+    )
+    p.update(
+        j_from=[r.from_state.value if r.from_state else None for r in rows],
+        j_to=[r.to_state.value for r in rows],
+        j_cause=[r.cause for r in rows],
+        j_cid=[r.client_order_id for r in rows],
+        j_at=[r.at for r in rows],
+    )
+    [(written, order_there)] = db.fetch_all(
+        f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM t), {found}", p
+    )
+    if not order_there:
+        assert upd is not None
+        raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+    return bool(written == 1)
 
 
 def write_facts(
@@ -181,7 +283,20 @@ def insert_order(db: Db, trade_id: str, order: OrderFacts, now: datetime) -> Non
     )
 
 
+_ORDER_MATCHES = "client_order_id = :cid AND trade_id = :trade_id"
+_ORDER_THERE = f"EXISTS (SELECT 1 FROM orders WHERE {_ORDER_MATCHES})"
+
+
 def update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> None:
+    sets, params = _order_update(trade_id, upd, now)
+    changed = db.execute(f"UPDATE orders SET {sets} WHERE {_ORDER_MATCHES}", params)
+    if changed != 1:
+        raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+
+
+def _order_update(trade_id: str, upd: OrderUpdate, now: datetime) -> tuple[str, Params]:
+    """The SET list of an order's update, and its parameters (the order's: ``:cid``,
+    ``:trade_id``)."""
     sets = ["status = :status", "updated_at = :now"]
     params: Params = {"cid": upd.client_order_id, "trade_id": trade_id}
     params.update(status=upd.status.value, now=now)
@@ -198,13 +313,7 @@ def update_order(db: Db, trade_id: str, upd: OrderUpdate, now: datetime) -> None
     if upd.add_sends:
         sets.append("sends = sends + :add_sends")
         params["add_sends"] = upd.add_sends
-    changed = db.execute(
-        f"UPDATE orders SET {', '.join(sets)} WHERE client_order_id = :cid"
-        " AND trade_id = :trade_id",
-        params,
-    )
-    if changed != 1:
-        raise StoreError(f"order {upd.client_order_id} of trade {trade_id} not found")
+    return ", ".join(sets), params
 
 
 def load(db: Db, where: str, params: Params) -> TradeRecord | None:

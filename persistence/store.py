@@ -160,14 +160,21 @@ class TradeStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _run(self, job: Callable[[Db], T], *, writes: bool = True, urgent: bool = False) -> T:
+    async def _run(
+        self,
+        job: Callable[[Db], T],
+        *,
+        writes: bool = True,
+        urgent: bool = False,
+        alone: bool = False,
+    ) -> T:
         """Run ``job`` in a transaction. The one place driver errors become ``StoreError``:
         a caller must not have to know two drivers' exception trees to tell "the database
         failed" (stop, send nothing, let recover resume) from its own bug."""
         if self._runner is None:
             raise StoreError("the trade store is not open (call await store.open())")
         try:
-            return await self._runner.run(job, writes, urgent)
+            return await self._runner.run(job, writes, urgent, alone)
         except (Conflict, StaleTrade, StoreError):
             raise
         except _DATABASE_ERRORS as exc:
@@ -184,10 +191,12 @@ class TradeStore:
                 "by recover"
             ) from exc
 
-    async def _run_leased(self, job: Callable[[Db], T], urgent: bool = False) -> tuple[T, float]:
+    async def _run_leased(
+        self, job: Callable[[Db], T], urgent: bool = False, alone: bool = False
+    ) -> tuple[T, float]:
         """``job``'s result, and when its transaction began (what a lease it wrote counts
         from)."""
-        return await self._run(lambda db: (job(db), db.began), urgent=urgent)
+        return await self._run(lambda db: (job(db), db.began), urgent=urgent, alone=alone)
 
     def lease_deadline(self, owner: str, trade_id: str) -> float:
         """The event loop's time until which ``owner`` surely holds ``trade_id``'s lease,
@@ -240,35 +249,39 @@ class TradeStore:
             # The row goes in as the first step leaves it (the step is journaled all the same):
             # a compare-and-set on a row this transaction just wrote could not fail.
             expiry, expiry_params = sql.lease_expiry(db, lease)
-            db.execute(
+            row = (
                 "INSERT INTO trades (id, signal_id, inflight_key, pair_x, side_x, amount_x,"
                 " pair_y, side_y, hedge_ratio, venue_x, venue_y, price_x, closes, state, reason,"
                 " version, owner, lease_expires_at, created_at, updated_at) VALUES (:id,"
                 " :signal_id, :inflight_key, :pair_x, :side_x, :amount_x, :pair_y, :side_y,"
                 " :hedge_ratio, :venue_x, :venue_y, :price_x, :closes, :state, :reason,"
-                f" :version, :owner, {expiry}, :now, :now)",
-                {
-                    "id": pending.id,
-                    "signal_id": request.signal_id,
-                    "inflight_key": request.inflight_key,  # refuses a duplicate in flight
-                    "pair_x": request.pair_x,
-                    "side_x": request.side_x,
-                    "amount_x": request.amount_x,
-                    "pair_y": request.pair_y,
-                    "side_y": request.side_y,
-                    "hedge_ratio": request.hedge_ratio,
-                    "venue_x": request.venue_x,
-                    "venue_y": request.venue_y,
-                    "price_x": request.price_x,
-                    "closes": request.closes,
-                    "state": record.state.value,
-                    "reason": record.reason,
-                    "version": record.version,
-                    "owner": lease.owner if lease else None,
-                    "now": now,
-                    **expiry_params,
-                },
+                f" :version, :owner, {expiry}, :now, :now)"
             )
+            values: Params = {
+                "id": pending.id,
+                "signal_id": request.signal_id,
+                "inflight_key": request.inflight_key,  # refuses a duplicate in flight
+                "pair_x": request.pair_x,
+                "side_x": request.side_x,
+                "amount_x": request.amount_x,
+                "pair_y": request.pair_y,
+                "side_y": request.side_y,
+                "hedge_ratio": request.hedge_ratio,
+                "venue_x": request.venue_x,
+                "venue_y": request.venue_y,
+                "price_x": request.price_x,
+                "closes": request.closes,
+                "state": record.state.value,
+                "reason": record.reason,
+                "version": record.version,
+                "owner": lease.owner if lease else None,
+                "now": now,
+                **expiry_params,
+            }
+            if db.alone:
+                sql.write_in_one(db, row, values, TradeState.PENDING, change, now, accepted)
+                return
+            db.execute(row, values)
             if change is None:
                 db.execute_many(sql.JOURNAL_SQL, [sql.journal_row(accepted)])
                 return
@@ -278,8 +291,12 @@ class TradeStore:
                 )
             sql.write_facts(db, pending.id, TradeState.PENDING, change, now, accepted)
 
+        # Alone (one statement, on PostgreSQL) unless the first step ends the trade: then the
+        # row goes in with its in-flight key, which refuses a duplicate, and a second statement
+        # clears it (a statement cannot update a row it inserts).
+        alone = record.state not in TERMINAL_STATES and sql.in_one_statement(change)
         try:
-            _, began = await self._run_leased(insert)
+            _, began = await self._run_leased(insert, alone=alone)
         except Conflict as exc:
             if not any(key in str(exc) for key in DUPLICATE_KEYS):
                 raise StoreError(f"the database refused trade {pending.id}: {exc}") from exc
@@ -343,6 +360,7 @@ class TradeStore:
             _, began = await self._run_leased(
                 lambda db: sql.write_change(db, record, change, updated, lease, now),
                 urgent=hedges(record, change),  # leg A is unhedged until it is durable
+                alone=sql.in_one_statement(change),
             )
         except StaleTrade:
             if lease is not None:
