@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -211,6 +212,8 @@ class ExecutionEngine:
             await self.store.open()
             self._owns_store = True
         self._started = True
+        if self.config.freeze_startup_heap:
+            _freeze_startup_heap()
         self._heartbeat = asyncio.create_task(self._renew_leases(), name="pairexec-leases")
         if not self.store.crash_safe:
             log.warning("in-memory trade store: trades will not survive a crash or restart")
@@ -986,3 +989,16 @@ def _outcome(record: TradeRecord, reason: str) -> TradeOutcome:
         fees=fee_totals(record.orders),
         closes=record.request.closes,
     )
+
+
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """``EngineConfig.freeze_startup_heap``: once per process, whatever the engines."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()  # what is garbage now is freed, not frozen
+    gc.freeze()
