@@ -767,7 +767,10 @@ class AsyncpgRunner:
         connection = await self._acquire()
         try:
             return await greenlet_spawn(job, PgDb(connection, began, alone=True))
-        except asyncpg.InterfaceError as exc:  # raised before anything went to the server
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+            if _dying(exc):  # asyncpg refused it before anything went to the server
+                _drop(connection)
+                raise _Reconnect(exc) from exc
             if not _is_disconnect(exc):
                 raise
             raise _Reconnect(exc) from exc
@@ -796,9 +799,15 @@ class AsyncpgRunner:
             committing = True
             await transaction.commit()  # a failure here: unknown whether it committed
             return result
-        except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError) as exc:
-            if committing or not _is_disconnect(exc):
+        except (
+            asyncpg.ConnectionDoesNotExistError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ) as exc:
+            if committing or not (_is_disconnect(exc) or _dying(exc)):
                 raise
+            if _dying(exc):
+                _drop(connection)
             raise _Reconnect(exc) from exc  # dead before COMMIT: nothing of it was written
         finally:
             await self._release(connection)
@@ -870,6 +879,16 @@ def _is_disconnect(exc: BaseException) -> bool:
     import asyncpg
 
     return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or "closed" in str(exc)
+
+
+def _dying(exc: BaseException) -> bool:
+    """asyncpg refused to start an operation, before sending it, because the connection is
+    still taking in an error the server sent unasked: a backend terminated while the
+    connection sat idle in the pool (its FATAL came in, the close not yet). The connection is
+    no use any more, and nothing of the operation reached the server."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.InternalClientError) and "cannot switch to state" in str(exc)
 
 
 class Runner(Protocol):

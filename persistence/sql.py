@@ -136,7 +136,8 @@ def write_in_one(
     now: datetime,
     *journal_first: EventRecord,
 ) -> bool:
-    """``trade`` (the INSERT or the compare-and-set UPDATE of the trade row ``params["id"]``)
+    """``trade`` (the INSERT, or the compare-and-set UPDATE when ``change`` updates an order,
+    of the trade row ``params["id"]``)
     and what ``write_facts`` writes after it, as one statement: PostgreSQL runs the parts of
     a data-modifying WITH on one snapshot, all or nothing, and commits it by itself.
 
@@ -149,7 +150,9 @@ def write_in_one(
     assert in_one_statement(change), "an order the change inserts cannot be updated by it"
     trade_id = params["id"]
     p: Params = dict(params)
-    parts = [f"t AS ({trade} RETURNING id)"]
+    upd = None if change is None else change.order_update
+    guard = "" if upd is None else f" AND {_ORDER_THERE}"  # (an UPDATE's WHERE goes on)
+    parts = [f"t AS ({trade}{guard} RETURNING id)"]
     new = [] if change is None else [change.new_order, *(m.new_order for m in change.then)]
     orders = [o for o in new if o is not None]
     if orders:
@@ -180,10 +183,8 @@ def write_in_one(
             now=now,
         )
     found = "TRUE"
-    upd = None if change is None else change.order_update
     if upd is not None:
         sets, update = _order_update(trade_id, upd, now)
-        parts[0] = parts[0].replace(" RETURNING id)", f" AND {_ORDER_THERE} RETURNING id)")
         parts.append(
             f"u AS (UPDATE orders SET {sets} WHERE {_ORDER_MATCHES} AND EXISTS (SELECT 1 FROM t))"
         )

@@ -42,6 +42,7 @@ from pairexec.fsm.model import (
     after,
     creation_journal,
     hedges,
+    same_facts,
     utc_now,
 )
 from pairexec.fsm.ports import StaleTrade, StoreError
@@ -295,14 +296,40 @@ class TradeStore:
         # row goes in with its in-flight key, which refuses a duplicate, and a second statement
         # clears it (a statement cannot update a row it inserts).
         alone = record.state not in TERMINAL_STATES and sql.in_one_statement(change)
+        sent = asyncio.get_running_loop().time()
         try:
-            _, began = await self._run_leased(insert, alone=alone)
+            try:
+                _, began = await self._run_leased(insert, alone=alone)
+            except StoreError as failed:
+                if not alone:
+                    raise
+                # One statement whose outcome is unknown (its connection was lost under it,
+                # a timeout). The trade's id is ours, so the database can say whether it
+                # went in; if not, it is written again in a transaction, which survives a
+                # connection found dead before its COMMIT (a backend killed while idle).
+                if await self._went_in(record, failed):
+                    self._held(lease, [record.id], sent)
+                    return record
+                _, began = await self._run_leased(insert)
         except Conflict as exc:
             if not any(key in str(exc) for key in DUPLICATE_KEYS):
                 raise StoreError(f"the database refused trade {pending.id}: {exc}") from exc
             return await self._duplicate_of(request)
         self._held(lease, [record.id], began)
         return record
+
+    async def _went_in(self, record: TradeRecord, failed: StoreError) -> bool:
+        """Whether the new trade ``record`` is stored as written; ``failed`` (the write's
+        error) if the database cannot say, or holds something else under its id."""
+        try:
+            stored = (await self.load_many([record.id])).get(record.id)
+        except StoreError:
+            raise failed from failed.__cause__  # (the driver's error on the write)
+        if stored is None:
+            return False
+        if not same_facts(stored, record):
+            raise failed
+        return True
 
     async def _duplicate_of(self, request: PairTradeRequest) -> Duplicate:
         def find(db: Db) -> Duplicate:

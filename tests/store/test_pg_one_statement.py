@@ -24,7 +24,7 @@ from pairexec.fsm.ports import StoreError
 from pairexec.fsm.request import PairTradeRequest
 from pairexec.fsm.states import TradeState
 from pairexec.persistence import TradeStore
-from pairexec.persistence.db import Db
+from pairexec.persistence.db import AsyncpgRunner, Db
 
 _SENDERS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 
@@ -137,3 +137,59 @@ async def test_a_job_outside_a_transaction_cannot_send_a_second_statement(
         with pytest.raises(StoreError, match="second statement"):
             await runner.run(two, writes=True, alone=True)
         assert sent == ["UPDATE trades"]
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["reply lost", "never ran"])
+async def test_a_new_trade_whose_one_statement_failed_unknown_is_read_back_or_written_again(
+    pg_db: str, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    """A connection lost under the statement (a backend killed while it ran) leaves it
+    unknown whether it committed; the new trade's id is ours, so the store asks, and writes
+    it again (in a transaction) only if it is not there."""
+    lost = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    real = AsyncpgRunner._alone
+    failures: list[bool] = []
+
+    async def alone_once(self: AsyncpgRunner, job: Any, began: float) -> Any:
+        if not failures:
+            failures.append(committed)
+            if committed:
+                await real(self, job, began)
+            raise lost
+        return await real(self, job, began)
+
+    monkeypatch.setattr(AsyncpgRunner, "_alone", alone_once)
+    request = PairTradeRequest("BTC/USDT", "buy", 1.0, "ETH/USDT", "sell").validated()
+    async with TradeStore(pg_db) as store:
+        created = await store.create_trade(request)
+        assert failures == [committed]
+        assert isinstance(created, TradeRecord)
+        assert await store.list_trades() == [created]  # once, as written
+        assert [e.cause for e in await store.events(created.id)] == ["trade accepted"]
+
+
+async def test_a_connection_still_taking_in_a_servers_error_is_dropped_and_the_write_retried(
+    pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend terminated while its connection sat idle: its FATAL is being read, the close
+    not yet, and asyncpg refuses the next operation before sending it (seen under load in
+    test_store_faults). Nothing reached the server: the write goes again on a new connection,
+    and the refused one is not handed back to the pool."""
+    real = asyncpg.connection.Connection.fetch
+    refused: list[Any] = []
+
+    async def fetch(self: Any, query: str, *args: Any, **kw: Any) -> Any:
+        if query.startswith("WITH t") and not refused:
+            refused.append(self)
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 11; another operation (2) is in progress"
+            )
+        return await real(self, query, *args, **kw)
+
+    request = PairTradeRequest("BTC/USDT", "buy", 1.0, "ETH/USDT", "sell").validated()
+    async with TradeStore(pg_db) as store:
+        monkeypatch.setattr(asyncpg.connection.Connection, "fetch", fetch)
+        created = await store.create_trade(request)
+        assert isinstance(created, TradeRecord) and len(refused) == 1
+        assert refused[0].is_closed()
+        assert await store.list_trades() == [created]
