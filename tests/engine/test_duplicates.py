@@ -38,8 +38,10 @@ async def test_concurrent_same_signal_id_executes_once(engine, exchange: FakeExc
 
 
 async def test_different_pairs_run_concurrently(engine, exchange: FakeExchange):
-    """No global lock: with 20 ms per call, 5 trades on 5 pairs overlap their leg A sends."""
-    exchange.latency = 0.02
+    """No global lock: with 250 ms per call, 5 trades on 5 pairs overlap their leg A sends.
+    (Not 20 ms: on PostgreSQL the pool opens a connection for each trade at once, 30-100 ms
+    under load, and the first trade's leg B could go before the fifth trade's leg A.)"""
+    exchange.latency = 0.25
     requests = [
         PairTradeRequest(f"X{i}/USDT", "buy", 1.0, f"Y{i}/USDT", "sell", 1.0) for i in range(5)
     ]
