@@ -102,9 +102,9 @@ class EngineConfig:
 
     Why: a full collection scans them all with the event loop stopped, 90-160 ms on a small
     machine, and one that lands inside a trade's unhedged window is that window (measured:
-    200 trades at once on SQLite, p99 218 -> 121 ms). The cost: the start pays one full
-    collection, and a reference cycle among those objects that becomes garbage later is
-    never freed (reference counting still frees everything else)."""
+    200 trades at once on SQLite, p99 222 / 261 -> 155 / 122 ms in two runs). The cost: the
+    start pays one full collection, and a reference cycle among those objects that becomes
+    garbage later is never freed (reference counting still frees everything else)."""
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -310,7 +310,15 @@ class TradeStore:
                 if await self._went_in(record, failed):
                     self._held(lease, [record.id], sent)
                     return record
-                _, began = await self._run_leased(insert)
+                try:
+                    _, began = await self._run_leased(insert)
+                except Conflict:
+                    # The first statement may have been running still when we looked, and
+                    # committed since: then the second meets our own id.
+                    if await self._went_in(record, failed):
+                        self._held(lease, [record.id], sent)
+                        return record
+                    raise
         except Conflict as exc:
             if not any(key in str(exc) for key in DUPLICATE_KEYS):
                 raise StoreError(f"the database refused trade {pending.id}: {exc}") from exc

@@ -193,3 +193,30 @@ async def test_a_connection_still_taking_in_a_servers_error_is_dropped_and_the_w
         assert isinstance(created, TradeRecord) and len(refused) == 1
         assert refused[0].is_closed()
         assert await store.list_trades() == [created]
+
+
+async def test_a_new_trade_that_committed_after_the_look_is_not_refused(
+    pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lost statement was still running when the store looked (absent), and committed
+    before the write again: that one meets our own id, and the trade is ours, not refused."""
+    lost = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    real_alone, real_load = AsyncpgRunner._alone, TradeStore.load_many
+    looks: list[int] = []
+
+    async def alone(self: AsyncpgRunner, job: Any, began: float) -> Any:
+        await real_alone(self, job, began)  # commits...
+        raise lost  # ...its reply lost
+
+    async def load_many(self: TradeStore, ids: Any) -> Any:
+        looks.append(len(ids))
+        return {} if len(looks) == 1 else await real_load(self, ids)  # the first look: too early
+
+    monkeypatch.setattr(AsyncpgRunner, "_alone", alone)
+    monkeypatch.setattr(TradeStore, "load_many", load_many)
+    request = PairTradeRequest("BTC/USDT", "buy", 1.0, "ETH/USDT", "sell").validated()
+    async with TradeStore(pg_db) as store:
+        created = await store.create_trade(request)
+        assert isinstance(created, TradeRecord) and looks == [1, 1]
+        monkeypatch.setattr(TradeStore, "load_many", real_load)
+        assert await store.list_trades() == [created]
